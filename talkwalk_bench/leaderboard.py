@@ -1,0 +1,267 @@
+"""Result files -> leaderboards (Markdown, CSV, JSON, self-contained HTML).
+
+Rows are systems, one table per task. Seeds of the same system are averaged
+(the CI shown is then the spread of seed means, reported with the seed
+count). Oracle systems are shown apart and never ranked. A row whose main
+score is not significantly different from the best (paired bootstrap over
+the same episodes) is marked with ``≈``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from talkwalk_bench.errors import ResultFileError
+from talkwalk_bench.metrics.stats import mean_ci, paired_significant
+from talkwalk_bench.results import Result, episodes_path, lower_is_better, read_episodes, read_result
+
+
+@dataclass
+class Row:
+    system: str
+    oracle: bool
+    seeds: list[int]
+    metrics: dict[str, dict[str, Any]]
+    results: list[tuple[Path, Result]] = field(default_factory=list)
+    rank: int | None = None
+    tied_with_best: bool = False
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Board:
+    task: str
+    main_score: str
+    metric_names: list[str]
+    rows: list[Row]
+    dataset: str
+    protocol: dict[str, Any]
+    versions: dict[str, Any]
+
+
+def collect(paths: list[Path]) -> tuple[list[tuple[Path, Result]], list[str]]:
+    """Expand folders, read and validate every result; errors stop with the file named."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*.json") if not f.name.startswith(".")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise ResultFileError(f"{p}: no such result file or folder")
+    results, skipped = [], []
+    for f in files:
+        r = read_result(f)
+        if r.status != "success":
+            skipped.append(f"{f}: status {r.status}" + (f" ({r.error})" if r.error else ""))
+            continue
+        results.append((f, r))
+    return results, skipped
+
+
+def _variant_name(r: Result) -> str:
+    return r.system.name
+
+
+def build(results: list[tuple[Path, Result]]) -> list[Board]:
+    by_task: dict[tuple[str, str], list[tuple[Path, Result]]] = defaultdict(list)
+    for f, r in results:
+        by_task[(r.task.name, r.dataset.name)].append((f, r))
+    boards = []
+    for (task, dataset), items in sorted(by_task.items()):
+        main = items[0][1].task.main_score
+        names: list[str] = []
+        by_sys: dict[str, list[tuple[Path, Result]]] = defaultdict(list)
+        for f, r in items:
+            by_sys[_variant_name(r)].append((f, r))
+            for m in r.metrics:
+                if m not in names:
+                    names.append(m)
+        rows = []
+        for name, runs in by_sys.items():
+            runs.sort(key=lambda fr: fr[1].seed)
+            rows.append(Row(system=name, oracle=any(r.system.oracle for _, r in runs), seeds=[r.seed for _, r in runs],
+                            metrics=_combine(runs, names), results=runs, args=runs[0][1].system.args))
+        _rank(rows, main)
+        latest = max(items, key=lambda fr: fr[1].created_at)[1]
+        boards.append(Board(task=task, main_score=main, metric_names=names, rows=rows, dataset=dataset,
+                            protocol=latest.protocol, versions=latest.env.get("packages", {})))
+    return boards
+
+
+def _combine(runs: list[tuple[Path, Result]], names: list[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for m in names:
+        entries = [r.metrics[m] for _, r in runs if m in r.metrics]
+        vals = [e.value for e in entries if e.value is not None]
+        if not vals:
+            reason = next((e.reason for e in entries if e.reason), "not reported")
+            out[m] = {"value": None, "reason": reason}
+            continue
+        if len(vals) == 1:
+            e = next(e for e in entries if e.value is not None)
+            out[m] = {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "seeds": 1, "chance": e.chance}
+        else:
+            est = mean_ci(vals)
+            out[m] = {"value": float(np.mean(vals)), "ci_low": est.ci_low, "ci_high": est.ci_high,
+                      "n": int(np.mean([e.n for e in entries])), "seeds": len(vals), "chance": entries[0].chance}
+    return out
+
+
+def _episode_values(path: Path, r: Result, metric: str) -> dict[str, float]:
+    out = {}
+    for rec in read_episodes(episodes_path(path)):
+        v = rec.get("metrics", {}).get(metric)
+        if rec.get("status") == "ok" and v is not None:
+            out[rec["episode"]] = float(v)
+    return out
+
+
+def _rank(rows: list[Row], main: str) -> None:
+    sign = -1.0 if lower_is_better(main) else 1.0
+    ranked = [r for r in rows if not r.oracle and r.metrics.get(main, {}).get("value") is not None]
+    ranked.sort(key=lambda r: -sign * r.metrics[main]["value"])
+    for i, r in enumerate(ranked, start=1):
+        r.rank = i
+    rows.sort(key=lambda r: (r.oracle, r.rank if r.rank is not None else 10**9, r.system))
+    if len(ranked) < 2:
+        return
+    best = ranked[0]
+    bp, br = best.results[0]
+    best_vals = _episode_values(bp, br, main)
+    for r in ranked[1:]:
+        p, res = next(((p, x) for p, x in r.results if x.seed == br.seed), r.results[0])
+        vals = _episode_values(p, res, main)
+        common = sorted(set(best_vals) & set(vals))
+        if len(common) >= 2:
+            a = [best_vals[e] for e in common]
+            b = [vals[e] for e in common]
+            r.tied_with_best = not paired_significant(a, b)
+
+
+def _fmt(m: dict[str, Any] | None, ci: bool = True) -> str:
+    if not m or m.get("value") is None:
+        return "n/a"
+    v = f"{m['value']:.4f}"
+    if ci and m.get("ci_low") is not None and m.get("ci_high") is not None and m["ci_low"] != m["ci_high"]:
+        v += f" [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+    return v
+
+
+def _columns(board: Board, max_cols: int = 8) -> list[str]:
+    cols = [board.main_score] + [m for m in board.metric_names if m != board.main_score]
+    return cols[:max_cols]
+
+
+def to_markdown(boards: list[Board], *, all_metrics: bool = False) -> str:
+    out = []
+    for b in boards:
+        cols = _columns(b, 10**6 if all_metrics else 8)
+        out.append(f"## {b.task} ({b.dataset})\n")
+        out.append(f"Main score: **{b.main_score}** (mean [95 % CI]); n = episodes per seed. `≈`: not significantly different from the best (paired bootstrap). Oracle rows are ceilings and are not ranked.\n")
+        out.append("| rank | system | seeds | n | " + " | ".join(cols) + " |")
+        out.append("|---|---|---|---|" + "---|" * len(cols))
+        for r in b.rows:
+            rank = "oracle" if r.oracle else (str(r.rank) if r.rank else "-")
+            mark = " ≈" if r.tied_with_best else ""
+            n = r.metrics.get(b.main_score, {}).get("n", "")
+            cells = [_fmt(r.metrics.get(c)) for c in cols]
+            out.append(f"| {rank} | {r.system}{mark} | {len(r.seeds)} | {n} | " + " | ".join(cells) + " |")
+        na = {c: r.metrics[c]["reason"] for r in b.rows for c in cols if r.metrics.get(c, {}).get("value") is None and r.metrics.get(c, {}).get("reason")}
+        for c, reason in na.items():
+            out.append(f"\nn/a in {c}: {reason}")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_rows(boards: list[Board]) -> list[dict[str, Any]]:
+    rows = []
+    for b in boards:
+        for r in b.rows:
+            for m in b.metric_names:
+                e = r.metrics.get(m, {})
+                rows.append({"task": b.task, "dataset": b.dataset, "system": r.system, "oracle": r.oracle, "rank": r.rank,
+                             "seeds": len(r.seeds), "metric": m, "value": e.get("value"), "ci_low": e.get("ci_low"),
+                             "ci_high": e.get("ci_high"), "n": e.get("n"), "reason": e.get("reason"),
+                             "main": m == b.main_score, "tied_with_best": r.tied_with_best if m == b.main_score else None})
+    return rows
+
+
+def to_csv(boards: list[Board]) -> str:
+    buf = io.StringIO()
+    rows = to_rows(boards)
+    fields = ["task", "dataset", "system", "oracle", "rank", "seeds", "metric", "value", "ci_low", "ci_high", "n", "reason", "main", "tied_with_best"]
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def to_json(boards: list[Board]) -> str:
+    data = [{"task": b.task, "dataset": b.dataset, "main_score": b.main_score, "protocol": b.protocol, "versions": b.versions,
+             "rows": [{"system": r.system, "oracle": r.oracle, "rank": r.rank, "seeds": r.seeds, "tied_with_best": r.tied_with_best,
+                       "args": r.args, "metrics": r.metrics} for r in b.rows]} for b in boards]
+    return json.dumps(data, indent=2) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;font-size:.85rem}th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:right}
+th{background:#f4f4f4;cursor:pointer;user-select:none}td.s{text-align:left}tr.oracle{background:#fff7e0;font-style:italic}
+.bar{position:relative;height:6px;background:#eee;margin-top:2px}.bar span{position:absolute;height:6px;background:#4a7bd0}
+.bar i{position:absolute;top:-2px;width:2px;height:10px;background:#000}small{color:#666}
+"""
+_JS = """
+document.querySelectorAll('table.lb').forEach(t=>{t.querySelectorAll('th').forEach((th,i)=>{th.addEventListener('click',()=>{
+const body=t.tBodies[0];const rows=[...body.rows].filter(r=>!r.classList.contains('oracle'));const orc=[...body.rows].filter(r=>r.classList.contains('oracle'));
+const dir=th.dataset.dir==='desc'?'asc':'desc';th.dataset.dir=dir;
+rows.sort((a,b)=>{const x=a.cells[i].dataset.v,y=b.cells[i].dataset.v;const fx=parseFloat(x),fy=parseFloat(y);
+let c=(isNaN(fx)||isNaN(fy))?String(x).localeCompare(String(y)):fx-fy;return dir==='asc'?c:-c;});
+rows.concat(orc).forEach(r=>body.appendChild(r));});});});
+"""
+
+
+def to_html(boards: list[Board], title: str = "talkwalk-bench leaderboard") -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1><p><small>Mean with 95 % bootstrap CI (bars); ≈ marks rows not significantly different from the best on the main score. Oracle rows are ceilings, never ranked. Click a header to sort.</small></p>"]
+    for b in boards:
+        cols = _columns(b, 12)
+        parts.append(f"<h2>{html.escape(b.task)} <small>({html.escape(b.dataset)}, main score {html.escape(b.main_score)})</small></h2>")
+        parts.append("<table class='lb'><thead><tr><th>rank</th><th>system</th><th>seeds</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr></thead><tbody>")
+        for r in b.rows:
+            cls = " class='oracle'" if r.oracle else ""
+            rank = "oracle" if r.oracle else (r.rank or "-")
+            cells = [f"<td data-v='{r.rank if r.rank else 1e9}'>{rank}</td>",
+                     f"<td class='s' data-v='{html.escape(r.system)}'>{html.escape(r.system)}{' ≈' if r.tied_with_best else ''}</td>",
+                     f"<td data-v='{len(r.seeds)}'>{len(r.seeds)}</td>"]
+            for c in cols:
+                m = r.metrics.get(c)
+                if not m or m.get("value") is None:
+                    reason = html.escape((m or {}).get("reason") or "not reported")
+                    cells.append(f"<td data-v='' title='{reason}'>n/a</td>")
+                    continue
+                v, lo, hi = m["value"], m.get("ci_low"), m.get("ci_high")
+                bar = ""
+                if lo is not None and hi is not None and max(abs(hi), abs(v)) <= 1.0 and lo >= 0:
+                    bar = f"<div class='bar'><span style='left:{lo*100:.1f}%;width:{max(0.5,(hi-lo)*100):.1f}%'></span><i style='left:{v*100:.1f}%'></i></div>"
+                ci = f" <small>[{lo:.4f}, {hi:.4f}]</small>" if lo is not None and hi is not None and lo != hi else ""
+                cells.append(f"<td data-v='{v}'>{v:.4f}{ci}{bar}</td>")
+            parts.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+        parts.append("</tbody></table>")
+        proto = "; ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in b.protocol.items())
+        vers = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in sorted(b.versions.items()))
+        parts.append(f"<p><small>Protocol: {proto}<br>Versions: {vers}</small></p>")
+    parts.append(f"<script>{_JS}</script></body></html>")
+    return "\n".join(parts)
+
+
+FORMATS = {"md": to_markdown, "csv": to_csv, "json": to_json, "html": to_html}

@@ -1,0 +1,177 @@
+"""Systems, task families and datasets by name.
+
+Built-in systems live in the ``systems`` package and register with
+``@register_system``; third-party packages add theirs through the entry-point
+group ``talkwalk_bench.systems``. A factory keeps its heavy imports (torch,
+recbole, faiss, transformers) inside its body, so listing names stays instant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from talkwalk_bench.errors import BenchError, UnknownNameError
+
+T = TypeVar("T")
+ENTRY_POINT_GROUP = "talkwalk_bench.systems"
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+@dataclass
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    description: str = ""
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """Name -> object, with a helpful error for unknown names."""
+
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+        self._loader = loader
+        self._loaded = False
+
+    def add(self, name: str, obj: T, description: str = "", **tags: Any) -> None:
+        if name in self._entries and self._entries[name].obj is not obj:
+            raise BenchError(f"{self.kind} '{name}' is registered twice; rename one of them")
+        self._entries[name] = Entry(name, obj, description, dict(tags))
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded and self._loader is not None:
+            self._loaded = True
+            self._loader()
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._entries)
+
+    def entries(self) -> Iterator[Entry[T]]:
+        self._ensure_loaded()
+        for name in sorted(self._entries):
+            yield self._entries[name]
+
+    def entry(self, name: str) -> Entry[T]:
+        self._ensure_loaded()
+        try:
+            return self._entries[name]
+        except KeyError:
+            names = sorted(self._entries)
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}'.{did_you_mean(name, names)} "
+                f"Known {self.kind}s: {', '.join(names) or '(none)'}"
+            ) from None
+
+    def get(self, name: str) -> T:
+        return self.entry(name).obj
+
+    def __contains__(self, name: str) -> bool:
+        self._ensure_loaded()
+        return name in self._entries
+
+
+def _load_systems() -> None:
+    try:
+        import systems as builtin
+    except ImportError:  # harness installed without the reference systems
+        builtin = None
+    if builtin is not None:
+        for info in pkgutil.iter_modules(builtin.__path__, prefix="systems."):
+            importlib.import_module(info.name)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in SYSTEMS._entries:
+            continue
+        try:
+            factory = ep.load()
+        except Exception as exc:  # a broken plugin must not hide the others
+            SYSTEMS.add(ep.name, _broken_factory(ep.name, ep.value, exc), "failed to load")
+            continue
+        if ep.name not in SYSTEMS._entries:
+            SYSTEMS.add(ep.name, factory, (factory.__doc__ or "").strip().split("\n")[0])
+
+
+def _broken_factory(name: str, target: str, exc: Exception) -> Callable[..., Any]:
+    def factory(**_: Any) -> Any:
+        raise BenchError(
+            f"system '{name}' (entry point {target}) failed to import: {exc}; "
+            "reinstall the package that provides it"
+        )
+
+    return factory
+
+
+SYSTEMS: Registry[Callable[..., Any]] = Registry("system", _load_systems)
+
+
+def register_system(
+    name: str, *, description: str = "", oracle: bool = False, **tags: Any
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Register a factory ``f(**args) -> Recommender`` under ``name``.
+
+    The factory's keyword defaults are the system's documented arguments; they
+    and any overrides are written into every result.
+    """
+
+    def deco(factory: Callable[..., T]) -> Callable[..., T]:
+        doc = description or (factory.__doc__ or "").strip().split("\n")[0]
+        SYSTEMS.add(name, factory, doc, oracle=oracle, **tags)
+        return factory
+
+    return deco
+
+
+def system_defaults(name: str) -> dict[str, Any]:
+    """The documented arguments of a system's factory, with their defaults."""
+    factory = SYSTEMS.get(name)
+    out: dict[str, Any] = {}
+    for p in inspect.signature(factory).parameters.values():
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    return out
+
+
+def resolve_system_args(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``-S key=value`` overrides into the defaults, rejecting unknown keys."""
+    factory = SYSTEMS.get(name)
+    params = inspect.signature(factory).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    args = system_defaults(name)
+    for key, value in overrides.items():
+        if key not in args and not accepts_any:
+            known = sorted(args)
+            raise BenchError(
+                f"system '{name}' has no argument '{key}'.{did_you_mean(key, known)} "
+                f"Its arguments: {', '.join(known) or '(none)'}"
+            )
+        args[key] = value
+    return args
+
+
+def build_system(name: str, overrides: Mapping[str, Any] | None = None) -> tuple[Any, dict]:
+    """Build a system by name; returns (system, the full argument dict used)."""
+    args = resolve_system_args(name, overrides or {})
+    factory = SYSTEMS.get(name)
+    system = factory(**args)
+    for attr in ("meta", "fit", "recommend"):
+        if not hasattr(system, attr):
+            raise BenchError(
+                f"system '{name}' does not implement the Recommender protocol (missing '{attr}')"
+            )
+    return system, args
+
+
+def is_oracle(name: str) -> bool:
+    return bool(SYSTEMS.entry(name).tags.get("oracle"))

@@ -1,0 +1,232 @@
+"""Versioned result files: one JSON per run plus a JSONL of per-episode records.
+
+The schema version is the first field of every result. Writes are atomic
+(temporary file + rename), so a crash never leaves a half-written result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from talkwalk_bench.errors import BenchError, ResultFileError
+from talkwalk_bench.yamlio import first_error
+
+SCHEMA_VERSION = 1
+# Metrics where smaller is better: the gate and the leaderboard read them reversed.
+LOWER_IS_BETTER_PREFIXES = ("latency", "turns_to_satisfaction", "Gini", "popularity_bias", "invalid", "duplicate", "copy")
+TRACKED_PACKAGES = ("talkwalk-bench", "numpy", "scipy", "pandas", "torch", "recbole", "faiss-cpu", "transformers", "sentence-transformers", "peft", "openai")
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.startswith(LOWER_IS_BETTER_PREFIXES)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricEntry(Strict):
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+    reason: str | None = None  # why the value is n/a
+    chance: float | None = None  # the metric's value for a system that ignores the request
+
+
+class SystemInfo(Strict):
+    name: str
+    version: str = "0"
+    args: dict[str, Any] = Field(default_factory=dict)
+    capabilities: list[str] = Field(default_factory=list)
+    oracle: bool = False
+
+
+class TaskInfo(Strict):
+    name: str
+    version: int
+    family: str
+    spec_hash: str
+    main_score: str
+    spec_path: str | None = None
+
+
+class DatasetInfo(Strict):
+    name: str
+    fingerprint: str
+    n_users: int
+    n_items: int
+    n_interactions: int
+    path: str | None = None
+
+
+class Result(Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    status: Literal["started", "success", "error"]
+    error: str | None = None
+    run_id: str
+    created_at: str
+    finished_at: str | None = None
+    system: SystemInfo
+    task: TaskInfo
+    dataset: DatasetInfo
+    protocol: dict[str, Any]
+    seed: int
+    env: dict[str, Any]
+    metrics: dict[str, MetricEntry] = Field(default_factory=dict)
+    n_episodes: int = 0
+    n_failed: int = 0
+    episodes_file: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+    def main_value(self) -> float | None:
+        m = self.metrics.get(self.task.main_score)
+        return m.value if m else None
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_revision() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        rev = out.stdout.strip()
+        if out.returncode != 0 or not rev:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        return rev + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    pkgs = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            pkgs[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "packages": pkgs,
+        "git_revision": git_revision(),
+    }
+
+
+def episodes_path(result_path: Path) -> Path:
+    return result_path.with_name(result_path.stem + ".episodes.jsonl")
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, before any training, if the output cannot be written."""
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BenchError(f"{path}: output is not writable ({exc.strerror or exc}); choose another --output") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_result(path: Path, result: Result) -> None:
+    atomic_write_text(path, result.model_dump_json(indent=2) + "\n")
+
+
+def read_result(path: str | Path) -> Result:
+    """Read and validate a result; a one-line error names the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultFileError(f"{path}: result file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultFileError(f"{path}: cannot read result ({exc}); is it a result JSON?") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultFileError(f"{path}: corrupt result (invalid JSON at line {exc.lineno}, column {exc.colno}); rerun to regenerate it") from None
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{path}: not a result file (top level is {type(data).__name__}, expected an object)")
+    sv = data.get("schema_version")
+    if sv != SCHEMA_VERSION:
+        raise ResultFileError(
+            f"{path}: schema_version is {sv!r}, this talkwalk-bench reads version {SCHEMA_VERSION}; "
+            "rerun the task with this version to regenerate the result"
+        )
+    try:
+        return Result.model_validate(data)
+    except ValidationError as exc:
+        raise ResultFileError(f"{path}: invalid result: {first_error(exc)}; rerun to regenerate it") from None
+
+
+def read_episodes(path: Path) -> list[dict[str, Any]]:
+    """Per-episode records; a torn last line (crash mid-write) is ignored, other damage is an error."""
+    if not path.exists():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines):
+                break  # the write that was interrupted
+            raise ResultFileError(f"{path}:{i}: corrupt episode record; delete the file to start over") from None
+    return records
+
+
+class EpisodeWriter:
+    """Appends records as JSON lines, flushed and fsynced per batch."""
+
+    def __init__(self, path: Path, keep: list[dict[str, Any]]) -> None:
+        self.path = path
+        # rewrite what we keep (drops failed/torn records of an earlier attempt)
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+        self._fh = path.open("a", encoding="utf-8")
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            self._fh.write(json.dumps(r) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()

@@ -1,0 +1,56 @@
+"""YAML loading into strict pydantic models, with errors that name the file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from talkwalk_bench.errors import SpecError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: Path, error: type[Exception] = SpecError) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{path}{where}: not valid YAML ({problem}); fix the syntax there") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """One line: 'field.path: message' for the first validation error (+ how many more)."""
+    errs = exc.errors()
+    e = errs[0]
+    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key; remove it or check its spelling"
+    elif e["type"] == "missing":
+        msg = "required key is missing; add it"
+    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
+def validate(model: type[M], data: Any, path: Path | str, error: type[Exception] = SpecError) -> M:
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(f"{path}: {first_error(exc)}") from None
+
+
+def load_model(model: type[M], path: Path, error: type[Exception] = SpecError) -> M:
+    return validate(model, read_yaml(path, error), path, error)
