@@ -1,0 +1,46 @@
+"""The registry: decorator, entry points, did-you-mean, argument handling."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from talkwalk_bench import registry
+from talkwalk_bench.errors import BenchError, UnknownNameError
+from talkwalk_bench.registry import Registry, build_system, resolve_system_args, system_defaults
+
+
+def test_unknown_name_lists_known_and_suggests():
+    r: Registry[int] = Registry("widget")
+    r.add("alpha", 1)
+    r.add("beta", 2)
+    with pytest.raises(UnknownNameError) as err:
+        r.get("alpah")
+    assert str(err.value) == "unknown widget 'alpah'. Did you mean 'alpha'? Known widgets: alpha, beta"
+
+
+def test_double_registration_is_an_error():
+    r: Registry[object] = Registry("widget")
+    r.add("a", object())
+    with pytest.raises(BenchError, match="registered twice"):
+        r.add("a", object())
+
+
+def test_defaults_and_overrides_are_recorded():
+    assert system_defaults("random") == {"seed_offset": 0}
+    assert resolve_system_args("random", {"seed_offset": 2}) == {"seed_offset": 2}
+    system, args = build_system("random", {"seed_offset": 5})
+    assert args == {"seed_offset": 5} and system.meta.name == "random"
+
+
+def test_entry_point_plugins_load(monkeypatch):
+    ep = EntryPoint(name="ext-pop", value="systems.baselines:popularity", group=registry.ENTRY_POINT_GROUP)
+    broken = EntryPoint(name="ext-broken", value="no_such_module_xyz:factory", group=registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ep, broken])
+    fresh: Registry = Registry("system", registry._load_systems)
+    monkeypatch.setattr(registry, "SYSTEMS", fresh)
+    assert "ext-pop" in fresh.names()
+    assert fresh.get("ext-pop")().meta.name == "popularity"
+    with pytest.raises(BenchError, match="failed to import"):
+        fresh.get("ext-broken")()
