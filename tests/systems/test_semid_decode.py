@@ -1,0 +1,99 @@
+"""Constrained decoding: trie, KV-cache beam search, exact catalog distribution."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from systems.semid.decode import PrefixTrie, beam_search, item_log_probs  # noqa: E402
+from systems.semid.tiny import tiny_llama  # noqa: E402
+
+# 4-level ids over widths (3, 4, 4, 2); the first 20 base tokens are "text"
+WIDTHS = (3, 4, 4, 2)
+SIDS = [(0, 0, 0, 0), (0, 0, 0, 1), (0, 1, 2, 0), (0, 3, 3, 0), (1, 0, 1, 0), (1, 2, 2, 0), (1, 2, 3, 0), (2, 1, 0, 0), (2, 1, 0, 1), (2, 3, 1, 0)]
+N_TEXT = 20
+
+
+def level_tokens() -> list[list[int]]:
+    out, pos = [], N_TEXT
+    for w in WIDTHS:
+        out.append(list(range(pos, pos + w)))
+        pos += w
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    return tiny_llama(N_TEXT + sum(WIDTHS), seed=1)
+
+
+def brute_force(model, prompt, trie, toks):
+    """Renormalised log-probs from full forwards over prompt + id, no cache."""
+    out = []
+    for s in trie.sids:
+        total = 0.0
+        for lv in range(trie.length):
+            kids = trie.children[s[:lv]]
+            if len(kids) == 1:
+                continue
+            ids = torch.tensor([prompt + [toks[j][s[j]] for j in range(lv)]])
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, -1]
+            lp = torch.log_softmax(logits[[toks[lv][c] for c in kids]].float(), -1)
+            total += float(lp[kids.index(s[lv])])
+        out.append(total)
+    return np.array(out)
+
+
+def test_trie_children_and_validity():
+    trie = PrefixTrie(SIDS)
+    assert trie.children[()] == [0, 1, 2]
+    assert trie.children[(2, 1, 0)] == [0, 1]
+    assert trie.is_valid((1, 2, 3, 0)) and not trie.is_valid((1, 2, 3, 1)) and not trie.is_valid((2, 2, 0, 0))
+
+
+def test_exact_distribution_matches_brute_force_and_sums_to_one(model):
+    trie, toks, prompt = PrefixTrie(SIDS), level_tokens(), [3, 5, 7, 11]
+    lp = item_log_probs(model, prompt, trie, toks, chunk=3)
+    assert np.exp(lp).sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(lp, brute_force(model, prompt, trie, toks), atol=1e-4)
+
+
+def test_wide_beam_equals_exact_top_k(model):
+    trie, toks, prompt = PrefixTrie(SIDS), level_tokens(), [4, 2, 9]
+    lp = item_log_probs(model, prompt, trie, toks)
+    got = beam_search(model, prompt, trie, toks, k=5, beam=len(SIDS))
+    want = [trie.sids[i] for i in np.argsort(-lp, kind="stable")[:5]]
+    assert [s for s, _ in got] == want
+    np.testing.assert_allclose([v for _, v in got], np.sort(lp)[::-1][:5], atol=1e-4)
+
+
+def test_no_invalid_or_duplicate_even_when_model_prefers_invalid_ids(model):
+    # push the model hard towards codes that form no valid id: (2, 2, *, *) and level-4 code 1
+    toks = level_tokens()
+    head = model.get_output_embeddings().weight
+    with torch.no_grad():
+        saved = head.clone()
+        for t in (toks[0][2], toks[1][2], toks[2][0], toks[3][1]):
+            head[t] += 5.0 * head.abs().max()
+        # and towards plain text tokens, which are never ids
+        head[:N_TEXT] += 3.0 * head.abs().max()
+    try:
+        trie = PrefixTrie(SIDS)
+        for prompt, k, excl in itertools.product(([1, 2, 3], [7] * 9), (1, 3, 7), ((), (SIDS[7], SIDS[0]))):
+            got = beam_search(model, prompt, trie, toks, k=k, beam=k, exclude=excl)
+            ids = [s for s, _ in got]
+            assert all(trie.is_valid(s) for s in ids)
+            assert len(set(ids)) == len(ids) == min(k, len(SIDS) - len(excl))
+            assert not set(ids) & set(excl)
+            scores = [v for _, v in got]
+            assert scores == sorted(scores, reverse=True)
+    finally:
+        with torch.no_grad():
+            head.copy_(saved)
