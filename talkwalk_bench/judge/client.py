@@ -1,0 +1,297 @@
+"""LLM-as-judge through the official ``openai`` client, against any OpenAI-compatible endpoint.
+
+Transport faults (timeouts, connection errors, 429, 5xx) are retried with
+exponential backoff; answers that do not parse are asked again; whatever
+still fails becomes a failed ``Judgment`` with its reason, never a score.
+Calls, tokens, cache hits and failures are counted for the result. The API
+key is read from the environment and never stored or reported.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from talkwalk_bench.errors import BenchError
+from talkwalk_bench.judge.cache import JudgeCache, cache_key
+from talkwalk_bench.judge.rubrics import ParseError, Rubric
+
+KEY_ENV = ("TALKWALK_JUDGE_API_KEY", "OPENAI_API_KEY")
+NO_KEY = "no-key"  # local endpoints ignore the key, but the client wants one
+
+
+def api_key() -> str | None:
+    for name in KEY_ENV:
+        v = os.environ.get(name)
+        if v:
+            return v
+    return None
+
+
+def _redact(text: str) -> str:
+    key = api_key()
+    if key and len(key) >= 4:
+        text = text.replace(key, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """How to reach the judge. Built from task options (``-O judge_model=...``) or the environment."""
+
+    model: str | None = None
+    base_url: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 96
+    timeout_s: float = 60.0
+    max_retries: int = 3  # transport retries per call
+    parse_retries: int = 1  # extra asks when the answer does not parse
+    backoff_s: float = 0.5
+    concurrency: int = 4
+    cache: bool = True
+    cache_path: str | None = None
+    breaker: int = 6  # after this many calls in a row fail on transport, stop calling
+    json_mode: bool = True  # send response_format={"type": "json_object"}
+
+    OPTION_KEYS = {
+        "judge_model": ("model", str), "judge_base_url": ("base_url", str), "judge_temperature": ("temperature", float),
+        "judge_max_tokens": ("max_tokens", int), "judge_timeout": ("timeout_s", float), "judge_retries": ("max_retries", int),
+        "judge_parse_retries": ("parse_retries", int), "judge_backoff": ("backoff_s", float),
+        "judge_concurrency": ("concurrency", int), "judge_cache": ("cache", bool), "judge_cache_path": ("cache_path", str),
+        "judge_breaker": ("breaker", int), "judge_json_mode": ("json_mode", bool),
+    }
+    ENV = {"judge_model": "TALKWALK_JUDGE_MODEL", "judge_base_url": "TALKWALK_JUDGE_BASE_URL"}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> JudgeConfig:
+        options = dict(options or {})
+        kw: dict[str, Any] = {}
+        for opt, env in cls.ENV.items():
+            if options.get(opt) in (None, "") and os.environ.get(env):
+                options[opt] = os.environ[env]
+        for opt, (attr, typ) in cls.OPTION_KEYS.items():
+            if opt in options and options[opt] is not None:
+                raw = options[opt]
+                try:
+                    if typ is bool and isinstance(raw, str):
+                        kw[attr] = raw.lower() in ("1", "true", "yes", "on")
+                    else:
+                        kw[attr] = typ(raw)
+                except (TypeError, ValueError):
+                    raise BenchError(f"-O {opt}={raw!r}: expected a {typ.__name__}") from None
+        cfg = cls(**kw)
+        if cfg.concurrency < 1 or cfg.max_retries < 0 or cfg.parse_retries < 0:
+            raise BenchError("-O judge_concurrency must be >= 1 and judge_retries, judge_parse_retries >= 0")
+        return cfg
+
+    def missing(self) -> str | None:
+        """Why no judge can run, or None when it is configured."""
+        if not self.base_url and not self.model:
+            return "no judge endpoint configured; pass -O judge_base_url=URL -O judge_model=NAME (or --judge-base-url/--judge-model)"
+        if not self.model:
+            return "no judge model configured; pass -O judge_model=NAME (or --judge-model)"
+        if not self.base_url and not api_key():
+            return "no judge endpoint: pass -O judge_base_url=URL, or set OPENAI_API_KEY to use api.openai.com"
+        return None
+
+    @property
+    def endpoint(self) -> str:
+        return (self.base_url or "https://api.openai.com/v1").rstrip("/")
+
+    def describe(self) -> dict[str, Any]:
+        """What goes into the result (never the key)."""
+        return {"model": self.model, "base_url": self.endpoint, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "max_retries": self.max_retries, "parse_retries": self.parse_retries,
+                "concurrency": self.concurrency, "json_mode": self.json_mode, "api_key_set": api_key() is not None}
+
+
+@dataclass
+class Judgment:
+    ok: bool
+    value: dict[str, Any] | None = None  # {"score": int} or {"choice": str}, plus "reason"
+    error: str | None = None
+    cached: bool = False
+    attempts: int = 0
+    raw: str | None = None  # the last answer text, when one arrived
+
+    def as_record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ok": self.ok, "cached": self.cached}
+        if self.ok:
+            out.update(self.value or {})
+        else:
+            out["error"] = self.error
+            if self.raw is not None:
+                out["raw"] = self.raw[:200]
+        return out
+
+
+@dataclass
+class JudgeStats:
+    calls: int = 0  # HTTP requests sent
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hits: int = 0
+    judgments: int = 0
+    failures: int = 0
+    retries: int = 0
+    failure_reasons: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens, "cache_hits": self.cache_hits,
+                "judgments": self.judgments, "failures": self.failures, "retries": self.retries,
+                "failure_reasons": dict(self.failure_reasons.most_common(10))}
+
+
+class _Transport(Exception):
+    """A retryable transport fault, already described in one line."""
+
+
+class Judge:
+    """Judges prompts built from rubrics; thread-safe, bounded concurrency."""
+
+    def __init__(self, config: JudgeConfig, *, cache: JudgeCache | None = None, client: Any = None) -> None:
+        why = config.missing()
+        if why:
+            raise BenchError(why)
+        self.config = config
+        self.stats = JudgeStats()
+        self._lock = threading.Lock()
+        self._consecutive_transport = 0
+        if cache is None and config.cache:
+            cache = JudgeCache(config.cache_path)
+        self.cache = cache
+        if client is None:
+            import openai
+
+            # retries are ours (so they are counted and backed off the same way for every fault)
+            client = openai.OpenAI(base_url=config.endpoint, api_key=api_key() or NO_KEY,
+                                   timeout=config.timeout_s, max_retries=0)
+        self.client = client
+
+    # ---------------------------------------------------------------- public
+
+    def judge(self, rubric: Rubric, variables: dict[str, Any]) -> Judgment:
+        messages = rubric.messages(**variables)
+        key = cache_key(self.config.endpoint, str(self.config.model), rubric.id, self.config.temperature, messages)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                with self._lock:
+                    self.stats.cache_hits += 1
+                    self.stats.judgments += 1
+                return Judgment(True, hit, cached=True)
+        j = self._ask(rubric, messages)
+        with self._lock:
+            self.stats.judgments += 1
+            if not j.ok:
+                self.stats.failures += 1
+                self.stats.failure_reasons[(j.error or "?").split(":")[0]] += 1
+        if j.ok and self.cache is not None:
+            self.cache.put(key, j.value or {}, endpoint=self.config.endpoint, model=str(self.config.model), rubric=rubric.id)
+        return j
+
+    def judge_many(self, jobs: list[tuple[Rubric, dict[str, Any]]]) -> list[Judgment]:
+        if not jobs:
+            return []
+        if self.config.concurrency == 1 or len(jobs) == 1:
+            return [self.judge(r, v) for r, v in jobs]
+        with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="judge") as pool:
+            return list(pool.map(lambda job: self.judge(*job), jobs))
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.config.describe(), **self.stats.as_dict(),
+                "cache": str(self.cache.path) if self.cache is not None else None,
+                "cache_set_aside": str(self.cache.set_aside) if self.cache is not None and self.cache.set_aside else None}
+
+    # --------------------------------------------------------------- private
+
+    def _ask(self, rubric: Rubric, messages: list[dict[str, str]]) -> Judgment:
+        attempts = 0
+        last_text: str | None = None
+        last_parse = ""
+        for _ in range(1 + self.config.parse_retries):
+            attempts += 1
+            try:
+                text = self._complete(messages)
+            except _Transport as exc:
+                return Judgment(False, error=str(exc), attempts=attempts, raw=last_text)
+            last_text = text
+            try:
+                return Judgment(True, rubric.parse(text), attempts=attempts)
+            except ParseError as exc:
+                last_parse = str(exc)
+        return Judgment(False, error=f"unparseable: {last_parse}", attempts=attempts, raw=last_text)
+
+    def _complete(self, messages: list[dict[str, str]]) -> str:
+        import openai
+
+        with self._lock:
+            open_breaker = self._consecutive_transport >= self.config.breaker > 0
+        if open_breaker:
+            raise _Transport(f"endpoint down: skipped after {self.config.breaker} failed calls in a row")
+        delay = self.config.backoff_s
+        last = ""
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                with self._lock:
+                    self.stats.retries += 1
+                time.sleep(delay * (0.75 + 0.5 * random.random()))
+                delay *= 2
+            with self._lock:
+                self.stats.calls += 1
+            extra = {"response_format": {"type": "json_object"}} if self.config.json_mode else {}
+            try:
+                resp = self.client.chat.completions.create(
+                    model=self.config.model, messages=messages, temperature=self.config.temperature,
+                    max_tokens=self.config.max_tokens, **extra,
+                )
+            except openai.APITimeoutError:
+                last = f"timeout: no answer within {self.config.timeout_s:g}s"
+                continue
+            except openai.APIConnectionError as exc:
+                last = f"connection error: {_redact(str(exc))[:200]}"
+                continue
+            except openai.RateLimitError:
+                last = "rate limited: HTTP 429"
+                continue
+            except openai.InternalServerError as exc:
+                last = f"server error: HTTP {exc.status_code}"
+                continue
+            except openai.APIStatusError as exc:  # 4xx other than 429: asking again will not help
+                self._transport_failed()
+                raise _Transport(f"http error: HTTP {exc.status_code}: {_redact(str(exc))[:200]}") from None
+            except Exception as exc:  # a body that is not an OpenAI response, among others
+                last = f"bad response: {type(exc).__name__}: {_redact(str(exc))[:200]}"
+                continue
+            text = self._content(resp)
+            if text is None:
+                last = "bad response: no choices[0].message.content"
+                continue
+            with self._lock:
+                self._consecutive_transport = 0
+            return text
+        self._transport_failed()
+        raise _Transport(last)
+
+    def _transport_failed(self) -> None:
+        with self._lock:
+            self._consecutive_transport += 1
+
+    def _content(self, resp: Any) -> str | None:
+        usage = getattr(resp, "usage", None)
+        if usage is not None:
+            with self._lock:
+                self.stats.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+                self.stats.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+        try:
+            content = resp.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
+            return None
+        return content if isinstance(content, str) else None
