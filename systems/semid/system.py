@@ -1,0 +1,178 @@
+"""The semantic-id LLM recommender: ids, vocabulary extension, fine-tuning, constrained decoding."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from systems.semid import data as D
+from talkwalk_bench.errors import BenchError
+from talkwalk_bench.paths import cache_dir
+from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
+
+VERSION = "1"
+
+
+class SemIdRecommender:
+    """See docs/semid.md. Capabilities: scores (exact constrained distribution), semantic_ids, steering."""
+
+    def __init__(self, name: str, **params: Any) -> None:
+        self.p = dict(params)
+        if self.p["decoder"] != "trie":
+            raise BenchError(
+                f"-S decoder={self.p['decoder']}: only 'trie' is available here "
+                "(outlines is not installed and vllm needs a GPU host; see docs/semid.md)"
+            )
+        self.meta = SystemMeta(name=name, version=VERSION, params=dict(params), capabilities=frozenset({"scores", "semantic_ids", "steering"}))
+        self.fit_info: dict[str, Any] = {}
+
+    # ---- the semantic_ids capability -------------------------------------------------
+    def semantic_id(self, item_id: str) -> tuple[int, ...]:
+        """The item's semantic id (level codes, then the disambiguation code)."""
+        return self.table.sid(item_id)
+
+    def item_for(self, sid: Sequence[int]) -> str | None:
+        return self.table.item(sid)
+
+    # ---- fitting ---------------------------------------------------------------------
+    def _cache_key(self, data: TrainData, seed: int) -> str:
+        keep = {k: v for k, v in self.p.items() if k not in ("beam", "infer_bf16", "threads", "catalog_chunk")}
+        payload = json.dumps({"v": VERSION, "data": data.key, "seed": seed, "name": self.meta.name, **keep}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def fit(self, data: TrainData, *, seed: int) -> None:
+        import torch
+
+        from systems.semid.decode import PrefixTrie
+        from systems.semid.embed import item_embeddings
+        from systems.semid.ids import SemanticIdTable, build_table
+        from systems.semid.lm import extend_vocabulary, load_base
+        from systems.semid.train import add_lora, init_new_rows, train
+
+        if self.p.get("threads"):
+            torch.set_num_threads(int(self.p["threads"]))
+        t0 = time.perf_counter()
+        self.item_ids = tuple(data.item_ids)
+        card = data.card
+        texts = [D.describe(card, data.items.get(it, {}), it) for it in self.item_ids]
+        root = cache_dir() / "semid" / self._cache_key(data, seed)
+        root.mkdir(parents=True, exist_ok=True)
+        # 1. semantic ids
+        emb = item_embeddings(self.p["embedder"], texts, data, seed)
+        tpath = root / "ids.json"
+        if tpath.exists():
+            self.table = SemanticIdTable.from_json(json.loads(tpath.read_text()))
+        else:
+            labels = _first_multi_labels(card, data.items, self.item_ids)
+            widths = tuple(int(w) for w in str(self.p["widths"]).split("x")) if self.p["widths"] else None
+            self.table = build_table(self.item_ids, emb, widths=widths, labels=labels, steps=self.p["rqvae_steps"], seed=seed)
+            tpath.write_text(json.dumps(self.table.to_json()))
+        # 2. the LM with its extended vocabulary
+        model, tok = load_base(self.p["base_model"])
+        self.vocab = extend_vocabulary(model, tok, self.table.widths)
+        n_old = self.vocab["n_old"]
+        weights = root / "trained.pt"
+        log_path = root / "train_log.json"
+        use_lora = self.p["steps_b"] > 0
+        if use_lora:
+            model = add_lora(model, r=self.p["lora_r"])
+        core = model.get_base_model() if use_lora else model
+        if weights.exists():
+            state = torch.load(weights, map_location="cpu")
+            with torch.no_grad():
+                core.get_input_embeddings().weight[n_old:] = state["new_rows"]
+                if "new_head_rows" in state:
+                    core.get_output_embeddings().weight[n_old:] = state["new_head_rows"]
+            if use_lora:
+                from peft import set_peft_model_state_dict
+
+                set_peft_model_state_dict(model, state["lora"])
+            self.fit_info = json.loads(log_path.read_text()) if log_path.exists() else {}
+            self.fit_info["cached"] = True
+        else:
+            init_new_rows(core, tok, self.vocab, how=self.p["init"], codes=self.table.codes, item_emb=emb, item_texts=texts, seed=seed)
+            sids = {it: self.table.sid(it) for it in self.item_ids}
+            seqs = _train_sequences(data) if self.p["mix"] == "full" else {}
+            bs = self.p["batch_size"]
+            common = dict(sids=sids, items=data.items, card=card, sequences=seqs, mix=self.p["mix"], max_history=self.p["max_history"], eos=tok.eos_token or "")
+            info: dict[str, Any] = {"ids": self.table.stats, "widths": list(self.table.widths)}
+            if self.p["steps_a"] > 0:
+                ex = D.make_examples(self.p["steps_a"] * bs, seed=seed, **common)
+                info["stage_a"] = train(core, tok, ex, n_old=n_old, steps=self.p["steps_a"], batch_size=bs, lr=self.p["lr_a"], max_len=self.p["max_len"], bf16=self.p["bf16"], seed=seed, desc=f"{self.meta.name} stage A")
+            if use_lora:
+                ex = D.make_examples(self.p["steps_b"] * bs, seed=seed + 1, **common)
+                lora = [p for n, p in model.named_parameters() if "lora_" in n]
+                info["stage_b"] = train(core, tok, ex, n_old=n_old, steps=self.p["steps_b"], batch_size=bs, lr=self.p["lr_a"], lora_params=lora, lr_lora=self.p["lr_b"], max_len=self.p["max_len"], bf16=self.p["bf16"], seed=seed + 1, desc=f"{self.meta.name} stage B")
+            state = {"new_rows": core.get_input_embeddings().weight[n_old:].detach().clone()}
+            if core.get_output_embeddings() is not None and core.get_output_embeddings().weight is not core.get_input_embeddings().weight:
+                state["new_head_rows"] = core.get_output_embeddings().weight[n_old:].detach().clone()
+            if use_lora:
+                from peft import get_peft_model_state_dict
+
+                state["lora"] = get_peft_model_state_dict(model, save_embedding_layers=False)
+            tmp = weights.with_suffix(".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, weights)
+            log_path.write_text(json.dumps(info, default=str))
+            self.fit_info = {**info, "cached": False}
+        if use_lora:
+            model = model.merge_and_unload()
+        if self.p["infer_bf16"]:
+            model = model.to(torch.bfloat16)
+        self.model, self.tok = model.eval(), tok
+        self.trie = PrefixTrie([self.table.sid(it) for it in self.item_ids])
+        self.level_tokens = self.vocab["levels"]
+        self._col = {it: j for j, it in enumerate(self.item_ids)}
+        self._trie_cols = np.array([self._col[self.table.item(s)] for s in self.trie.sids])
+        self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 1)
+        self.fit_info["cache_dir"] = str(root)
+
+    # ---- inference -------------------------------------------------------------------
+    def _prompt_ids(self, r: Request) -> list[int]:
+        hist = [self.table.sid(it) for it in r.history if it in self.table]
+        text = D.rec_prompt(hist, r.utterance, max_history=self.p["max_history"])
+        ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        return ids[-self.p["max_len"] :]
+
+    def recommend(self, requests: Sequence[Request], *, k: int) -> list[Ranking]:
+        from systems.semid.decode import beam_search
+
+        out = []
+        for r in requests:
+            exclude = [self.table.sid(it) for it in r.exclude if it in self.table]
+            got = beam_search(self.model, self._prompt_ids(r), self.trie, self.level_tokens, k=k, beam=self.p["beam"], exclude=exclude)
+            items = tuple(self.table.item(s) for s, _ in got)
+            out.append(Ranking(items, tuple(float(v) for _, v in got), trace={"semantic_ids": [list(s) for s, _ in got]}))
+        return out
+
+    def score_catalog(self, requests: Sequence[Request]) -> np.ndarray:
+        """Log-probability of every catalog item under the constrained decoder (catalog order)."""
+        from systems.semid.decode import item_log_probs
+
+        out = np.full((len(requests), len(self.item_ids)), -np.inf)
+        for i, r in enumerate(requests):
+            lp = item_log_probs(self.model, self._prompt_ids(r), self.trie, self.level_tokens, chunk=self.p["catalog_chunk"])
+            out[i, self._trie_cols] = lp
+        return out
+
+
+def _first_multi_labels(card: Any, items: Any, item_ids: Sequence[str]) -> list[frozenset] | None:
+    if card is None:
+        return None
+    for attr in card.item.attributes.values():
+        if attr.kind == "multi_categorical":
+            return [frozenset(attr.value_of(dict(items.get(it, {})))) for it in item_ids]
+    return None
+
+
+def _train_sequences(data: TrainData) -> dict[str, list[str]]:
+    seqs: dict[str, list[str]] = {}
+    for u, it in zip(data.train.user_ids.tolist(), data.train.item_ids.tolist()):
+        seqs.setdefault(u, []).append(it)
+    return seqs
