@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from talkwalk_bench.data.dataset import load_dataset
 from talkwalk_bench.errors import BenchError, SystemFailure
-from talkwalk_bench.metrics.stats import mean_ci
+from talkwalk_bench.metrics.stats import mean_ci_many
 from talkwalk_bench.paths import runs_dir
 from talkwalk_bench.registry import SYSTEMS, build_system
 from talkwalk_bench.results import (
@@ -205,11 +206,14 @@ def aggregate(records: list[dict[str, Any]], spec, seed: int) -> dict[str, Metri
             if name not in per_metric:
                 order.append(name)
             per_metric[name].append(float("nan") if v is None else float(v))
-    out = {}
+    # metrics defined on different episode subsets are bootstrapped apart
+    groups: dict[int, dict[str, Any]] = defaultdict(dict)
     for name in order:
-        est = mean_ci(per_metric[name], seed=seed, n_resamples=spec.bootstrap.n_resamples, confidence=spec.bootstrap.confidence)
-        out[name] = MetricEntry(**est.as_dict())
-    return out
+        groups[len(per_metric[name])][name] = np.asarray(per_metric[name], dtype=np.float64)
+    ests = {}
+    for cols in groups.values():
+        ests.update(mean_ci_many(cols, seed=seed, n_resamples=spec.bootstrap.n_resamples, confidence=spec.bootstrap.confidence))
+    return {name: MetricEntry(**ests[name].as_dict()) for name in order}
 
 
 def _check_same_run(path: Path, prev: Result, sysinfo: SystemInfo, taskinfo: TaskInfo, dsinfo: DatasetInfo, seed: int) -> None:

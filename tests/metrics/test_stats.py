@@ -43,3 +43,17 @@ def test_paired_significance():
     a = rng.random(300)
     assert paired_significant(a + 0.1, a)
     assert not paired_significant(a + rng.normal(0, 0.01, 300), a)
+
+
+def test_many_equals_one_by_one_in_value_and_close_in_ci():
+    from talkwalk_bench.metrics.stats import mean_ci_many
+
+    rng = np.random.default_rng(2)
+    cols = {"a": rng.random(400), "b": (rng.random(400) > 0.7).astype(float), "c": np.ones(400),
+            "d": np.where(rng.random(400) > 0.5, np.nan, 1.0)}
+    many = mean_ci_many(cols, seed=0)
+    for name, x in cols.items():
+        one = mean_ci(x, seed=0)
+        assert many[name].value == one.value and many[name].n == one.n
+        assert abs(many[name].ci_low - one.ci_low) < 0.02 and abs(many[name].ci_high - one.ci_high) < 0.02
+    assert many["c"].ci_low == many["c"].ci_high == 1.0
