@@ -1,0 +1,539 @@
+"""Steerability: multi-turn steering episodes over real test users, scored against item-metadata predicates.
+
+One episode per sampled test user, deterministic from the seed. Turns
+(each a ``Request`` whose ``conversation`` holds the earlier turns and the
+items shown in answer):
+
+  0  neutral request (no text by default)                       -> L0
+  1  branches from turn 0, all with the same history:
+       S      an attribute steer consistent with the user's held-out item -> LS
+       S'     the same kind, another value                               -> LA
+       "more variety"                                                    -> LV
+       "stay close"                                                      -> LC
+  2  after S: "go back"                                          -> LB
+  3  after "go back": an anchored steer on the top shown item
+     (older / newer / similar / contrast)                        -> LR
+
+Turns are played over the whole batch, one turn at a time. The
+predicates, formulas and chance levels are described in docs/steering.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from talkwalk_bench.metrics import steering as M
+from talkwalk_bench.metrics.stats import Estimate, not_available
+from talkwalk_bench.steering.phrasings import _eval_templates
+from talkwalk_bench.steering.predicates import (
+    AllOf,
+    HasValue,
+    InRange,
+    ItemValues,
+    LacksValue,
+    Predicate,
+    predicate_from_dict,
+)
+from talkwalk_bench.steering.render import Steer, Vocabulary
+from talkwalk_bench.tasks.base import Episode, Family, register_family
+from talkwalk_bench.tasks.ranking import sample_users
+from talkwalk_bench.types import Ranking, Request, Turn
+
+ATTRIBUTE_KINDS = ("include", "exclude", "range_bin", "before", "after", "include_range", "include_exclude")
+ANCHORED_KINDS = ("older", "newer", "similar", "contrast")
+ORACLE_KEY = "oracle_predicate"
+
+
+class SteerabilityParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_users: int | None = Field(200, ge=1, description="test users sampled (seeded); all when null")
+    neutral: Literal["empty", "text"] = Field("empty", description="turn 0 has no text, or a neutral phrasing")
+    attribute_kinds: list[str] = Field(default_factory=lambda: list(ATTRIBUTE_KINDS))
+    anchored_kinds: list[str] = Field(default_factory=lambda: list(ANCHORED_KINDS))
+    min_support: int | None = Field(None, ge=1, description="a request needs this many satisfying unseen items; default max(k)")
+    rbo_p: float = Field(0.9, gt=0.0, lt=1.0)
+
+    @field_validator("attribute_kinds")
+    @classmethod
+    def _attr_kinds(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if k not in ATTRIBUTE_KINDS]
+        if bad or not v:
+            raise ValueError(f"unknown or empty attribute kinds {bad}; choose from {', '.join(ATTRIBUTE_KINDS)}")
+        return v
+
+    @field_validator("anchored_kinds")
+    @classmethod
+    def _anch_kinds(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if k not in ANCHORED_KINDS]
+        if bad or not v:
+            raise ValueError(f"unknown or empty anchored kinds {bad}; choose from {', '.join(ANCHORED_KINDS)}")
+        return v
+
+
+def _key(p: Predicate) -> str:
+    return json.dumps(p.to_dict(), sort_keys=True)
+
+
+@register_family
+class SteerabilityFamily(Family):
+    """Multi-turn steering episodes with machine-checkable predicates (constraint following, sensitivity, reversibility...)."""
+
+    name = "steerability"
+    Params = SteerabilityParams
+    needs_card = True
+
+    # -- shared state ----------------------------------------------------------
+    def _setup(self) -> None:
+        if getattr(self, "_ready", False):
+            return
+        ctx = self.ctx
+        self.vocab = Vocabulary(ctx.card)
+        ds = ctx.dataset
+        self.iv = ItemValues(ctx.card, ds.items, ds.item_ids)
+        self.templates, self.template_source = _eval_templates(ctx.steering_file)
+        self._masks: dict[str, np.ndarray] = {}
+        self._features = self._item_features()
+        self._probe_cache: dict[str, np.ndarray | None] = {}
+        self._ready = True
+
+    def _mask(self, p: Predicate) -> np.ndarray:
+        k = _key(p)
+        if k not in self._masks:
+            self._masks[k] = self.iv.mask(p)
+        return self._masks[k]
+
+    def _support(self, p: Predicate, hist_idx: np.ndarray) -> int:
+        m = self._mask(p)
+        return int(m.sum() - m[hist_idx].sum())
+
+    @property
+    def min_support(self) -> int:
+        return self.params.min_support or self.spec.k_max
+
+    def _hist_idx(self, hist: Sequence[str]) -> np.ndarray:
+        return np.array([self.iv.index[i] for i in hist if i in self.iv.index], dtype=int)
+
+    # -- episodes --------------------------------------------------------------
+    def episodes(self) -> list[Episode]:
+        self._setup()
+        split, stage = self.ctx.split, self.ctx.stage
+        held = split.test_item if stage == "test" else split.valid_item
+        users = sample_users(list(held), self.params.max_users, self.ctx.seed)
+        kinds = self.params.attribute_kinds
+        anchored = self.params.anchored_kinds
+        offset = random.Random(f"steer-offset:{self.ctx.seed}").randrange(len(kinds))
+        out = []
+        for i, u in enumerate(users):
+            rng = random.Random(f"steer:{self.ctx.seed}:{u}")
+            hist = split.history(u, stage)
+            hidx = self._hist_idx(hist)
+            target = held[u]
+            steer = alt = None
+            for j in range(len(kinds)):
+                kind = kinds[(i + offset + j) % len(kinds)]
+                pair = self._draw(kind, target, hidx, rng)
+                if pair is not None:
+                    steer, alt = pair
+                    break
+            if steer is None:
+                continue  # no consistent request with enough support for this user
+            data = {
+                "target": target,
+                "neutral": self._utter(self.vocab.plain("neutral"), rng) if self.params.neutral == "text" else "",
+                "steer": self._steer_json(steer, rng),
+                "alt": self._steer_json(alt, rng),
+                "more_variety": self._utter(self.vocab.plain("more_variety"), rng),
+                "stay_close": self._utter(self.vocab.plain("stay_close"), rng),
+                "go_back": self._utter(self.vocab.plain("go_back"), rng),
+                "anchored_kind": anchored[(i + offset) % len(anchored)],
+            }
+            data["anchored_template"] = rng.choice(self.templates[data["anchored_kind"]])
+            out.append(Episode(id=f"u{u}", user_id=u, data=data))
+        return out
+
+    def _utter(self, steer: Steer, rng: random.Random) -> str:
+        return steer.say(rng.choice(self.templates[steer.kind]), noun=self.vocab.noun)
+
+    def _steer_json(self, s: Steer, rng: random.Random) -> dict[str, Any]:
+        template = rng.choice(self.templates[s.kind])
+        return {"kind": s.kind, "predicate": s.predicate.to_dict(), "template": template,
+                "utterance": s.say(template, noun=self.vocab.noun)}
+
+    def _draw(self, kind: str, target: str, hidx: np.ndarray, rng: random.Random) -> tuple[Steer, Steer] | None:
+        """A request of ``kind`` consistent with the held-out item, and another of the same kind."""
+        v = self.vocab
+        tv = self.iv[target]
+        genres = sorted(tv.get(v.categorical) or ()) if v.categorical else []
+        genres = [g for g in genres if g in v.values()]
+        others = [g for g in v.values() if g not in genres]
+        tbin = v.bin_of(tv.get(v.ordinal)) if v.ordinal else None
+        year = tv.get(v.ordinal) if v.ordinal else math.nan
+
+        def ok(s: Steer) -> bool:
+            return self._support(s.predicate, hidx) >= self.min_support
+
+        def first(cands: list, make) -> Steer | None:
+            cands = list(cands)
+            rng.shuffle(cands)
+            for c in cands:
+                s = make(c)
+                if ok(s):
+                    return s
+            return None
+
+        if kind == "include":
+            main = first(genres, lambda g: v.include(g, rng))
+            alt = main and first([g for g in v.values() if g != main.predicate.value], lambda g: v.include(g, rng))
+        elif kind == "exclude":
+            main = first(others, lambda g: v.exclude(g, rng))
+            alt = main and first([g for g in v.values() if g != main.predicate.value], lambda g: v.exclude(g, rng))
+        elif kind == "range_bin":
+            main = first([tbin.label] if tbin else [], lambda b: v.range_bin(b, rng))
+            alt = main and first([b.label for b in v.bins() if b.label != tbin.label], lambda b: v.range_bin(b, rng))
+        elif kind in ("before", "after"):
+            valid = [b for b in v.bounds() if not math.isnan(year) and (year < b if kind == "before" else year >= b)]
+            make = v.before if kind == "before" else v.after
+            main = first(valid, make)
+            alt = main and first([b for b in v.bounds() if b != main.slots["bound"] and v.bound_word(b) != main.slots["bound"]], make)
+        elif kind == "include_range":
+            main = first([(g, tbin.label) for g in genres] if tbin else [], lambda c: v.include_range(c[0], c[1], rng))
+            alt = main and first([(g, b.label) for g in v.values() for b in v.bins()
+                                  if _key(v.include_range(g, b.label).predicate) != _key(main.predicate)],
+                                 lambda c: v.include_range(c[0], c[1], rng))
+        elif kind == "include_exclude":
+            main = first([(g, o) for g in genres for o in others], lambda c: v.include_exclude(c[0], c[1], rng))
+            alt = main and first([(g, o) for g in v.values() for o in v.values() if g != o
+                                  and _key(v.include_exclude(g, o).predicate) != _key(main.predicate)],
+                                 lambda c: v.include_exclude(c[0], c[1], rng))
+        else:
+            raise ValueError(kind)
+        if not main or not alt:
+            return None
+        return main, alt
+
+    # -- play ------------------------------------------------------------------
+    def _is_oracle(self) -> bool:
+        meta = getattr(self.ctx.system, "meta", None)
+        return bool(getattr(meta, "is_oracle", False))
+
+    def _request(self, ep: Episode, turns: tuple[Turn, ...], turn_no: int, predicate: Predicate | None, suffix: str = "") -> Request:
+        split, ds = self.ctx.split, self.ctx.dataset
+        hist = split.history(ep.user_id, self.ctx.stage)
+        context: dict[str, Any] = {"task": "steerability", "turn": turn_no}
+        if self._oracle:
+            # ground truth for oracle systems only (see docs/steering.md)
+            context[ORACLE_KEY] = predicate
+        return Request(user_id=ep.user_id, history=hist, user=ds.users.get(ep.user_id, {}), context=context,
+                       conversation=turns, exclude=frozenset(hist), session_id=ep.id + suffix)
+
+    def play(self, episodes: Sequence[Episode]) -> list[dict[str, Any]]:
+        self._setup()
+        self._oracle = self._is_oracle()
+        k = self.spec.k_max
+        meta = getattr(self.ctx.system, "meta", None)
+        has_scores = bool(meta is not None and meta.has("scores"))
+        has_trace = bool(meta is not None and meta.has("query_trace"))
+        eps = list(episodes)
+        n = len(eps)
+        steer_p = [predicate_from_dict(e.data["steer"]["predicate"]) for e in eps]
+        alt_p = [predicate_from_dict(e.data["alt"]["predicate"]) for e in eps]
+
+        # turn 0: neutral
+        t0 = [(Turn(e.data["neutral"]),) for e in eps]
+        r0 = self.ctx.recommend([self._request(e, t0[i], 0, None) for i, e in enumerate(eps)], k)
+        L0 = [list(r.items[:k]) for r in r0]
+        done0 = [(Turn(e.data["neutral"], tuple(L0[i])),) for i, e in enumerate(eps)]
+
+        # turn 1: four branches from the same state
+        branches = [("steer", lambda e: e.data["steer"]["utterance"], steer_p),
+                    ("alt", lambda e: e.data["alt"]["utterance"], alt_p),
+                    ("more_variety", lambda e: e.data["more_variety"], None),
+                    ("stay_close", lambda e: e.data["stay_close"], None)]
+        reqs1: list[Request] = []
+        for i, e in enumerate(eps):
+            for name, utt, preds in branches:
+                reqs1.append(self._request(e, done0[i] + (Turn(utt(e)),), 1, preds[i] if preds else None,
+                                           "" if name == "steer" else f"#{name}"))
+        r1 = self.ctx.recommend(reqs1, k)
+        LS = [list(r1[4 * i].items[:k]) for i in range(n)]
+        LA = [list(r1[4 * i + 1].items[:k]) for i in range(n)]
+        LV = [list(r1[4 * i + 2].items[:k]) for i in range(n)]
+        LC = [list(r1[4 * i + 3].items[:k]) for i in range(n)]
+
+        # entropy: the system's full-catalog scores when it declares them
+        ent_scores = None
+        if has_scores:
+            req0 = [self._request(e, t0[i], 0, None) for i, e in enumerate(eps)]
+            s0 = np.asarray(self.ctx.score_catalog(req0), dtype=np.float64)
+            sS = np.asarray(self.ctx.score_catalog([reqs1[4 * i] for i in range(n)]), dtype=np.float64)
+            ent_scores = (s0, sS)
+
+        # turn 2: go back after the steer
+        done1 = [done0[i] + (Turn(e.data["steer"]["utterance"], tuple(LS[i])),) for i, e in enumerate(eps)]
+        r2 = self.ctx.recommend([self._request(e, done1[i] + (Turn(e.data["go_back"]),), 2, None) for i, e in enumerate(eps)], k)
+        LB = [list(r.items[:k]) for r in r2]
+
+        # turn 3: anchored steer on the top shown item of turn 2
+        anchored: list[tuple[Steer, str] | None] = []
+        for i, e in enumerate(eps):
+            anchored.append(self._anchor(e, LB[i]))
+        idx3 = [i for i in range(n) if anchored[i] is not None]
+        reqs3 = []
+        for i in idx3:
+            s, utt = anchored[i]
+            turns = done1[i] + (Turn(eps[i].data["go_back"], tuple(LB[i])), Turn(utt))
+            reqs3.append(self._request(eps[i], turns, 3, s.predicate))
+        r3 = self.ctx.recommend(reqs3, k)
+        LR: list[list[str] | None] = [None] * n
+        for j, i in enumerate(idx3):
+            LR[i] = list(r3[j].items[:k])
+
+        traces = None
+        if has_trace:
+            traces = [(r0[i].trace.get("query") if r0[i].trace else None, r1[4 * i].trace.get("query") if r1[4 * i].trace else None)
+                      for i in range(n)]
+
+        records = []
+        for i, e in enumerate(eps):
+            rec = self._score(e, i, L0[i], LS[i], LA[i], LV[i], LC[i], LB[i], LR[i], anchored[i], steer_p[i], alt_p[i],
+                              ent_scores, traces)
+            records.append(rec)
+        return records
+
+    def _anchor(self, e: Episode, shown: list[str]) -> tuple[Steer, str] | None:
+        kind = e.data["anchored_kind"]
+        hist = self.ctx.split.history(e.user_id, self.ctx.stage)
+        hidx = self._hist_idx(hist)
+        for item in list(shown) + list(reversed(hist)):
+            if item not in self.iv.index:
+                continue
+            s = self.vocab.relative(kind, item, self.iv[item], self.iv.titles.get(item, ""))
+            if self._support(s.predicate, hidx) >= self.min_support:
+                return s, s.say(e.data["anchored_template"], noun=self.vocab.noun)
+        return None
+
+    # -- scoring ---------------------------------------------------------------
+    def _item_features(self) -> np.ndarray:
+        """Per item: the categorical values (multi-hot) and the ordinal bin (one-hot), each block unit length."""
+        v = self.vocab
+        vals, bins = v.values(), [b.label for b in v.bins()]
+        X = np.zeros((len(self.iv.item_ids), len(vals) + len(bins)))
+        vi = {x: j for j, x in enumerate(vals)}
+        bi = {x: len(vals) + j for j, x in enumerate(bins)}
+        for r, it in enumerate(self.iv.item_ids):
+            iv = self.iv[it]
+            g = [vi[x] for x in (iv.get(v.categorical) or ()) if x in vi] if v.categorical else []
+            if g:
+                X[r, g] = 1.0 / math.sqrt(len(g))
+            b = v.bin_of(iv.get(v.ordinal)) if v.ordinal else None
+            if b is not None:
+                X[r, bi[b.label]] = 1.0
+        return X
+
+    def _ild(self, items: list[str]) -> float:
+        rows = [self.iv.index[i] for i in items if i in self.iv.index]
+        return M.intra_list_diversity(self._features[rows]) if len(rows) >= 2 else float("nan")
+
+    def _attr_values(self, attr: str, items: list[str]) -> list[list[Any]]:
+        v = self.vocab
+        out = []
+        for it in items:
+            x = self.iv[it].get(attr)
+            if attr == v.ordinal:
+                b = v.bin_of(x)
+                out.append([b.label] if b else [])
+            else:
+                out.append(sorted(x) if isinstance(x, frozenset) else ([x] if x is not None else []))
+        return out
+
+    def _support_of(self, attr: str) -> list[str]:
+        v = self.vocab
+        return [b.label for b in v.bins()] if attr == v.ordinal else v.values()
+
+    def _control(self, p: Predicate, items: list[str]) -> float | None:
+        """Share of the requested value in a list (see docs/steering.md)."""
+        if isinstance(p, HasValue):
+            return M.value_mass(self._attr_values(p.attribute, items), p.value)
+        if isinstance(p, LacksValue):
+            return 1.0 - M.value_mass(self._attr_values(p.attribute, items), p.value)
+        if isinstance(p, InRange):
+            return float(np.mean([self.iv.satisfies(p, i) for i in items])) if items else 0.0
+        if isinstance(p, AllOf):
+            return M.mean_or_none(self._control(q, items) for q in p.parts)
+        return None
+
+    def _candidates(self, hist: Sequence[str]) -> list[str]:
+        hs = set(hist)
+        return [i for i in self.iv.item_ids if i not in hs]
+
+    def _score(self, e: Episode, i: int, L0, LS, LA, LV, LC, LB, LR, anchored, sp: Predicate, ap: Predicate,
+               ent_scores, traces) -> dict[str, Any]:
+        ks = self.spec.k
+        kmax = self.spec.k_max
+        hist = self.ctx.split.history(e.user_id, self.ctx.stage)
+        hidx = self._hist_idx(hist)
+        n_cand = len(self.iv.item_ids) - len(set(hidx.tolist()))
+        m: dict[str, float | None] = {}
+        chance: dict[str, float | None] = {}
+        skind = e.data["steer"]["kind"]
+        requests = [(skind, sp, LS), (skind, ap, LA)]
+        if anchored is not None:
+            requests.append((anchored[0].kind, anchored[0].predicate, LR))
+        for k in ks:
+            shares, chances = [], []
+            per_kind: dict[str, list[tuple[float, float]]] = {}
+            for kind, p, lst in requests:
+                s = M.satisfied_share(lst, lambda it, p=p: self.iv.satisfies(p, it), k)
+                c = self._support(p, hidx) / max(1, n_cand)
+                shares.append(s)
+                chances.append(c)
+                per_kind.setdefault(kind, []).append((s, c))
+            m[f"constraint_following@{k}"] = float(np.mean(shares))
+            chance[f"constraint_following@{k}"] = float(np.mean(chances))
+            for kind, vals in per_kind.items():
+                m[f"constraint_following@{k}/{kind}"] = float(np.mean([s for s, _ in vals]))
+                chance[f"constraint_following@{k}/{kind}"] = float(np.mean([c for _, c in vals]))
+            cand = self._candidates(hist)
+            m[f"attribute_control@{k}"] = M.mean_or_none(self._control(p, lst[:k]) for p, lst in ((sp, LS), (ap, LA)))
+            chance[f"attribute_control@{k}"] = M.mean_or_none(self._control(p, cand) for p in (sp, ap))
+            m[f"preference_sensitivity@{k}"] = M.preference_sensitivity(LS, LA, k)
+            hit, rr = M.hit_and_rr(LS, e.data["target"], k)
+            m[f"relevance_under_steering@{k}"] = hit
+            m[f"relevance_under_steering/RR@{k}"] = rr
+            m[f"relevance_neutral@{k}"] = M.hit_and_rr(L0, e.data["target"], k)[0]
+            chance[f"relevance_under_steering@{k}"] = min(1.0, k / max(1, n_cand))
+            chance[f"relevance_neutral@{k}"] = min(1.0, k / max(1, n_cand))
+
+        # steering precision: JS of each attribute's distribution, neutral list vs steered list
+        v = self.vocab
+        steerable = [a for a in (v.categorical, v.ordinal) if a]
+        targets = sorted(sp.attributes())
+        others = [a for a in steerable if a not in targets]
+        js = {a: M.js_divergence(M.distribution(self._attr_values(a, L0), self._support_of(a)),
+                                 M.distribution(self._attr_values(a, LS), self._support_of(a))) for a in steerable}
+        t_js = M.mean_or_none(js[a] for a in targets)
+        o_js = M.mean_or_none(js[a] for a in others)
+        m["steering_precision/target_js"] = t_js
+        m["steering_precision/off_target_js"] = o_js
+        m["steering_precision"] = (M.steering_precision(t_js, o_js) if t_js is not None and o_js is not None else None)
+
+        # entropy reduction
+        def topk_entropy(lst):
+            return sum(M.entropy_bits(M.distribution(self._attr_values(a, lst), self._support_of(a))) for a in targets)
+
+        topk_red = M.entropy_reduction(topk_entropy(L0), topk_entropy(LS))
+        m["steering_entropy_reduction/topk"] = topk_red
+        if ent_scores is not None:
+            mask = np.ones(len(self.iv.item_ids), dtype=bool)
+            mask[hidx] = False
+            h0 = M.entropy_bits(M.softmax(ent_scores[0][i], mask))
+            h1 = M.entropy_bits(M.softmax(ent_scores[1][i], mask))
+            m["steering_entropy_reduction"] = M.entropy_reduction(h0, h1)
+        else:
+            m["steering_entropy_reduction"] = topk_red
+
+        # reversibility and diversity
+        m["reversibility"] = M.rbo(L0, LB, p=self.params.rbo_p, depth=kmax)
+        ild_v, ild_n, ild_c = self._ild(LV), self._ild(L0), self._ild(LC)
+        m["diversity_gradient"] = M.diversity_ordering(ild_v, ild_n, ild_c)
+        m["ild/more_variety"] = None if math.isnan(ild_v) else ild_v
+        m["ild/neutral"] = None if math.isnan(ild_n) else ild_n
+        m["ild/stay_close"] = None if math.isnan(ild_c) else ild_c
+        chance["diversity_gradient"] = 1.0 / 6.0
+
+        if traces is not None:
+            m["steering_traceability"] = self._traceability(traces[i], sp)
+
+        return {
+            "target": e.data["target"],
+            "requests": {
+                "neutral": e.data["neutral"],
+                "steer": {**e.data["steer"], "support": self._support(sp, hidx), "consistent": self.iv.satisfies(sp, e.data["target"])},
+                "alt": {**e.data["alt"], "support": self._support(ap, hidx)},
+                "more_variety": e.data["more_variety"], "stay_close": e.data["stay_close"], "go_back": e.data["go_back"],
+                "anchored": None if anchored is None else {"kind": anchored[0].kind, "utterance": anchored[1],
+                                                           "predicate": anchored[0].predicate.to_dict(),
+                                                           "support": self._support(anchored[0].predicate, hidx)},
+            },
+            "lists": {"neutral": L0, "steer": LS, "alt": LA, "more_variety": LV, "stay_close": LC, "go_back": LB, "anchored": LR},
+            "chance": chance,
+            "metrics": {name: (None if val is None or (isinstance(val, float) and math.isnan(val)) else float(val)) for name, val in m.items()},
+        }
+
+    # -- traceability ----------------------------------------------------------
+    def _probe(self, text: str) -> np.ndarray | None:
+        """The system's query vector for a bare utterance (no history): a point in its own space."""
+        if text not in self._probe_cache:
+            req = Request(user_id="__probe__", context={"task": "steerability", "probe": True},
+                          conversation=(Turn(text),), session_id=f"probe:{text}")
+            r: Ranking = self.ctx.recommend([req], 1)[0]
+            q = r.trace.get("query") if r.trace else None
+            self._probe_cache[text] = None if q is None else np.asarray(q, dtype=np.float64).ravel()
+        return self._probe_cache[text]
+
+    def _direction(self, p: Predicate) -> np.ndarray | None:
+        """The requested attribute's direction in the system's space: probe(description) - probe("")."""
+        v = self.vocab
+        null = self._probe("")
+        if null is None:
+            return None
+        if isinstance(p, (HasValue, LacksValue)):
+            q = self._probe(v.cat_attr.values[p.value].description)
+            if q is None:
+                return None
+            return (q - null) * (1.0 if isinstance(p, HasValue) else -1.0)
+        if isinstance(p, InRange) and p.label:
+            q = self._probe(v.bin(p.label).description)
+            return None if q is None else q - null
+        if isinstance(p, AllOf):
+            parts = [self._direction(q) for q in p.parts]
+            return None if any(d is None for d in parts) else np.sum(parts, axis=0)
+        return None
+
+    def _traceability(self, tr, p: Predicate) -> float | None:
+        q0, q1 = tr
+        if q0 is None or q1 is None:
+            return None
+        d = self._direction(p)
+        if d is None:
+            return None
+        return M.traceability(q0, q1, d)
+
+    # -- run level -------------------------------------------------------------
+    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Estimate]:
+        meta = getattr(self.ctx.system, "meta", None)
+        if meta is None or not meta.has("query_trace"):
+            name = getattr(meta, "name", "the system")
+            return {"steering_traceability": not_available(
+                f"system '{name}' does not declare the query_trace capability (Ranking.trace['query'])")}
+        return {}
+
+    def extras(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        self._setup()
+        ok = [r for r in records if r.get("status", "ok") == "ok"]
+        names = sorted({n for r in ok for n in r.get("chance", {})})
+        chance = {n: M.chance_mean((r.get("chance", {}) for r in ok), n) for n in names}
+        meta = getattr(self.ctx.system, "meta", None)
+        has_scores = bool(meta is not None and meta.has("scores"))
+        kinds: dict[str, int] = {}
+        for r in ok:
+            kinds[r["requests"]["steer"]["kind"]] = kinds.get(r["requests"]["steer"]["kind"], 0) + 1
+        return {
+            "chance": {n: c for n, c in chance.items() if c is not None},
+            "entropy_source": ("softmax of the system's score_catalog scores over the unseen catalog (bits)" if has_scores
+                               else "the requested attributes' distribution over the top-K list (bits)"),
+            "entropy_topk_source": "steering_entropy_reduction/topk: the requested attributes' distribution over the top-K list (bits), for every system",
+            "chance_definition": "share of the user's unseen catalog satisfying the request (constraint_following, attribute_control), "
+                                 "K / unseen items (relevance), 1/6 for three exchangeable lists (diversity_gradient)",
+            "diversity_features": "cosine over [categorical multi-hot, ordinal bin one-hot], each block unit length",
+            "phrasing_source": self.template_source,
+            "steer_kinds": kinds,
+            "oracle_context": ORACLE_KEY if self._is_oracle() else None,
+        }
