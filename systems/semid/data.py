@@ -17,7 +17,7 @@ from typing import Any
 
 from systems.semid.lm import REC, SID_END, SID_START, code_token
 
-# training-only phrasings; {a} is an alias of an attribute value from the dataset card
+# fallback training phrasings (when talkwalk_bench.steering is absent); {a} is a card alias
 TRAIN_TEMPLATES = (
     "something {a}",
     "i want {a}",
@@ -59,19 +59,44 @@ class Example:
 
 @dataclass(frozen=True)
 class Constraint:
-    """One steerable attribute value: which items satisfy it, and how users may say it."""
+    """One steering request: ways users may say it, and the items that satisfy it."""
 
     attribute: str
     value: str
-    aliases: tuple[str, ...]
+    phrases: tuple[str, ...]
     items: frozenset[str]
 
 
-def constraints(card: Any, items: Mapping[str, Mapping[str, Any]]) -> list[Constraint]:
-    """Categorical values and ordinal bins of the card, with the items that satisfy them."""
-    out = []
+def constraints(card: Any, items: Mapping[str, Mapping[str, Any]], seed: int = 0) -> list[Constraint]:
+    """Steering requests for training: the harness's ``train`` phrasings when available.
+
+    Falls back to this module's templates over the card's aliases (categorical
+    values and ordinal bins) when the steering package is absent.
+    """
     if card is None:
-        return out
+        return []
+    try:
+        from talkwalk_bench.steering import train_phrasings
+        from talkwalk_bench.steering.predicates import ItemValues, predicate_from_dict
+    except ImportError:
+        return _card_constraints(card, items)
+    ids = list(items)
+    values = ItemValues(card, items, ids)
+    grouped: dict[str, list[str]] = {}
+    sat: dict[str, frozenset[str]] = {}
+    for ph in train_phrasings(card, seed=seed):
+        if ph.predicate is None:
+            continue
+        key = repr(sorted(ph.predicate.items()))
+        if key not in sat:
+            mask = values.mask(predicate_from_dict(ph.predicate))
+            sat[key] = frozenset(it for it, m in zip(ids, mask) if m)
+        grouped.setdefault(key, []).append(ph.text)
+    return [Constraint("steer", k, tuple(v), sat[k]) for k, v in grouped.items() if sat[k]]
+
+
+def _card_constraints(card: Any, items: Mapping[str, Mapping[str, Any]]) -> list[Constraint]:
+    out = []
     for name, attr in card.item.attributes.items():
         if attr.kind in ("multi_categorical", "categorical"):
             for v, text in attr.values.items():
@@ -80,13 +105,14 @@ def constraints(card: Any, items: Mapping[str, Mapping[str, Any]]) -> list[Const
                     if (v in attr.value_of(row) if attr.kind == "multi_categorical" else attr.value_of(row) == v)
                 )
                 if sat:
-                    out.append(Constraint(name, v, tuple(text.aliases) or (v.lower(),), sat))
+                    aliases = tuple(text.aliases) or (v.lower(),)
+                    out.append(Constraint(name, v, tuple(t.format(a=a) for t in TRAIN_TEMPLATES for a in aliases), sat))
         elif attr.kind == "ordinal":
             for b in attr.bins:
                 sat = frozenset(it for it, row in items.items() if attr.bin_of(attr.value_of(row)) is b)
                 if sat:
                     aliases = tuple(f"something from the {a}" if a[0].isdigit() else a for a in (b.aliases or (b.label,)))
-                    out.append(Constraint(name, b.label, aliases, sat))
+                    out.append(Constraint(name, b.label, tuple(t.format(a=a) for t in TRAIN_TEMPLATES for a in aliases), sat))
     return out
 
 
@@ -143,7 +169,7 @@ def make_examples(
     users = [u for u, s in sequences.items() if len(s) >= 2] if mix == "full" else []
     if not users:
         weights.pop("next_item", None)
-    cons = constraints(card, {it: items.get(it, {}) for it in sids})
+    cons = constraints(card, {it: items.get(it, {}) for it in sids}, seed=seed)
     if not cons:
         weights.pop("steered", None)
     catalog = list(sids)
@@ -161,7 +187,7 @@ def make_examples(
             out.append(Example(rec_prompt(hist, max_history=max_history), target_text(sids[seq[t]]), kind))
         elif kind == "steered":
             c = rng.choice(cons)
-            phrase = rng.choice(TRAIN_TEMPLATES).format(a=rng.choice(c.aliases))
+            phrase = rng.choice(c.phrases)
             hist_items: list[str] = []
             target = None
             if users:
