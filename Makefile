@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint leaderboards clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,13 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Regenerate the committed leaderboards from the committed results.
+leaderboards: setup
+	$(BIN)/talkwalk-bench leaderboard results --format md --output leaderboards/README.md
+	$(BIN)/talkwalk-bench leaderboard results --format html --output leaderboards/index.html
+	$(BIN)/talkwalk-bench leaderboard results --format csv --output leaderboards/leaderboard.csv
+	$(BIN)/talkwalk-bench leaderboard results --format json --output leaderboards/leaderboard.json
 
 lint: setup
 	$(BIN)/ruff check talkwalk_bench systems tests benchmarks

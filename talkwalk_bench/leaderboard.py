@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from talkwalk_bench.errors import ResultFileError
-from talkwalk_bench.metrics.stats import mean_ci, paired_significant
+from talkwalk_bench.metrics.stats import paired_significant
 from talkwalk_bench.results import Result, episodes_path, lower_is_better, read_episodes, read_result
 
 
@@ -111,8 +111,12 @@ def _combine(runs: list[tuple[Path, Result]], names: list[str]) -> dict[str, dic
             e = next(e for e in entries if e.value is not None)
             out[m] = {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "seeds": 1, "chance": e.chance}
         else:
-            est = mean_ci(vals)
-            out[m] = {"value": float(np.mean(vals)), "ci_low": est.ci_low, "ci_high": est.ci_high,
+            # across seeds: the mean of seed means, the mean of the per-seed episode CIs,
+            # and the seed-to-seed standard deviation beside them
+            lows = [e.ci_low for e in entries if e.ci_low is not None]
+            highs = [e.ci_high for e in entries if e.ci_high is not None]
+            out[m] = {"value": float(np.mean(vals)), "ci_low": float(np.mean(lows)) if lows else None,
+                      "ci_high": float(np.mean(highs)) if highs else None, "seed_sd": float(np.std(vals, ddof=1)),
                       "n": int(np.mean([e.n for e in entries])), "seeds": len(vals), "chance": entries[0].chance}
     return out
 
@@ -154,11 +158,16 @@ def _fmt(m: dict[str, Any] | None, ci: bool = True) -> str:
     v = f"{m['value']:.4f}"
     if ci and m.get("ci_low") is not None and m.get("ci_high") is not None and m["ci_low"] != m["ci_high"]:
         v += f" [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+    if ci and m.get("seed_sd"):
+        v += f" ±{m['seed_sd']:.4f}"
     return v
 
 
 def _columns(board: Board, max_cols: int = 8) -> list[str]:
-    cols = [board.main_score] + [m for m in board.metric_names if m != board.main_score]
+    """Main score first, then cutoff-10 and cutoff-free metrics, then the rest."""
+    rest = [m for m in board.metric_names if m != board.main_score]
+    first = [m for m in rest if m.endswith("@10") or "@" not in m]
+    cols = [board.main_score] + first + [m for m in rest if m not in first]
     return cols[:max_cols]
 
 
@@ -167,7 +176,7 @@ def to_markdown(boards: list[Board], *, all_metrics: bool = False) -> str:
     for b in boards:
         cols = _columns(b, 10**6 if all_metrics else 8)
         out.append(f"## {b.task} ({b.dataset})\n")
-        out.append(f"Main score: **{b.main_score}** (mean [95 % CI]); n = episodes per seed. `≈`: not significantly different from the best (paired bootstrap). Oracle rows are ceilings and are not ranked.\n")
+        out.append(f"Main score: **{b.main_score}** (mean [95 % CI over episodes] ±sd across seeds); n = episodes per seed. `≈`: not significantly different from the best (paired bootstrap). Oracle rows are ceilings and are not ranked.\n")
         out.append("| rank | system | seeds | n | " + " | ".join(cols) + " |")
         out.append("|---|---|---|---|" + "---|" * len(cols))
         for r in b.rows:
