@@ -30,7 +30,7 @@ class Rubric(BaseModel):
 
     name: str
     version: int
-    kind: Literal["score", "choice"]
+    kind: Literal["score", "choice", "text"]
     system: str
     template: str
     scale: tuple[int, int] | None = None
@@ -46,7 +46,7 @@ class Rubric(BaseModel):
 
     @property
     def field(self) -> str:
-        return "score" if self.kind == "score" else "choice"
+        return {"score": "score", "choice": "choice", "text": "utterance"}[self.kind]
 
     @property
     def id(self) -> str:
@@ -54,19 +54,24 @@ class Rubric(BaseModel):
 
     def messages(self, **variables: Any) -> list[dict[str, str]]:
         try:
+            system = self.system.format(**variables)
             user = self.template.format(**variables)
         except KeyError as exc:
             raise BenchError(f"rubric {self.name}: template variable {exc} not provided") from None
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def parse(self, text: str | None) -> dict[str, Any]:
-        """The answer as ``{"score": int}`` or ``{"choice": str}`` (+ ``reason``); raises ParseError."""
+        """The answer as ``{"score": int}``, ``{"choice": str}`` (+ ``reason``) or ``{"utterance": str}``; raises ParseError."""
         obj = extract_json(text or "")
         if self.field not in obj:
             raise ParseError(f"JSON answer lacks '{self.field}'")
         value = obj[self.field]
         reason = obj.get("reason")
         reason = str(reason)[:300] if reason is not None else None
+        if self.kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                raise ParseError("utterance is empty or not a string")
+            return {"utterance": " ".join(value.split())[:300]}
         if self.kind == "score":
             assert self.scale is not None
             if isinstance(value, bool):

@@ -1,0 +1,381 @@
+"""Conversation: a simulated user with a hidden target critiques lists until satisfied.
+
+The target is a real held-out item of a real test user. The user opens with
+one of the target's categorical values ("feeling like comedy tonight"),
+then each turn looks at the top-K list and either accepts (the target, or an
+item with exactly the target's categorical values and ordinal bin, is in the top-K)
+or critiques the largest attribute difference between the list and the
+target, phrased with a template from the ``eval`` set (never shown to
+systems):
+
+- categorical: a target value the list lacks and/or a non-target value that
+  dominates it: "comedy but not drama", "give me comedy", "steer clear of drama";
+- ordinal: most of the list lies after (before) the target's bin: "prior to
+  1980 please" ("from 1970 onwards").
+
+Every critique's predicate holds for the target, so the conjunction of all
+critiques so far is the ground truth of what the user asked; systems
+registered as oracles receive it in ``Request.context['predicate']`` (as
+``Predicate.to_dict()``), others see only the words. Items shown earlier are
+excluded from later turns. With ``simulator: llm`` (or ``-O simulator=llm``)
+an LLM behind an OpenAI-compatible endpoint (the judge's options) words each
+critique instead of the templates; acceptance stays rule-based so success is
+verifiable, and a failed LLM call falls back to the template wording (counted).
+
+Metrics (per episode, mean with bootstrap CI):
+- ``turns_to_satisfaction``: the turn of acceptance, ``max_turns + 1`` when the
+  user never accepts (lower is better); ``success_rate``: accepted within the cap;
+- ``exploration_velocity``: distinct (categorical value, ordinal bin) cells
+  covered by the items shown in the first N turns, divided by the turns played
+  (at most N);
+- ``first_turn_relevance``: mean over the first top-K of
+  0.5 * Jaccard(item values, target values) + 0.5 * [same ordinal bin].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from talkwalk_bench.errors import BenchError
+from talkwalk_bench.metrics.stats import Estimate, not_available
+from talkwalk_bench.registry import SYSTEMS
+from talkwalk_bench.tasks.base import Episode, Family, register_family
+from talkwalk_bench.tasks.ranking import sample_users
+from talkwalk_bench.types import Request, Turn
+
+
+class ConversationParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_users: int | None = Field(200, ge=1, description="sample this many test users (seeded); all when null")
+    max_turns: int = Field(10, ge=1, le=50, description="turn cap; a user not satisfied by then gives up")
+    velocity_turns: int = Field(5, ge=1, description="N of exploration velocity (cells reached in the first N turns)")
+    exclude_shown: bool = Field(True, description="items shown in earlier turns are excluded from later lists")
+    simulator: Literal["rule", "llm"] = Field("rule", description="who words the critiques (-O simulator=... overrides)")
+
+
+def _rng(*parts: Any) -> random.Random:
+    h = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return random.Random(int.from_bytes(h[:8], "little"))
+
+
+@dataclass
+class Critique:
+    kind: str
+    predicate: Any  # steering Predicate
+    steer: Any  # steering Steer (slots for the wording)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class SimulatedUser:
+    """Rule-based user over a dataset card's first categorical and first binned ordinal attribute."""
+
+    def __init__(self, card: Any, items: dict[str, dict[str, Any]], item_ids: Sequence[str], *,
+                 templates: dict[str, tuple[str, ...]]) -> None:
+        from talkwalk_bench.steering import ItemValues, Vocabulary
+
+        self.vocab = Vocabulary(card)
+        if self.vocab.categorical is None or self.vocab.ordinal is None:
+            raise BenchError(f"card '{card.dataset}': the conversation task needs a categorical item attribute with values and an ordinal one with bins")
+        self.values = ItemValues(card, items, item_ids)
+        self.cat, self.ord = self.vocab.categorical, self.vocab.ordinal
+        self.templates = templates
+
+    # -- item attributes -------------------------------------------------------
+    def cats(self, item: str) -> frozenset[str]:
+        v = self.values[item].get(self.cat)
+        if isinstance(v, frozenset):
+            return v
+        return frozenset() if v is None else frozenset([v])
+
+    def year(self, item: str) -> float:
+        v = self.values[item].get(self.ord)
+        return float(v) if isinstance(v, (int, float)) else float("nan")
+
+    def bin_label(self, item: str) -> str | None:
+        b = self.vocab.bin_of(self.year(item))
+        return b.label if b else None
+
+    def usable_target(self, item: str) -> bool:
+        return bool(self.cats(item)) and self.bin_label(item) is not None
+
+    def matches(self, item: str, target: str) -> bool:
+        """The same categorical values as the target and its bin (the target itself always matches)."""
+        if item == target:
+            return True
+        return self.cats(target) == self.cats(item) and self.bin_label(item) == self.bin_label(target)
+
+    def cells(self, item: str) -> set[tuple[str, str]]:
+        b = self.bin_label(item) or "?"
+        return {(c, b) for c in self.cats(item)} or {("?", b)}
+
+    def relevance(self, item: str, target: str) -> float:
+        a, t = self.cats(item), self.cats(target)
+        jac = len(a & t) / len(a | t) if (a | t) else 0.0
+        return 0.5 * jac + 0.5 * float(self.bin_label(item) is not None and self.bin_label(item) == self.bin_label(target))
+
+    # -- turns -----------------------------------------------------------------
+    def opening(self, target: str, rng: random.Random) -> Critique:
+        value = rng.choice(sorted(self.cats(target)))
+        s = self.vocab.include(value, rng)
+        return Critique("include", s.predicate, s, {"value": value})
+
+    def accepts(self, shown: Sequence[str], target: str) -> str | None:
+        """The accepted item (the target first, else the first matching one), or None."""
+        if target in shown:
+            return target
+        return next((i for i in shown if self.matches(i, target)), None)
+
+    def critique(self, shown: Sequence[str], target: str, rng: random.Random) -> Critique:
+        n = max(1, len(shown))
+        tcats = self.cats(target)
+        freq: dict[str, float] = {}
+        for it in shown:
+            for c in self.cats(it):
+                freq[c] = freq.get(c, 0.0) + 1.0 / n
+        missing = sorted((c for c in tcats if freq.get(c, 0.0) < 0.5), key=lambda c: (freq.get(c, 0.0), c))
+        extra = sorted((c for c in freq if c not in tcats and freq[c] >= 0.5), key=lambda c: (-freq[c], c))
+        genre_gap = 1.0 - freq.get(missing[0], 0.0) if missing else 0.0
+        if extra:
+            genre_gap = max(genre_gap, freq[extra[0]])
+
+        tbin = self.vocab.bin(self.bin_label(target))
+        years = [y for y in (self.year(i) for i in shown) if not np.isnan(y)]
+        in_bin = sum(tbin.contains(y) for y in years) / n
+        direction = None
+        if years and in_bin < 0.5:
+            med = float(np.median(years))
+            bounds = self.vocab.bounds()
+            if med > tbin.high and any(b > tbin.high for b in bounds):
+                direction = "before"
+            elif med < tbin.low and tbin.low in bounds:
+                direction = "after"
+        year_gap = 1.0 - in_bin if direction else 0.0
+
+        if direction and year_gap > genre_gap:
+            if direction == "before":
+                bound = min(b for b in self.vocab.bounds() if b > tbin.high)
+                s = self.vocab.before(bound)
+            else:
+                s = self.vocab.after(tbin.low)
+            return Critique(direction, s.predicate, s, {"bound": s.slots["bound"], "in_bin": round(in_bin, 3)})
+        if missing and extra:
+            s = self.vocab.include_exclude(missing[0], extra[0], rng)
+            return Critique("include_exclude", s.predicate, s, {"value": missing[0], "other": extra[0]})
+        if missing:
+            s = self.vocab.include(missing[0], rng)
+            return Critique("include", s.predicate, s, {"value": missing[0]})
+        if extra:
+            s = self.vocab.exclude(extra[0], rng)
+            return Critique("exclude", s.predicate, s, {"value": extra[0]})
+        # the attributes are right on average but no single item matches: ask for both at once
+        value = min(tcats, key=lambda c: (freq.get(c, 0.0), c))
+        s = self.vocab.include_range(value, tbin.label, rng)
+        return Critique("include_range", s.predicate, s, {"value": value, "bin": tbin.label})
+
+    def say(self, c: Critique, rng: random.Random) -> tuple[str, str]:
+        """(utterance, template) with an eval-set template of the critique's kind."""
+        options = self.templates.get(c.kind) or ()
+        if not options:
+            raise BenchError(f"no eval phrasing for request kind '{c.kind}'; the steering file must cover it")
+        t = rng.choice(list(options))
+        return c.steer.say(t, noun=self.vocab.noun), t
+
+    def describe(self, item: str) -> str:
+        title = self.values.titles.get(item, "") if hasattr(self.values, "titles") else ""
+        row_desc = ", ".join(sorted(self.cats(item))) + f"; {self.bin_label(item) or 'unknown year'}"
+        return f'"{title}" ({row_desc})' if title else row_desc
+
+
+@register_family
+class ConversationFamily(Family):
+    """Multi-turn conversations with a simulated user: turns-to-satisfaction, exploration velocity."""
+
+    name = "conversation"
+    Params = ConversationParams
+    needs_card = True
+
+    @cached_property
+    def user(self) -> SimulatedUser:
+        from talkwalk_bench.steering.phrasings import _eval_templates
+
+        templates, self._template_source = _eval_templates(self.ctx.steering_file)
+        ds = self.ctx.dataset
+        return SimulatedUser(self.ctx.card, ds.items, ds.item_ids, templates=templates)
+
+    @property
+    def k(self) -> int:
+        return self.spec.k_max
+
+    @cached_property
+    def simulator(self) -> str:
+        s = self.ctx.options.get("simulator", self.params.simulator)
+        if s not in ("rule", "llm"):
+            raise BenchError(f"-O simulator={s!r}: expected rule or llm")
+        return s
+
+    @cached_property
+    def llm(self) -> Any:
+        """The LLM wording critiques (simulator: llm), through the judge's client and options."""
+        from talkwalk_bench.judge.client import Judge, JudgeConfig
+        from talkwalk_bench.judge.rubrics import load_rubric
+
+        cfg = JudgeConfig.from_options(self.ctx.options)
+        why = cfg.missing()
+        if why:
+            raise BenchError(f"simulator llm: {why}")
+        return Judge(cfg), load_rubric("simulated_user")
+
+    def _is_oracle(self) -> bool:
+        meta = getattr(self.ctx.system, "meta", None)
+        if getattr(meta, "is_oracle", False):
+            return True
+        name = getattr(meta, "name", None)
+        try:
+            return bool(name and SYSTEMS.entry(name).tags.get("oracle"))
+        except Exception:
+            return False
+
+    def protocol(self) -> dict[str, Any]:
+        p = self.params
+        return {**super().protocol(), "target": f"held-out {self.ctx.stage} item", "max_turns": p.max_turns,
+                "velocity_turns": p.velocity_turns, "exclude_shown": p.exclude_shown, "simulator": self.simulator,
+                "accept": "target, or an item with the same categorical values as the target and in its ordinal bin, in the top-K",
+                "phrasings": "eval set" if self.ctx.steering_file is None else f"steering file {self.ctx.steering_file}"}
+
+    def episodes(self) -> list[Episode]:
+        split = self.ctx.split
+        held = split.test_item if self.ctx.stage == "test" else split.valid_item
+        users = [u for u in held if self.user.usable_target(held[u])]
+        users = sample_users(users, self.params.max_users, self.ctx.seed)
+        return [Episode(id=f"u{u}", user_id=u, data={"target": held[u]}) for u in users]
+
+    def play(self, episodes: Sequence[Episode]) -> list[dict[str, Any]]:
+        from talkwalk_bench.steering import AllOf
+
+        p, sim, k = self.params, self.user, self.k
+        oracle = self._is_oracle()
+        ds, split, stage = self.ctx.dataset, self.ctx.split, self.ctx.stage
+        states = []
+        for ep in episodes:
+            target = ep.data["target"]
+            rng = _rng(self.ctx.seed, ep.id)
+            c = sim.opening(target, rng)
+            text, tmpl = sim.say(c, rng)
+            hist = split.history(ep.user_id, stage)
+            states.append({"ep": ep, "target": target, "rng": rng, "hist": hist, "turns": [], "preds": [c.predicate],
+                           "pending": (text, tmpl, c), "accepted": None, "done": False})
+        for t in range(1, p.max_turns + 1):
+            active = [s for s in states if not s["done"]]
+            if not active:
+                break
+            requests = []
+            for s in active:
+                text = s["pending"][0]
+                conv = tuple(Turn(x["utterance"], tuple(x["shown"])) for x in s["turns"]) + (Turn(text),)
+                shown = {i for x in s["turns"] for i in x["shown"]}
+                exclude = frozenset(s["hist"]) | (frozenset(shown) if p.exclude_shown else frozenset())
+                context = {"predicate": AllOf(parts=tuple(s["preds"])).to_dict()} if oracle else {}
+                requests.append(Request(user_id=s["ep"].user_id, history=s["hist"], user=ds.users.get(s["ep"].user_id, {}),
+                                        context=context, conversation=conv, exclude=exclude, session_id=s["ep"].id))
+            rankings = self.ctx.recommend(requests, k)
+            to_word = []
+            for s, r in zip(active, rankings):
+                shown = list(r.items[:k])
+                text, tmpl, c = s["pending"]
+                s["turns"].append({"utterance": text, "kind": c.kind, "template": tmpl, "detail": c.detail,
+                                   "predicate": c.predicate.to_dict(), "shown": shown})
+                acc = sim.accepts(shown, s["target"])
+                if acc is not None:
+                    s["accepted"], s["accepted_item"], s["done"] = t, acc, True
+                    continue
+                if t == p.max_turns:
+                    s["done"] = True
+                    continue
+                c = sim.critique(shown, s["target"], s["rng"])
+                text, tmpl = sim.say(c, s["rng"])
+                s["preds"].append(c.predicate)
+                s["pending"] = (text, tmpl, c)
+                to_word.append(s)
+            if self.simulator == "llm" and to_word:
+                self._llm_word(to_word)
+        return [self._record(s) for s in states]
+
+    def _llm_word(self, states: list[dict[str, Any]]) -> None:
+        judge, rubric = self.llm
+        sim = self.user
+        jobs = []
+        for s in states:
+            _, tmpl, c = s["pending"]
+            shown = s["turns"][-1]["shown"]
+            jobs.append((rubric, {"target": sim.describe(s["target"]), "noun": sim.vocab.noun,
+                                  "shown": "\n".join(f"- {sim.describe(i)}" for i in shown[:5]),
+                                  "hint": s["pending"][0]}))
+        for s, j in zip(states, judge.judge_many(jobs)):
+            text, tmpl, c = s["pending"]
+            if j.ok and (j.value or {}).get("utterance"):
+                s["pending"] = (j.value["utterance"], "llm", c)
+            else:
+                s.setdefault("llm_failures", []).append(j.error or "empty utterance")
+
+    def _record(self, s: dict[str, Any]) -> dict[str, Any]:
+        p, sim = self.params, self.user
+        target, turns = s["target"], s["turns"]
+        played = min(p.velocity_turns, len(turns))
+        cells: set[tuple[str, str]] = set()
+        for x in turns[:played]:
+            for i in x["shown"]:
+                cells |= sim.cells(i)
+        first = turns[0]["shown"] if turns else []
+        rel = float(np.mean([sim.relevance(i, target) for i in first])) if first else 0.0
+        accepted = s["accepted"]
+        rec = {
+            "target": target, "target_values": sorted(sim.cats(target)), "target_bin": sim.bin_label(target),
+            "accepted_turn": accepted, "accepted_item": s.get("accepted_item"), "turns": turns,
+            "metrics": {
+                "turns_to_satisfaction": float(accepted if accepted is not None else p.max_turns + 1),
+                "success_rate": float(accepted is not None),
+                "exploration_velocity": len(cells) / played if played else None,
+                "first_turn_relevance": rel,
+            },
+        }
+        if s.get("llm_failures"):
+            rec["llm_failures"] = s["llm_failures"]
+        return rec
+
+    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Estimate]:
+        ok = [r for r in records if r.get("status") == "ok"]
+        out: dict[str, Estimate] = {}
+        solved = [r["accepted_turn"] for r in ok if r.get("accepted_turn") is not None]
+        from talkwalk_bench.metrics.stats import mean_ci
+
+        if solved:
+            out["turns_to_satisfaction_when_satisfied"] = mean_ci(solved, seed=self.ctx.seed,
+                                                                  n_resamples=self.spec.bootstrap.n_resamples)
+        else:
+            out["turns_to_satisfaction_when_satisfied"] = not_available("no simulated user was satisfied within the turn cap")
+        return out
+
+    def extras(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        ok = [r for r in records if r.get("status") == "ok"]
+        kinds: dict[str, int] = {}
+        for r in ok:
+            for x in r.get("turns", [])[1:]:
+                kinds[x["kind"]] = kinds.get(x["kind"], 0) + 1
+        out: dict[str, Any] = {
+            "simulator": self.simulator, "max_turns": self.params.max_turns, "k": self.k,
+            "velocity_turns": self.params.velocity_turns, "critique_kinds": dict(sorted(kinds.items())),
+            "phrasing_source": getattr(self, "_template_source", None),
+        }
+        if self.simulator == "llm":
+            judge, rubric = self.llm
+            out["llm"] = {**judge.describe(), "rubric": rubric.id,
+                          "fallbacks_to_templates": sum(len(r.get("llm_failures", [])) for r in ok)}
+        return out

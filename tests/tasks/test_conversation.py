@@ -1,0 +1,209 @@
+"""Conversation task: the simulated user's decisions, its metrics, and oracle < popularity in turns."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from talkwalk_bench.data.dataset import load_dataset
+from talkwalk_bench.metrics.stats import paired_significant
+from talkwalk_bench.registry import SYSTEMS, register_system
+from talkwalk_bench.results import episodes_path, read_episodes
+from talkwalk_bench.steering import ItemValues, predicate_from_dict
+from talkwalk_bench.steering.phrasings import _eval_templates, train_templates
+from talkwalk_bench.tasks.base import FAMILIES, TaskContext
+from talkwalk_bench.tasks.runner import RunConfig, run
+from talkwalk_bench.tasks.spec import load_spec
+from talkwalk_bench.types import Ranking, SystemMeta
+
+
+class _PredicateOracle:
+    """Popularity within the conversation's ground-truth predicate (given to oracles only)."""
+
+    meta = SystemMeta(name="test-conversation-oracle", is_oracle=True)
+
+    def fit(self, data, *, seed):
+        counts = Counter(data.train.item_ids.tolist())
+        self.order = sorted(data.item_ids, key=lambda i: (-counts.get(i, 0), int(i)))
+        self.values = ItemValues(data.card, data.items, data.item_ids)
+
+    def recommend(self, requests, *, k):
+        out = []
+        for r in requests:
+            pred = predicate_from_dict(r.context["predicate"])
+            items = [i for i in self.order if i not in r.exclude and self.values.satisfies(pred, i)]
+            out.append(Ranking(tuple(items[:k])))
+        return out
+
+
+if "test-conversation-oracle" not in SYSTEMS:
+    register_system("test-conversation-oracle", oracle=True)(lambda: _PredicateOracle())
+
+
+def _spec_file(tmp: Path, **episodes) -> Path:
+    spec, _ = load_spec("conversation")
+    data = spec.model_dump(mode="json")
+    data["episodes"] = {**data["episodes"], **episodes}
+    data["bootstrap"]["n_resamples"] = 200
+    p = tmp / "conversation_small.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("conv")
+    spec = _spec_file(tmp, max_users=60, max_turns=8)
+    out = {}
+    for system in ("popularity", "test-conversation-oracle"):
+        res = run(RunConfig(system=system, task=str(spec), output=tmp / f"{system}.json", progress=False))
+        out[system] = (res, read_episodes(episodes_path(tmp / f"{system}.json")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def family():
+    spec, path = load_spec("conversation")
+    cls = FAMILIES.get(spec.family)
+    ctx = TaskContext(spec=spec, params=cls.parse_params(spec, path), dataset=load_dataset(spec.dataset), seed=0)
+    return cls(ctx)
+
+
+def _genres(ds, item):
+    return frozenset(ds.items[item].get("class") or ())
+
+
+def _decade(ds, item):
+    return int(float(ds.items[item]["release_year"])) // 10 * 10
+
+
+def test_turns_to_satisfaction_lower_for_the_oracle_than_for_popularity(runs):
+    pop, pop_eps = runs["popularity"]
+    orc, orc_eps = runs["test-conversation-oracle"]
+    assert pop.status == orc.status == "success"
+    assert orc.metrics["turns_to_satisfaction"].value < pop.metrics["turns_to_satisfaction"].value
+    assert orc.metrics["success_rate"].value >= pop.metrics["success_rate"].value
+    a = {r["episode"]: r["metrics"]["turns_to_satisfaction"] for r in orc_eps}
+    b = {r["episode"]: r["metrics"]["turns_to_satisfaction"] for r in pop_eps}
+    keys = sorted(a)
+    assert keys == sorted(b)  # same users, same targets
+    assert paired_significant([b[k] for k in keys], [a[k] for k in keys])
+
+
+def test_every_critique_predicate_holds_for_the_hidden_target(runs, family):
+    sim = family.user
+    n = 0
+    for _, eps in runs.values():
+        for r in eps:
+            for t in r["turns"]:
+                pred = predicate_from_dict(t["predicate"])
+                assert sim.values.satisfies(pred, r["target"]), (t["utterance"], r["target"])
+                n += 1
+    assert n > 100
+
+
+def test_utterances_use_eval_phrasings_never_train_ones(runs):
+    evals, _ = _eval_templates()
+    train = {t for ts in train_templates().values() for t in ts}
+    for _, eps in runs.values():
+        for r in eps:
+            for t in r["turns"]:
+                assert t["template"] in evals[t["kind"]]
+                assert t["template"] not in train
+
+
+def test_acceptance_matches_hand_check(runs):
+    ds = load_dataset("ml-100k")
+    for _, eps in runs.values():
+        for r in eps:
+            tgt = r["target"]
+            hits = [[i == tgt or (_genres(ds, i) == _genres(ds, tgt) and _decade(ds, i) == _decade(ds, tgt)) for i in t["shown"]]
+                    for t in r["turns"]]
+            first_hit = next((j + 1 for j, h in enumerate(hits) if any(h)), None)
+            assert r["accepted_turn"] == first_hit
+            expected = first_hit if first_hit is not None else 8 + 1
+            assert r["metrics"]["turns_to_satisfaction"] == expected
+            if first_hit is None:
+                assert len(r["turns"]) == 8
+
+
+def test_velocity_and_first_turn_relevance_match_hand_computation(runs):
+    ds = load_dataset("ml-100k")
+    for _, eps in runs.values():
+        for r in eps[:20]:
+            tgt = r["target"]
+            played = r["turns"][:5]
+            cells = {(g, _decade(ds, i)) for t in played for i in t["shown"] for g in _genres(ds, i)}
+            assert r["metrics"]["exploration_velocity"] == pytest.approx(len(cells) / len(played))
+            rel = []
+            for i in r["turns"][0]["shown"]:
+                a, b = _genres(ds, i), _genres(ds, tgt)
+                rel.append(0.5 * len(a & b) / len(a | b) + 0.5 * (_decade(ds, i) == _decade(ds, tgt)))
+            assert r["metrics"]["first_turn_relevance"] == pytest.approx(np.mean(rel))
+
+
+def test_items_shown_earlier_are_not_shown_again(runs):
+    _, eps = runs["popularity"]
+    for r in eps:
+        shown = [i for t in r["turns"] for i in t["shown"]]
+        assert len(shown) == len(set(shown))
+
+
+def test_critique_asks_for_older_when_the_list_is_too_recent(family):
+    sim, ds = family.user, family.ctx.dataset
+    target = next(i for i in ds.item_ids if _genres(ds, i) == {"Drama"} and _decade(ds, i) == 1970)
+    newer_dramas = [i for i in ds.item_ids if _genres(ds, i) == {"Drama"} and _decade(ds, i) == 1990][:10]
+    c = sim.critique(newer_dramas, target, random.Random(0))
+    assert c.kind == "before" and c.detail["bound"] == "1980"
+    assert sim.accepts(newer_dramas, target) is None
+    text, template = sim.say(c, random.Random(0))
+    assert "1980" in text
+
+
+def test_critique_asks_for_the_missing_genre_and_less_of_the_dominant_one(family):
+    sim, ds = family.user, family.ctx.dataset
+    target = next(i for i in ds.item_ids if _genres(ds, i) == {"Comedy"} and _decade(ds, i) == 1990)
+    action = [i for i in ds.item_ids if _genres(ds, i) == {"Action"} and _decade(ds, i) == 1990][:10]
+    c = sim.critique(action, target, random.Random(0))
+    assert c.kind == "include_exclude" and c.detail == {"value": "Comedy", "other": "Action"}
+
+
+def test_a_superset_of_genres_is_not_accepted_but_an_exact_match_is(family):
+    sim, ds = family.user, family.ctx.dataset
+    target = next(i for i in ds.item_ids if _genres(ds, i) == {"Comedy"} and _decade(ds, i) == 1990)
+    superset = next(i for i in ds.item_ids if _genres(ds, i) == {"Comedy", "Romance"} and _decade(ds, i) == 1990)
+    exact = next(i for i in ds.item_ids if i != target and _genres(ds, i) == {"Comedy"} and _decade(ds, i) == 1990)
+    assert sim.accepts([superset], target) is None
+    assert sim.accepts([superset, exact], target) == exact
+
+
+def test_same_seed_gives_identical_episodes(family):
+    a = [e.data for e in family.episodes()]
+    b = [e.data for e in family.episodes()]
+    assert a == b and len(a) == 200
+
+
+def test_non_oracle_systems_get_no_predicate(tmp_path):
+    seen = []
+
+    class Spy:
+        meta = SystemMeta(name="test-conversation-spy")
+
+        def fit(self, data, *, seed):
+            self.items = data.item_ids
+
+        def recommend(self, requests, *, k):
+            seen.extend(r.context for r in requests)
+            return [Ranking(tuple(self.items[:k])) for _ in requests]
+
+    if "test-conversation-spy" not in SYSTEMS:
+        register_system("test-conversation-spy")(lambda: Spy())
+    spec = _spec_file(tmp_path, max_users=5, max_turns=2)
+    res = run(RunConfig(system="test-conversation-spy", task=str(spec), output=tmp_path / "spy.json", progress=False))
+    assert res.status == "success" and seen
+    assert all("predicate" not in c for c in seen)
