@@ -37,6 +37,7 @@ items) contributes the items it has.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from itertools import combinations
 
@@ -111,6 +112,32 @@ def intra_list_diversity(items: Sequence[Hashable], features: Mapping[Hashable, 
     if not sims:
         return None
     return 1.0 - float(np.mean(sims))
+
+
+def expected_pair_diversity(features: Mapping[Hashable, frozenset], items: Sequence[Hashable]) -> float | None:
+    """1 - mean Jaccard over all pairs of distinct catalog items (pairs without values skipped).
+
+    The expected ``ILD@K`` of a list drawn uniformly from the catalog: the
+    chance level beside a system's ``ILD@K``. Computed over the distinct value
+    sets, weighted by how many items carry each, so it is cheap for large catalogs.
+    """
+    groups = Counter(features.get(i, frozenset()) for i in items)
+    sets, weights = list(groups), list(groups.values())
+    total = 0.0
+    n_pairs = 0.0
+    for a_idx, a in enumerate(sets):
+        for b_idx in range(a_idx, len(sets)):
+            b = sets[b_idx]
+            sim = jaccard(a, b)
+            if sim is None:
+                continue
+            wa, wb = weights[a_idx], weights[b_idx]
+            pairs = wa * (wa - 1) / 2 if a_idx == b_idx else wa * wb
+            total += pairs * sim
+            n_pairs += pairs
+    if n_pairs == 0:
+        return None
+    return 1.0 - total / n_pairs
 
 
 def self_information(counts: Mapping[Hashable, float], item_ids: Sequence[Hashable]) -> dict[Hashable, float]:

@@ -124,7 +124,10 @@ class BeyondFamily(Family):
         n_items = self.ctx.dataset.n_items
         n_tail = len(self.tail)
         chance: dict[str, float] = {}
+        ild = bm.expected_pair_diversity(self.features, self.ctx.dataset.item_ids)
         for k in self.spec.k:
+            if ild is not None:
+                chance[f"ILD@{k}"] = ild
             chance[f"Hit@{k}"] = min(1.0, k / max(1, n_items - 1))
             # a uniformly random list draws tail items at the catalog's tail rate
             chance[f"tail_share@{k}"] = n_tail / n_items

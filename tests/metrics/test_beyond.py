@@ -150,3 +150,14 @@ def test_coverage_gini_popularity_tail_equal_recbole(seed):
     ours_abs = bm.long_tail_items(counts, 4)
     for k in topk:
         assert np.mean([bm.tail_share(lst, ours_abs, k) for lst in lists]) == pytest.approx(tail_abs[f"tailpercentage@{k}"], abs=1e-9)
+
+
+def test_expected_pair_diversity_averages_over_all_item_pairs():
+    feats = {"p": frozenset({"x"}), "q": frozenset({"x"}), "r": frozenset({"x", "y"}), "s": frozenset(), "t": frozenset()}
+    # pairs with values: pq 1, pr 1/2, qr 1/2, ps 0, qs 0, rs 0, pt 0, qt 0, rt 0 (st skipped)
+    expected = 1 - (1 + 0.5 + 0.5) / 9
+    assert bm.expected_pair_diversity(feats, list(feats)) == pytest.approx(expected)
+    brute = [bm.intra_list_diversity([a, b], feats, 2) for x, a in enumerate(feats) for b in list(feats)[x + 1:]]
+    sims = [1 - d for d in brute if d is not None]
+    assert bm.expected_pair_diversity(feats, list(feats)) == pytest.approx(1 - np.mean(sims))
+    assert bm.expected_pair_diversity({"s": frozenset()}, ["s"]) is None
