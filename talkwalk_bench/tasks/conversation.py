@@ -15,8 +15,9 @@ systems):
 
 Every critique's predicate holds for the target, so the conjunction of all
 critiques so far is the ground truth of what the user asked; systems
-registered as oracles receive it in ``Request.context['predicate']`` (as
-``Predicate.to_dict()``), others see only the words. Items shown earlier are
+registered as oracles receive it in ``Request.context['oracle_predicate']``
+(a steering ``AllOf`` predicate, as the steerability task does), others see
+only the words. Items shown earlier are
 excluded from later turns. With ``simulator: llm`` (or ``-O simulator=llm``)
 an LLM behind an OpenAI-compatible endpoint (the judge's options) words each
 critique instead of the templates; acceptance stays rule-based so success is
@@ -50,6 +51,8 @@ from talkwalk_bench.registry import SYSTEMS
 from talkwalk_bench.tasks.base import Episode, Family, register_family
 from talkwalk_bench.tasks.ranking import sample_users
 from talkwalk_bench.types import Request, Turn
+
+ORACLE_KEY = "oracle_predicate"  # the steerability task's key for oracle systems
 
 
 class ConversationParams(BaseModel):
@@ -282,7 +285,7 @@ class ConversationFamily(Family):
                 conv = tuple(Turn(x["utterance"], tuple(x["shown"])) for x in s["turns"]) + (Turn(text),)
                 shown = {i for x in s["turns"] for i in x["shown"]}
                 exclude = frozenset(s["hist"]) | (frozenset(shown) if p.exclude_shown else frozenset())
-                context = {"predicate": AllOf(parts=tuple(s["preds"])).to_dict()} if oracle else {}
+                context = {ORACLE_KEY: AllOf(parts=tuple(s["preds"]))} if oracle else {}
                 requests.append(Request(user_id=s["ep"].user_id, history=s["hist"], user=ds.users.get(s["ep"].user_id, {}),
                                         context=context, conversation=conv, exclude=exclude, session_id=s["ep"].id))
             rankings = self.ctx.recommend(requests, k)
