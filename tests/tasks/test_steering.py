@@ -1,0 +1,290 @@
+"""Steerability: predicates, templates, steering files, episodes and the reference points on ml-100k."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from talkwalk_bench.data.card import load_card
+from talkwalk_bench.data.dataset import load_dataset
+from talkwalk_bench.errors import DataFormatError
+from talkwalk_bench.steering import (
+    REQUEST_KINDS,
+    AllOf,
+    DifferentFrom,
+    HasValue,
+    InRange,
+    ItemValues,
+    LacksValue,
+    Relative,
+    SimilarTo,
+    Vocabulary,
+    holds_for,
+    load_steering_file,
+    predicate_from_dict,
+    template_slots,
+    train_phrasings,
+    train_templates,
+)
+from talkwalk_bench.steering.phrasings import _builtin, _eval_templates
+from talkwalk_bench.tasks.base import TaskContext
+from talkwalk_bench.tasks.runner import RunConfig, run
+from talkwalk_bench.tasks.spec import load_spec_file
+from talkwalk_bench.tasks.steering import ORACLE_KEY, SteerabilityFamily
+from talkwalk_bench.types import Ranking, SystemMeta
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "steering"
+N_USERS = 40
+
+
+@pytest.fixture(scope="module")
+def card():
+    return load_card("ml-100k")
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return load_dataset("ml-100k")
+
+
+@pytest.fixture
+def small_spec(tmp_path) -> Path:
+    p = tmp_path / "steer-small.yaml"
+    p.write_text(f"include: {ROOT / 'tasks' / 'steerability.yaml'}\nepisodes: {{max_users: {N_USERS}}}\nbootstrap: {{n_resamples: 200}}\n")
+    return p
+
+
+def _run(system: str, spec: Path, tmp_path: Path, name: str, **kw):
+    out = tmp_path / f"{name}.json"
+    res = run(RunConfig(system=system, task=str(spec), output=out, progress=False, force=True, **kw))
+    records = [json.loads(line) for line in out.with_suffix("").with_suffix(".episodes.jsonl").read_text().splitlines()] \
+        if out.with_suffix("").with_suffix(".episodes.jsonl").exists() else None
+    return res, records
+
+
+def _family(spec_path: Path, dataset, seed: int = 0, steering_file: Path | None = None) -> SteerabilityFamily:
+    spec = load_spec_file(spec_path)
+    params = SteerabilityFamily.parse_params(spec)
+    ctx = TaskContext(spec=spec, params=params, dataset=dataset, seed=seed, steering_file=steering_file)
+    return SteerabilityFamily(ctx)
+
+
+# -- predicates ------------------------------------------------------------------
+
+def test_predicates_on_parsed_item_values(card, dataset):
+    iv = ItemValues(card, dataset.items, dataset.item_ids)
+    toy = iv["1"]  # Toy Story: Animation, Children's, Comedy; 1995
+    assert HasValue(attribute="genre", value="Comedy").holds(toy)
+    assert not LacksValue(attribute="genre", value="Comedy").holds(toy)
+    assert LacksValue(attribute="genre", value="Horror").holds(toy)
+    assert InRange(attribute="year", low=1990, high=1999).holds(toy)
+    assert not InRange(attribute="year", high=1995, high_strict=True).holds(toy)  # "before 1995"
+    assert InRange(attribute="year", low=1995).holds(toy)  # "1995 or later"
+    assert Relative(attribute="year", anchor="x", anchor_value=1996.0, direction="lower").holds(toy)
+    assert not Relative(attribute="year", anchor="x", anchor_value=1995.0, direction="lower").holds(toy)
+    sim = SimilarTo(attribute="genre", anchor="1", anchor_values=frozenset({"Animation", "Comedy"}), exclude_items=frozenset({"1"}))
+    assert sim.holds(toy) and not holds_for(sim, "1", toy)  # 2/3 >= 0.5, but the anchor itself is not "more like it"
+    assert not DifferentFrom(attribute="genre", anchor="x", anchor_values=frozenset({"Comedy"})).holds(toy)
+    both = AllOf(parts=(HasValue(attribute="genre", value="Comedy"), InRange(attribute="year", low=1980, high=1989)))
+    assert not both.holds(toy)
+    assert both.attributes() == {"genre", "year"}
+    # an item with an unknown year never satisfies a range
+    assert not InRange(attribute="year", low=0).holds({"year": math.nan})
+
+
+def test_predicates_round_trip_through_json(card):
+    v = Vocabulary(card)
+    preds = [v.include("Comedy").predicate, v.exclude("Horror").predicate, v.range_bin("1970s").predicate,
+             v.before(1980).predicate, v.include_exclude("Drama", "War").predicate]
+    for p in preds:
+        assert predicate_from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+def test_mask_counts_match_catalog_counts(card, dataset):
+    iv = ItemValues(card, dataset.items, dataset.item_ids)
+    horror = sum("Horror" in str(r.get("class", "")) for r in dataset.items.values())
+    assert iv.mask(HasValue(attribute="genre", value="Horror")).sum() == horror
+    assert iv.mask(LacksValue(attribute="genre", value="Horror")).sum() == len(dataset.item_ids) - horror
+
+
+# -- templates and rendering -----------------------------------------------------
+
+def test_builtin_templates_cover_every_kind_with_disjoint_train_and_eval():
+    b = _builtin()
+    for kind in REQUEST_KINDS:
+        train, ev = b.train[kind], b.eval[kind]
+        assert len(train) + len(ev) >= 6, kind
+        assert train and ev
+        assert not {t.lower() for t in train} & {t.lower() for t in ev}
+
+
+def test_rendering_uses_card_words(card):
+    v = Vocabulary(card)
+    assert v.range_bin("1970s").say("something from the {bin}") == "something from the seventies"
+    assert v.exclude("Horror").say("no {value} please") == "no horror please"
+    assert v.before(1980).say("older than {bound}") == "older than 1980"
+    assert v.include("Comedy").say("I'd like {description}").startswith("I'd like a comedy")
+    assert template_slots("a {bin} {noun} with {value}") == ["bin", "noun", "value"]
+
+
+def test_eval_phrasings_never_reach_what_systems_can_learn_from(card, dataset, small_spec):
+    train = train_phrasings(card)
+    exposed = json.dumps([p.__dict__ for p in train]) + json.dumps(train_templates()) + card.model_dump_json()
+    evals, _ = _eval_templates()
+    for kind, templates in evals.items():
+        for t in templates:
+            assert t not in exposed, (kind, t)
+    # rendered eval utterances of real episodes are not among the training texts either
+    fam = _family(small_spec, dataset)
+    train_texts = {p.text for p in train}
+    for e in fam.episodes():
+        for key in ("steer", "alt"):
+            assert e.data[key]["utterance"] not in train_texts
+            assert e.data[key]["template"] in evals[e.data[key]["kind"]]
+        for key in ("more_variety", "stay_close", "go_back"):
+            assert e.data[key] not in train_texts
+    # the training data a system is fitted on holds no phrasing at all
+    td = fam.train_data()
+    assert not any(t in json.dumps(td.items) + json.dumps(td.users) for ts in evals.values() for t in ts if len(t) > 12)
+
+
+def test_train_phrasings_pair_text_with_predicates(card):
+    ph = train_phrasings(card, per_template=5)
+    kinds = {p.kind for p in ph}
+    assert kinds == set(REQUEST_KINDS)
+    inc = [p for p in ph if p.kind == "include"]
+    assert all(p.predicate["kind"] == "has" for p in inc)
+    assert all("{" not in p.text for p in ph)
+
+
+# -- steering files ----------------------------------------------------------------
+
+def test_own_steering_file_loads(card):
+    ts = load_steering_file(FIX / "own_phrasings.yaml")
+    assert "include" in ts.kinds() and "tonight calls for {value}" in ts.eval["include"]
+
+
+@pytest.mark.parametrize("name,field", [
+    ("broken_slot.yaml", "templates.include.eval.1"),
+    ("broken_key.yaml", "templates.include.test"),
+    ("broken_kind.yaml", "templates.inclde"),
+    ("broken_missing.yaml", "templates.range_bin.eval.0"),
+])
+def test_broken_steering_file_gives_one_line_naming_file_and_field(name, field):
+    with pytest.raises(DataFormatError) as ei:
+        load_steering_file(FIX / name)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert str(FIX / name) in msg and field in msg
+
+
+def test_broken_steering_file_on_the_command_line(small_spec, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "talkwalk_bench.cli", "run", "--system", "popularity", "--task", str(small_spec),
+         "--steering-file", str(FIX / "broken_slot.yaml"), "--output", str(tmp_path / "x.json")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "broken_slot.yaml" in err and "templates.include.eval.1" in err
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_scores_a_steering_file_written_apart_from_the_templates(small_spec, tmp_path):
+    own = load_steering_file(FIX / "own_phrasings.yaml")
+    res, records = _run("oracle-filter", small_spec, tmp_path, "own", steering_file=FIX / "own_phrasings.yaml")
+    assert res.status == "success"
+    assert res.metrics["constraint_following@10"].value == 1.0
+    assert res.extras["phrasing_source"]["include"].endswith("own_phrasings.yaml")
+    for r in records:
+        kind = r["requests"]["steer"]["kind"]
+        if kind in own.kinds():
+            assert r["requests"]["steer"]["template"] in own.eval[kind]
+        assert r["requests"]["go_back"] == "scratch my last request"
+
+
+# -- episodes and play ---------------------------------------------------------------
+
+class Spy:
+    """Popularity-like system that records every request it sees."""
+
+    def __init__(self, oracle: bool) -> None:
+        self.meta = SystemMeta(name="spy", is_oracle=oracle)
+        self.seen = []
+
+    def fit(self, data, *, seed):
+        self.items = data.item_ids
+
+    def recommend(self, requests, *, k):
+        self.seen.extend(requests)
+        return [Ranking(tuple(i for i in self.items if i not in r.exclude)[:k]) for r in requests]
+
+
+@pytest.mark.parametrize("oracle", [False, True])
+def test_oracle_predicate_only_reaches_oracles_and_turns_are_played_in_order(small_spec, dataset, oracle):
+    fam = _family(small_spec, dataset)
+    eps = fam.episodes()[:5]
+    spy = Spy(oracle)
+    spy.fit(fam.train_data(), seed=0)
+    fam.ctx.system = spy
+    records = fam.play(eps)
+    assert len(records) == 5
+    has_key = [ORACLE_KEY in r.context for r in spy.seen]
+    assert all(has_key) if oracle else not any(has_key)
+    turns = [r.context["turn"] for r in spy.seen]
+    assert turns == sorted(turns)  # all episodes' turn t before any turn t+1
+    # turn-1 steering requests carry the neutral turn with the items shown
+    steer = [r for r in spy.seen if r.context["turn"] == 1]
+    assert all(len(r.conversation) == 2 and len(r.conversation[0].shown) == 10 for r in steer)
+    anchored = [r for r in spy.seen if r.context["turn"] == 3]
+    assert all(len(r.conversation) == 4 and r.conversation[2].shown for r in anchored)
+    assert all(r.history and r.user for r in spy.seen)
+
+
+def test_same_seed_same_episodes_and_numbers(small_spec, dataset, tmp_path):
+    a = [(e.id, e.data) for e in _family(small_spec, dataset, seed=0).episodes()]
+    b = [(e.id, e.data) for e in _family(small_spec, dataset, seed=0).episodes()]
+    c = [(e.id, e.data) for e in _family(small_spec, dataset, seed=1).episodes()]
+    assert a == b and a != c
+    r1, rec1 = _run("random", small_spec, tmp_path, "r1")
+    r2, rec2 = _run("random", small_spec, tmp_path, "r2")
+    assert {k: v.model_dump() for k, v in r1.metrics.items()} == {k: v.model_dump() for k, v in r2.metrics.items()}
+    assert [r["lists"] for r in rec1] == [r["lists"] for r in rec2]
+
+
+def test_consistent_steer_holds_for_the_held_out_item(small_spec, dataset, card):
+    fam = _family(small_spec, dataset)
+    iv = ItemValues(card, dataset.items, dataset.item_ids)
+    eps = fam.episodes()
+    assert len(eps) == N_USERS
+    for e in eps:
+        p = predicate_from_dict(e.data["steer"]["predicate"])
+        assert iv.satisfies(p, e.data["target"])
+        assert e.data["steer"]["kind"] == e.data["alt"]["kind"]
+        assert e.data["steer"]["predicate"] != e.data["alt"]["predicate"]
+
+
+def test_popularity_ignores_the_text(small_spec, tmp_path):
+    res, _ = _run("popularity", small_spec, tmp_path, "pop")
+    m = res.metrics
+    assert m["preference_sensitivity@10"].value == 0.0
+    assert m["reversibility"].value == 1.0
+    assert m["diversity_gradient"].value == 0.0
+    assert m["constraint_following@10"].chance is not None
+    assert m["steering_traceability"].value is None and "query_trace" in m["steering_traceability"].reason
+    assert "score_catalog" in res.extras["entropy_source"]
+
+
+def test_oracle_filter_follows_every_constraint(small_spec, tmp_path):
+    res, records = _run("oracle-filter", small_spec, tmp_path, "oracle")
+    assert res.system.oracle
+    per_kind = [k for k in res.metrics if k.startswith("constraint_following@")]
+    assert per_kind and all(res.metrics[k].value == 1.0 for k in per_kind)
+    assert res.metrics["constraint_following@10"].chance < 1.0
+    assert res.metrics["preference_sensitivity@10"].value > 0
