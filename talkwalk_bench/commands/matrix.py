@@ -1,0 +1,60 @@
+"""``talkwalk-bench matrix``: every (system x task x seed) cell, resumable, local or on Ray."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("matrix", help="run systems x tasks x seeds (skipping finished cells) and regenerate the leaderboard")
+    p.add_argument("--systems", required=True, help="comma-separated system names")
+    p.add_argument("--tasks", required=True, help="comma-separated task names or spec files")
+    p.add_argument("--seeds", default=os.environ.get("TALKWALK_SEEDS", "0"), help="comma-separated seeds (env TALKWALK_SEEDS, default 0)")
+    p.add_argument("--dataset", default=os.environ.get("TALKWALK_DATASET"), help="override the tasks' dataset (env TALKWALK_DATASET)")
+    p.add_argument("--executor", choices=["local", "ray"], default=os.environ.get("TALKWALK_EXECUTOR", "local"), help="(env TALKWALK_EXECUTOR, default local)")
+    p.add_argument("--jobs", type=int, default=int(os.environ.get("TALKWALK_JOBS", 1)), help="local worker processes (env TALKWALK_JOBS, default 1)")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster address (env RAY_ADDRESS); default: start a local Ray")
+    p.add_argument("--output-dir", default=os.environ.get("TALKWALK_OUTPUT_DIR", "runs/matrix"), help="(env TALKWALK_OUTPUT_DIR, default runs/matrix)")
+    p.set_defaults(func=run)
+
+
+def _split(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def run(a: argparse.Namespace) -> int:
+    from talkwalk_bench import leaderboard as lb
+    from talkwalk_bench.errors import BenchError
+    from talkwalk_bench.matrix import execute, plan
+    from talkwalk_bench.results import atomic_write_text
+
+    try:
+        seeds = [int(s) for s in _split(a.seeds)]
+    except ValueError:
+        raise BenchError(f"--seeds {a.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    out_dir = Path(a.output_dir)
+    cells = plan(_split(a.systems), _split(a.tasks), seeds, out_dir, a.dataset)
+
+    def report(o):
+        c = o.cell
+        print(f"{o.status:<8} {c.task:<14} {c.system:<20} seed {c.seed}" + (f": {o.message}" if o.status == "error" else ""), file=sys.stderr)
+
+    outcomes = execute(cells, executor=a.executor, jobs=a.jobs, address=a.address, on_done=report)
+    try:
+        results, _ = lb.collect([out_dir])
+    except BenchError as exc:
+        results = []
+        print(f"leaderboard not regenerated: {exc}", file=sys.stderr)
+    if results:
+        boards = lb.build(results)
+        text = lb.to_markdown(boards)
+        atomic_write_text(out_dir / "leaderboard.md", text)
+        atomic_write_text(out_dir / "leaderboard.html", lb.to_html(boards))
+        print(text)
+    errors = [o for o in outcomes if o.status == "error"]
+    print(f"{len(cells)} cells: {sum(o.status == 'success' for o in outcomes)} run, "
+          f"{sum(o.status == 'skipped' for o in outcomes)} skipped, {len(errors)} failed", file=sys.stderr)
+    return 1 if errors else 0

@@ -1,0 +1,161 @@
+"""Run a (system x task x seed) matrix on worker processes or on Ray, resuming finished cells.
+
+Each cell is one ``run`` writing its result as ``run`` does; a cell whose
+result already exists with status ``success`` is skipped. Scheduling is left
+to existing engines: ``concurrent.futures`` process pools locally, Ray tasks
+(with CPU/GPU requests per system) on a cluster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from talkwalk_bench.errors import BenchError
+from talkwalk_bench.results import ResultFileError, read_result
+
+
+@dataclass(frozen=True)
+class Cell:
+    system: str
+    task: str
+    seed: int
+    output: str
+    dataset: str | None = None
+    system_args: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    cell: Cell
+    status: str  # success | error | skipped
+    message: str = ""
+
+
+def plan(systems: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], out_dir: Path, dataset: str | None = None,
+         system_args: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
+    from talkwalk_bench.data.dataset import resolve_dataset
+    from talkwalk_bench.registry import SYSTEMS
+    from talkwalk_bench.tasks.spec import load_spec
+
+    cells = []
+    for task in tasks:
+        spec, _ = load_spec(task)  # unknown or broken tasks fail before anything runs
+        ds_name = resolve_dataset(dataset or spec.dataset)[0]
+        for system in systems:
+            SYSTEMS.entry(system)
+            for seed in seeds:
+                out = Path(out_dir) / spec.name / f"{system}__{ds_name}__seed{seed}.json"
+                args = tuple(sorted((system_args or {}).get(system, {}).items()))
+                cells.append(Cell(system, task, int(seed), str(out), dataset, args))
+    return cells
+
+
+def is_done(cell: Cell) -> bool:
+    p = Path(cell.output)
+    if not p.exists():
+        return False
+    try:
+        return read_result(p).status == "success"
+    except ResultFileError:
+        return False
+
+
+def run_cell(cell: Cell) -> CellOutcome:
+    """Run one cell in this process (what a worker or a Ray task executes)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from talkwalk_bench.tasks.runner import RunConfig, run
+
+    try:
+        res = run(RunConfig(system=cell.system, task=cell.task, dataset=cell.dataset, seed=cell.seed,
+                            output=Path(cell.output), system_args=dict(cell.system_args), resume=True, progress=False))
+        return CellOutcome(cell, res.status, "")
+    except BenchError as exc:
+        return CellOutcome(cell, "error", str(exc))
+    except Exception as exc:  # a worker must report, not die silently
+        return CellOutcome(cell, "error", f"{type(exc).__name__}: {exc}")
+
+
+def execute(cells: list[Cell], *, executor: str = "local", jobs: int = 1, address: str | None = None,
+            on_done: Callable[[CellOutcome], None] | None = None) -> list[CellOutcome]:
+    todo = [c for c in cells if not is_done(c)]
+    outcomes = [CellOutcome(c, "skipped", "result exists") for c in cells if c not in todo]
+    for o in outcomes:
+        if on_done:
+            on_done(o)
+    if executor == "local":
+        new = _local(todo, jobs, on_done)
+    elif executor == "ray":
+        new = _ray(todo, address, on_done)
+    else:
+        raise BenchError(f"unknown executor '{executor}'; use local or ray")
+    return outcomes + new
+
+
+def _local(cells: list[Cell], jobs: int, on_done) -> list[CellOutcome]:
+    out = []
+    if jobs <= 1:
+        for c in cells:
+            o = run_cell(c)
+            out.append(o)
+            if on_done:
+                on_done(o)
+        return out
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_cell, c) for c in cells]
+        for f in as_completed(futures):
+            o = f.result()
+            out.append(o)
+            if on_done:
+                on_done(o)
+    return out
+
+
+def resources_for(system: str) -> dict[str, float]:
+    """CPU/GPU request of a system's cell: the registry tags ``num_cpus``/``num_gpus`` (default 1 CPU)."""
+    from talkwalk_bench.registry import SYSTEMS
+
+    tags = SYSTEMS.entry(system).tags
+    return {"num_cpus": float(tags.get("num_cpus", 1)), "num_gpus": float(tags.get("num_gpus", 0))}
+
+
+def _ray(cells: list[Cell], address: str | None, on_done) -> list[CellOutcome]:
+    try:
+        import ray
+    except ImportError:
+        raise BenchError("the ray executor needs Ray: pip install 'talkwalk-bench[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address:
+            kwargs["address"] = address
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise BenchError(f"cannot reach the Ray cluster at {address}: {exc}; check --address") from None
+        started = True
+    try:
+        remote = ray.remote(run_cell)
+        refs = {remote.options(**resources_for(c.system)).remote(c): c for c in cells}
+        out = []
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            o = ray.get(ready[0])
+            out.append(o)
+            if on_done:
+                on_done(o)
+        return out
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def outcome_dict(o: CellOutcome) -> dict[str, Any]:
+    return {**asdict(o.cell), "status": o.status, "message": o.message}
