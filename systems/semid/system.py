@@ -40,6 +40,11 @@ class SemIdRecommender:
     def item_for(self, sid: Sequence[int]) -> str | None:
         return self.table.item(sid)
 
+    @property
+    def semantic_id_stats(self) -> dict[str, Any]:
+        """Codebook widths, usage and perplexity per level, collisions, genre coherence of level 1."""
+        return {"widths": list(self.table.widths), **self.table.stats}
+
     # ---- fitting ---------------------------------------------------------------------
     def _cache_key(self, data: TrainData, seed: int) -> str:
         keep = {k: v for k, v in self.p.items() if k not in ("beam", "infer_bf16", "threads", "catalog_chunk")}
@@ -65,14 +70,24 @@ class SemIdRecommender:
         root.mkdir(parents=True, exist_ok=True)
         # 1. semantic ids
         emb = item_embeddings(self.p["embedder"], texts, data, seed)
-        tpath = root / "ids.json"
-        if tpath.exists():
+        # ids depend only on the embeddings and the RQ-VAE settings: shared by all variants
+        ids_key = hashlib.sha256(json.dumps([VERSION, data.key, seed, self.p["embedder"], self.p["widths"], self.p["rqvae_steps"], texts]).encode()).hexdigest()[:16]
+        tpath = cache_dir() / "semid" / "ids" / f"{ids_key}.json"
+        tpath.parent.mkdir(parents=True, exist_ok=True)
+        own = root / "ids.json"  # the ids the cached weights were trained with
+        if own.exists():
+            self.table = SemanticIdTable.from_json(json.loads(own.read_text()))
+        elif tpath.exists():
             self.table = SemanticIdTable.from_json(json.loads(tpath.read_text()))
         else:
             labels = _first_multi_labels(card, data.items, self.item_ids)
             widths = tuple(int(w) for w in str(self.p["widths"]).split("x")) if self.p["widths"] else None
             self.table = build_table(self.item_ids, emb, widths=widths, labels=labels, steps=self.p["rqvae_steps"], seed=seed)
-            tpath.write_text(json.dumps(self.table.to_json()))
+            tmp = tpath.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.table.to_json()))
+            os.replace(tmp, tpath)
+        if not own.exists():
+            own.write_text(json.dumps(self.table.to_json()))
         # 2. the LM with its extended vocabulary
         model, tok = load_base(self.p["base_model"])
         self.vocab = extend_vocabulary(model, tok, self.table.widths)
