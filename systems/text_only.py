@@ -86,7 +86,7 @@ class TextOnly:
         texts = [r.utterance for r in requests]
         new = list(dict.fromkeys(t for t in texts if t not in self._queries))
         if new:
-            for t, v in zip(new, self._encode(new)):
+            for t, v in zip(new, self._encode(new), strict=True):
                 self._queries[t] = v
         return np.stack([self._queries[t] for t in texts]) if texts else np.zeros((0, self._E.shape[1]), np.float32)
 
@@ -97,7 +97,7 @@ class TextOnly:
         Q = self._query(requests)
         S = Q @ self._E.T
         out = []
-        for r, q, s in zip(requests, Q, S):
+        for r, q, s in zip(requests, Q, S, strict=True):
             s = s.astype(np.float64)
             for it in r.exclude:
                 j = self._index.get(it)

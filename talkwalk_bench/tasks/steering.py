@@ -507,6 +507,17 @@ class SteerabilityFamily(Family):
         return M.traceability(q0, q1, d)
 
     # -- run level -------------------------------------------------------------
+    def protocol(self) -> dict[str, Any]:
+        self._setup()
+        return {
+            **super().protocol(),
+            "turns": "0 neutral; 1 branches {steer (consistent with the held-out item), alt steer, more variety, stay close}; "
+                     "2 go back; 3 anchored steer on the top shown item",
+            "phrasings": sorted(set(self.template_source.values())),
+            "min_support": self.min_support,
+            "docs": "docs/steering.md",
+        }
+
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Estimate]:
         meta = getattr(self.ctx.system, "meta", None)
         if meta is None or not meta.has("query_trace"):
