@@ -38,7 +38,9 @@ def main() -> None:
     system, _ = build_system(args.system, over)
     system.fit(split.train_data(load_card("ml-100k")), seed=0)
     users = list(split.test_item)[: args.n + 3]
-    reqs = [Request(u, history=split.history(u), exclude=frozenset(split.history(u))) for u in users]
+    reqs = [
+        Request(u, history=split.history(u), exclude=frozenset(split.history(u))) for u in users
+    ]
     for r in reqs[:3]:  # warm-up
         system.recommend([r], k=args.k)
     times = []
@@ -47,7 +49,9 @@ def main() -> None:
         system.recommend([r], k=args.k)
         times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
-    print(f"{args.system}: n={len(ms)} top-{args.k} lists, threads={args.threads}: p50={np.percentile(ms, 50):.0f} ms p95={np.percentile(ms, 95):.0f} ms")
+    print(
+        f"{args.system}: n={len(ms)} top-{args.k} lists, threads={args.threads}: p50={np.percentile(ms, 50):.0f} ms p95={np.percentile(ms, 95):.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -18,34 +18,88 @@ def _build(name: str, **params: Any) -> Any:
     return SemIdRecommender(name, **params)
 
 
-@register_system("semid", description="Semantic-id LLM: RQ-VAE ids, embedding warm-up then LoRA, trie-constrained beam search (seed 000)")
+@register_system(
+    "semid",
+    description="Semantic-id LLM: RQ-VAE ids, embedding warm-up then LoRA, trie-constrained beam search (seed 000)",
+)
 def semid(
-    base_model: str = "smollm2", embedder: str = "minilm", widths: str = "", rqvae_steps: int = 1500,
-    init: str = "projected", mix: str = "full", steps_a: int = 240, steps_b: int = 120, batch_size: int = 8,
-    lr_a: float = 3e-3, lr_b: float = 5e-4, lora_r: int = 8, max_len: int = 128, max_history: int = 10,
-    bf16: bool = True, infer_bf16: bool = True, beam: int = 10, decoder: str = "trie", catalog_chunk: int = 32,
+    base_model: str = "smollm2",
+    embedder: str = "minilm",
+    widths: str = "",
+    rqvae_steps: int = 1500,
+    init: str = "projected",
+    mix: str = "full",
+    steps_a: int = 240,
+    steps_b: int = 120,
+    batch_size: int = 8,
+    lr_a: float = 3e-3,
+    lr_b: float = 5e-4,
+    lora_r: int = 8,
+    max_len: int = 128,
+    max_history: int = 10,
+    bf16: bool = True,
+    infer_bf16: bool = True,
+    beam: int = 10,
+    decoder: str = "trie",
+    catalog_chunk: int = 32,
     threads: int = 0,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
 
 
-@register_system("semid-align", description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)")
+@register_system(
+    "semid-align",
+    description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)",
+)
 def semid_align(
-    base_model: str = "smollm2", embedder: str = "minilm", widths: str = "", rqvae_steps: int = 1500,
-    init: str = "projected", mix: str = "full", steps_a: int = 360, steps_b: int = 0, batch_size: int = 8,
-    lr_a: float = 3e-3, lr_b: float = 5e-4, lora_r: int = 8, max_len: int = 128, max_history: int = 10,
-    bf16: bool = True, infer_bf16: bool = True, beam: int = 10, decoder: str = "trie", catalog_chunk: int = 32,
+    base_model: str = "smollm2",
+    embedder: str = "minilm",
+    widths: str = "",
+    rqvae_steps: int = 1500,
+    init: str = "projected",
+    mix: str = "full",
+    steps_a: int = 360,
+    steps_b: int = 0,
+    batch_size: int = 8,
+    lr_a: float = 3e-3,
+    lr_b: float = 5e-4,
+    lora_r: int = 8,
+    max_len: int = 128,
+    max_history: int = 10,
+    bf16: bool = True,
+    infer_bf16: bool = True,
+    beam: int = 10,
+    decoder: str = "trie",
+    catalog_chunk: int = 32,
     threads: int = 0,
 ) -> Any:
     return _build("semid-align", **{k: v for k, v in locals().items()})
 
 
-@register_system("semid-poc", description="Semantic-id LLM trained on content only (no interaction logs), cold-start catalog (seeds 003/004)")
+@register_system(
+    "semid-poc",
+    description="Semantic-id LLM trained on content only (no interaction logs), cold-start catalog (seeds 003/004)",
+)
 def semid_poc(
-    base_model: str = "smollm2", embedder: str = "minilm", widths: str = "", rqvae_steps: int = 1500,
-    init: str = "mean", mix: str = "content", steps_a: int = 240, steps_b: int = 120, batch_size: int = 8,
-    lr_a: float = 3e-3, lr_b: float = 5e-4, lora_r: int = 8, max_len: int = 128, max_history: int = 10,
-    bf16: bool = True, infer_bf16: bool = True, beam: int = 10, decoder: str = "trie", catalog_chunk: int = 32,
+    base_model: str = "smollm2",
+    embedder: str = "minilm",
+    widths: str = "",
+    rqvae_steps: int = 1500,
+    init: str = "mean",
+    mix: str = "content",
+    steps_a: int = 240,
+    steps_b: int = 120,
+    batch_size: int = 8,
+    lr_a: float = 3e-3,
+    lr_b: float = 5e-4,
+    lora_r: int = 8,
+    max_len: int = 128,
+    max_history: int = 10,
+    bf16: bool = True,
+    infer_bf16: bool = True,
+    beam: int = 10,
+    decoder: str = "trie",
+    catalog_chunk: int = 32,
     threads: int = 0,
 ) -> Any:
     return _build("semid-poc", **{k: v for k, v in locals().items()})

@@ -36,7 +36,9 @@ def wrap(sid: Sequence[int]) -> str:
     return SID_START + sid_text(sid) + SID_END
 
 
-def rec_prompt(history: Sequence[Sequence[int]], utterance: str = "", *, max_history: int = 10) -> str:
+def rec_prompt(
+    history: Sequence[Sequence[int]], utterance: str = "", *, max_history: int = 10
+) -> str:
     """The recommendation prompt; the id is decoded right after its final ``<|sid_start|>``."""
     parts = []
     if history:
@@ -67,7 +69,9 @@ class Constraint:
     items: frozenset[str]
 
 
-def constraints(card: Any, items: Mapping[str, Mapping[str, Any]], seed: int = 0) -> list[Constraint]:
+def constraints(
+    card: Any, items: Mapping[str, Mapping[str, Any]], seed: int = 0
+) -> list[Constraint]:
     """Steering requests for training: the harness's ``train`` phrasings when available.
 
     Falls back to this module's templates over the card's aliases (categorical
@@ -90,7 +94,7 @@ def constraints(card: Any, items: Mapping[str, Mapping[str, Any]], seed: int = 0
         key = repr(sorted(ph.predicate.items()))
         if key not in sat:
             mask = values.mask(predicate_from_dict(ph.predicate))
-            sat[key] = frozenset(it for it, m in zip(ids, mask) if m)
+            sat[key] = frozenset(it for it, m in zip(ids, mask, strict=False) if m)
         grouped.setdefault(key, []).append(ph.text)
     return [Constraint("steer", k, tuple(v), sat[k]) for k, v in grouped.items() if sat[k]]
 
@@ -101,18 +105,42 @@ def _card_constraints(card: Any, items: Mapping[str, Mapping[str, Any]]) -> list
         if attr.kind in ("multi_categorical", "categorical"):
             for v, text in attr.values.items():
                 sat = frozenset(
-                    it for it, row in items.items()
-                    if (v in attr.value_of(row) if attr.kind == "multi_categorical" else attr.value_of(row) == v)
+                    it
+                    for it, row in items.items()
+                    if (
+                        v in attr.value_of(row)
+                        if attr.kind == "multi_categorical"
+                        else attr.value_of(row) == v
+                    )
                 )
                 if sat:
                     aliases = tuple(text.aliases) or (v.lower(),)
-                    out.append(Constraint(name, v, tuple(t.format(a=a) for t in TRAIN_TEMPLATES for a in aliases), sat))
+                    out.append(
+                        Constraint(
+                            name,
+                            v,
+                            tuple(t.format(a=a) for t in TRAIN_TEMPLATES for a in aliases),
+                            sat,
+                        )
+                    )
         elif attr.kind == "ordinal":
             for b in attr.bins:
-                sat = frozenset(it for it, row in items.items() if attr.bin_of(attr.value_of(row)) is b)
+                sat = frozenset(
+                    it for it, row in items.items() if attr.bin_of(attr.value_of(row)) is b
+                )
                 if sat:
-                    aliases = tuple(f"something from the {a}" if a[0].isdigit() else a for a in (b.aliases or (b.label,)))
-                    out.append(Constraint(name, b.label, tuple(t.format(a=a) for t in TRAIN_TEMPLATES for a in aliases), sat))
+                    aliases = tuple(
+                        f"something from the {a}" if a[0].isdigit() else a
+                        for a in (b.aliases or (b.label,))
+                    )
+                    out.append(
+                        Constraint(
+                            name,
+                            b.label,
+                            tuple(t.format(a=a) for t in TRAIN_TEMPLATES for a in aliases),
+                            sat,
+                        )
+                    )
     return out
 
 
@@ -145,7 +173,12 @@ def attribute_answers(card: Any, row: Mapping[str, Any]) -> list[tuple[str, str]
 
 MIXES = {
     # seed 000 / 002: interactions and content
-    "full": {"next_item": 0.4, "steered": 0.3, "predict_semantic_id": 0.2, "predict_attribute": 0.1},
+    "full": {
+        "next_item": 0.4,
+        "steered": 0.3,
+        "predict_semantic_id": 0.2,
+        "predict_attribute": 0.1,
+    },
     # seeds 003/004: content only, no interaction logs
     "content": {"steered": 0.45, "predict_semantic_id": 0.4, "predict_attribute": 0.15},
 }
@@ -184,7 +217,9 @@ def make_examples(
                 continue
             t = rng.randrange(1, len(seq))
             hist = [sids[it] for it in seq[max(0, t - max_history) : t]]
-            out.append(Example(rec_prompt(hist, max_history=max_history), target_text(sids[seq[t]]), kind))
+            out.append(
+                Example(rec_prompt(hist, max_history=max_history), target_text(sids[seq[t]]), kind)
+            )
         elif kind == "steered":
             c = rng.choice(cons)
             phrase = rng.choice(c.phrases)
@@ -203,11 +238,23 @@ def make_examples(
                 w = [1 + pop.get(it, 0) for it in pool] if pop else None
                 target = rng.choices(pool, w)[0]
             hist = [sids[it] for it in hist_items]
-            out.append(Example(rec_prompt(hist, phrase, max_history=max_history), target_text(sids[target]), kind))
+            out.append(
+                Example(
+                    rec_prompt(hist, phrase, max_history=max_history),
+                    target_text(sids[target]),
+                    kind,
+                )
+            )
         elif kind == "predict_semantic_id":
             it = rng.choice(catalog)
             text = describe(card, items.get(it, {}), it)
-            out.append(Example(f"Which {card.item.noun if card else 'item'} is this? {text}\n{REC}{SID_START}", target_text(sids[it]), kind))
+            out.append(
+                Example(
+                    f"Which {card.item.noun if card else 'item'} is this? {text}\n{REC}{SID_START}",
+                    target_text(sids[it]),
+                    kind,
+                )
+            )
         else:
             it = rng.choice(catalog)
             qa = attribute_answers(card, items.get(it, {}))

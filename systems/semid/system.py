@@ -29,7 +29,12 @@ class SemIdRecommender:
                 f"-S decoder={self.p['decoder']}: only 'trie' is available here "
                 "(outlines is not installed and vllm needs a GPU host; see docs/semid.md)"
             )
-        self.meta = SystemMeta(name=name, version=VERSION, params=dict(params), capabilities=frozenset({"scores", "semantic_ids", "steering"}))
+        self.meta = SystemMeta(
+            name=name,
+            version=VERSION,
+            params=dict(params),
+            capabilities=frozenset({"scores", "semantic_ids", "steering"}),
+        )
         self.fit_info: dict[str, Any] = {}
 
     # ---- the semantic_ids capability -------------------------------------------------
@@ -47,8 +52,16 @@ class SemIdRecommender:
 
     # ---- fitting ---------------------------------------------------------------------
     def _cache_key(self, data: TrainData, seed: int) -> str:
-        keep = {k: v for k, v in self.p.items() if k not in ("beam", "infer_bf16", "threads", "catalog_chunk")}
-        payload = json.dumps({"v": VERSION, "data": data.key, "seed": seed, "name": self.meta.name, **keep}, sort_keys=True, default=str)
+        keep = {
+            k: v
+            for k, v in self.p.items()
+            if k not in ("beam", "infer_bf16", "threads", "catalog_chunk")
+        }
+        payload = json.dumps(
+            {"v": VERSION, "data": data.key, "seed": seed, "name": self.meta.name, **keep},
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def fit(self, data: TrainData, *, seed: int) -> None:
@@ -71,7 +84,19 @@ class SemIdRecommender:
         # 1. semantic ids
         emb = item_embeddings(self.p["embedder"], texts, data, seed)
         # ids depend only on the embeddings and the RQ-VAE settings: shared by all variants
-        ids_key = hashlib.sha256(json.dumps([VERSION, data.key, seed, self.p["embedder"], self.p["widths"], self.p["rqvae_steps"], texts]).encode()).hexdigest()[:16]
+        ids_key = hashlib.sha256(
+            json.dumps(
+                [
+                    VERSION,
+                    data.key,
+                    seed,
+                    self.p["embedder"],
+                    self.p["widths"],
+                    self.p["rqvae_steps"],
+                    texts,
+                ]
+            ).encode()
+        ).hexdigest()[:16]
         tpath = cache_dir() / "semid" / "ids" / f"{ids_key}.json"
         tpath.parent.mkdir(parents=True, exist_ok=True)
         own = root / "ids.json"  # the ids the cached weights were trained with
@@ -81,8 +106,19 @@ class SemIdRecommender:
             self.table = SemanticIdTable.from_json(json.loads(tpath.read_text()))
         else:
             labels = _first_multi_labels(card, data.items, self.item_ids)
-            widths = tuple(int(w) for w in str(self.p["widths"]).split("x")) if self.p["widths"] else None
-            self.table = build_table(self.item_ids, emb, widths=widths, labels=labels, steps=self.p["rqvae_steps"], seed=seed)
+            widths = (
+                tuple(int(w) for w in str(self.p["widths"]).split("x"))
+                if self.p["widths"]
+                else None
+            )
+            self.table = build_table(
+                self.item_ids,
+                emb,
+                widths=widths,
+                labels=labels,
+                steps=self.p["rqvae_steps"],
+                seed=seed,
+            )
             tmp = tpath.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.table.to_json()))
             os.replace(tmp, tpath)
@@ -111,22 +147,70 @@ class SemIdRecommender:
             self.fit_info = json.loads(log_path.read_text()) if log_path.exists() else {}
             self.fit_info["cached"] = True
         else:
-            init_new_rows(core, tok, self.vocab, how=self.p["init"], codes=self.table.codes, item_emb=emb, item_texts=texts, seed=seed)
+            init_new_rows(
+                core,
+                tok,
+                self.vocab,
+                how=self.p["init"],
+                codes=self.table.codes,
+                item_emb=emb,
+                item_texts=texts,
+                seed=seed,
+            )
             sids = {it: self.table.sid(it) for it in self.item_ids}
             seqs = _train_sequences(data) if self.p["mix"] == "full" else {}
             bs = self.p["batch_size"]
-            common = dict(sids=sids, items=data.items, card=card, sequences=seqs, mix=self.p["mix"], max_history=self.p["max_history"], eos=tok.eos_token or "")
+            common = dict(
+                sids=sids,
+                items=data.items,
+                card=card,
+                sequences=seqs,
+                mix=self.p["mix"],
+                max_history=self.p["max_history"],
+                eos=tok.eos_token or "",
+            )
             info: dict[str, Any] = {"ids": self.table.stats, "widths": list(self.table.widths)}
             if self.p["steps_a"] > 0:
                 ex = D.make_examples(self.p["steps_a"] * bs, seed=seed, **common)
-                info["stage_a"] = train(core, tok, ex, n_old=n_old, steps=self.p["steps_a"], batch_size=bs, lr=self.p["lr_a"], max_len=self.p["max_len"], bf16=self.p["bf16"], seed=seed, desc=f"{self.meta.name} stage A")
+                info["stage_a"] = train(
+                    core,
+                    tok,
+                    ex,
+                    n_old=n_old,
+                    steps=self.p["steps_a"],
+                    batch_size=bs,
+                    lr=self.p["lr_a"],
+                    max_len=self.p["max_len"],
+                    bf16=self.p["bf16"],
+                    seed=seed,
+                    desc=f"{self.meta.name} stage A",
+                )
             if use_lora:
                 ex = D.make_examples(self.p["steps_b"] * bs, seed=seed + 1, **common)
                 lora = [p for n, p in model.named_parameters() if "lora_" in n]
-                info["stage_b"] = train(core, tok, ex, n_old=n_old, steps=self.p["steps_b"], batch_size=bs, lr=self.p["lr_a"], lora_params=lora, lr_lora=self.p["lr_b"], max_len=self.p["max_len"], bf16=self.p["bf16"], seed=seed + 1, desc=f"{self.meta.name} stage B")
+                info["stage_b"] = train(
+                    core,
+                    tok,
+                    ex,
+                    n_old=n_old,
+                    steps=self.p["steps_b"],
+                    batch_size=bs,
+                    lr=self.p["lr_a"],
+                    lora_params=lora,
+                    lr_lora=self.p["lr_b"],
+                    max_len=self.p["max_len"],
+                    bf16=self.p["bf16"],
+                    seed=seed + 1,
+                    desc=f"{self.meta.name} stage B",
+                )
             state = {"new_rows": core.get_input_embeddings().weight[n_old:].detach().clone()}
-            if core.get_output_embeddings() is not None and core.get_output_embeddings().weight is not core.get_input_embeddings().weight:
-                state["new_head_rows"] = core.get_output_embeddings().weight[n_old:].detach().clone()
+            if (
+                core.get_output_embeddings() is not None
+                and core.get_output_embeddings().weight is not core.get_input_embeddings().weight
+            ):
+                state["new_head_rows"] = (
+                    core.get_output_embeddings().weight[n_old:].detach().clone()
+                )
             if use_lora:
                 from peft import get_peft_model_state_dict
 
@@ -161,9 +245,23 @@ class SemIdRecommender:
         out = []
         for r in requests:
             exclude = [self.table.sid(it) for it in r.exclude if it in self.table]
-            got = beam_search(self.model, self._prompt_ids(r), self.trie, self.level_tokens, k=k, beam=self.p["beam"], exclude=exclude)
+            got = beam_search(
+                self.model,
+                self._prompt_ids(r),
+                self.trie,
+                self.level_tokens,
+                k=k,
+                beam=self.p["beam"],
+                exclude=exclude,
+            )
             items = tuple(self.table.item(s) for s, _ in got)
-            out.append(Ranking(items, tuple(float(v) for _, v in got), trace={"semantic_ids": [list(s) for s, _ in got]}))
+            out.append(
+                Ranking(
+                    items,
+                    tuple(float(v) for _, v in got),
+                    trace={"semantic_ids": [list(s) for s, _ in got]},
+                )
+            )
         return out
 
     def score_catalog(self, requests: Sequence[Request]) -> np.ndarray:
@@ -172,7 +270,13 @@ class SemIdRecommender:
 
         out = np.full((len(requests), len(self.item_ids)), -np.inf)
         for i, r in enumerate(requests):
-            lp = item_log_probs(self.model, self._prompt_ids(r), self.trie, self.level_tokens, chunk=self.p["catalog_chunk"])
+            lp = item_log_probs(
+                self.model,
+                self._prompt_ids(r),
+                self.trie,
+                self.level_tokens,
+                chunk=self.p["catalog_chunk"],
+            )
             out[i, self._trie_cols] = lp
         return out
 
@@ -188,6 +292,6 @@ def _first_multi_labels(card: Any, items: Any, item_ids: Sequence[str]) -> list[
 
 def _train_sequences(data: TrainData) -> dict[str, list[str]]:
     seqs: dict[str, list[str]] = {}
-    for u, it in zip(data.train.user_ids.tolist(), data.train.item_ids.tolist()):
+    for u, it in zip(data.train.user_ids.tolist(), data.train.item_ids.tolist(), strict=False):
         seqs.setdefault(u, []).append(it)
     return seqs

@@ -17,11 +17,18 @@ def tiny_tokenizer(extra_words: tuple[str, ...] = ()) -> Any:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(["<unk>", "<pad>", "<s>", "</s>", *dict.fromkeys([*WORDS, *extra_words])])}
+    vocab = {
+        w: i
+        for i, w in enumerate(
+            ["<unk>", "<pad>", "<s>", "</s>", *dict.fromkeys([*WORDS, *extra_words])]
+        )
+    }
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def tiny_llama(vocab_size: int, *, seed: int = 0, hidden: int = 32, layers: int = 2) -> Any:
@@ -30,9 +37,17 @@ def tiny_llama(vocab_size: int, *, seed: int = 0, hidden: int = 32, layers: int 
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
-        pad_token_id=1, bos_token_id=2, eos_token_id=3,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
     )
     return LlamaForCausalLM(cfg).eval()
 

@@ -55,7 +55,12 @@ def init_new_rows(
             if codes is None or item_emb is None or item_texts is None:
                 raise ValueError("projected init needs codes, item embeddings and item texts")
             E = torch.as_tensor(item_emb, dtype=torch.float32)
-            M = torch.stack([old[tok(t, add_special_tokens=False)["input_ids"][:64] or [0]].mean(0) for t in item_texts])
+            M = torch.stack(
+                [
+                    old[tok(t, add_special_tokens=False)["input_ids"][:64] or [0]].mean(0)
+                    for t in item_texts
+                ]
+            )
             lam = 1e-2 * E.shape[0]
             W = torch.linalg.solve(E.T @ E + lam * torch.eye(E.shape[1]), E.T @ (M - M.mean(0)))
             levels = vocab["levels"]
@@ -72,7 +77,9 @@ def init_new_rows(
             model.get_output_embeddings().weight[n_old:] = rows.to(emb.dtype)
 
 
-def encode(tok: Any, examples: Sequence[Example], max_len: int) -> list[tuple[list[int], list[int]]]:
+def encode(
+    tok: Any, examples: Sequence[Example], max_len: int
+) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) per example; the prompt is cut from the left to fit."""
     out = []
     for ex in examples:
@@ -112,7 +119,21 @@ def add_lora(model: Any, *, r: int = 8, alpha: int = 16) -> Any:
     """Wrap the attention and MLP projections with LoRA adapters (peft); returns the peft model."""
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"], bias="none")
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules=[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "up_proj",
+            "down_proj",
+            "gate_proj",
+        ],
+        bias="none",
+    )
     return get_peft_model(model, cfg)
 
 
@@ -145,7 +166,9 @@ def train(
         p.requires_grad_(False)
     emb_params = {id(core.get_input_embeddings().weight): core.get_input_embeddings().weight}
     if core.get_output_embeddings() is not None:
-        emb_params.setdefault(id(core.get_output_embeddings().weight), core.get_output_embeddings().weight)
+        emb_params.setdefault(
+            id(core.get_output_embeddings().weight), core.get_output_embeddings().weight
+        )
     hooks = []
     for w in emb_params.values():
         w.requires_grad_(True)
@@ -181,4 +204,10 @@ def train(
         h.remove()
     for p in core.parameters():
         p.requires_grad_(False)
-    return {"steps": steps, "batch_size": batch_size, "lr": lr, "loss_first": losses[:1], "loss_last20": float(np.mean(losses[-20:])) if losses else None}
+    return {
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "loss_first": losses[:1],
+        "loss_last20": float(np.mean(losses[-20:])) if losses else None,
+    }

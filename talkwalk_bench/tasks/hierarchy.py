@@ -27,18 +27,26 @@ from talkwalk_bench.types import Request
 
 class HierarchyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_users: int | None = Field(None, ge=1, description="sample this many test users (seeded); all when unset")
+    max_users: int | None = Field(
+        None, ge=1, description="sample this many test users (seeded); all when unset"
+    )
     levels: int = Field(3, ge=1, le=8, description="report prefix accuracy for levels 1..levels")
-    exclude_history: bool = Field(False, description="tell the system to exclude history items (hides copying)")
+    exclude_history: bool = Field(
+        False, description="tell the system to exclude history items (hides copying)"
+    )
 
 
-def prefix_hits(pred: Sequence[Sequence[int] | None], target: Sequence[int], depth: int, k: int) -> float:
+def prefix_hits(
+    pred: Sequence[Sequence[int] | None], target: Sequence[int], depth: int, k: int
+) -> float:
     """1.0 if one of the first k predicted ids agrees with ``target`` on its first ``depth`` codes."""
     want = tuple(target[:depth])
     return float(any(p is not None and tuple(p[:depth]) == want for p in pred[:k]))
 
 
-def list_rates(items: Sequence[str], valid: set[str] | frozenset[str], history: set[str] | frozenset[str]) -> dict[str, float | None]:
+def list_rates(
+    items: Sequence[str], valid: set[str] | frozenset[str], history: set[str] | frozenset[str]
+) -> dict[str, float | None]:
     if not items:
         return {"valid_id": None, "duplicate_rate": None, "copy_of_history": None}
     n = len(items)
@@ -70,7 +78,11 @@ class HierarchyFamily(Family):
 
     def _has_ids(self) -> bool:
         meta = getattr(self.ctx.system, "meta", None)
-        return bool(meta is not None and meta.has("semantic_ids") and hasattr(self.ctx.system, "semantic_id"))
+        return bool(
+            meta is not None
+            and meta.has("semantic_ids")
+            and hasattr(self.ctx.system, "semantic_id")
+        )
 
     def _sid(self, item: str) -> tuple[int, ...] | None:
         try:
@@ -90,24 +102,45 @@ class HierarchyFamily(Family):
         for ep in episodes:
             hist = split.history(ep.user_id, stage)
             excl = frozenset(hist) if self.params.exclude_history else frozenset()
-            reqs.append(Request(user_id=ep.user_id, history=hist, user=ds.users.get(ep.user_id, {}), exclude=excl, session_id=ep.id))
+            reqs.append(
+                Request(
+                    user_id=ep.user_id,
+                    history=hist,
+                    user=ds.users.get(ep.user_id, {}),
+                    exclude=excl,
+                    session_id=ep.id,
+                )
+            )
         k_max = self.spec.k_max
         rankings = self.ctx.recommend(reqs, k_max)
         has_ids = self._has_ids()
         catalog = frozenset(ds.item_ids)
         out = []
-        for ep, req, r in zip(episodes, reqs, rankings):
+        for ep, req, r in zip(episodes, reqs, rankings, strict=False):
             items = list(r.items[:k_max])
             pred = [self._sid(it) if it in catalog else None for it in items] if has_ids else []
             target = self._sid(ep.data["target"]) if has_ids else None
             metrics: dict[str, float | None] = {}
             for d in range(1, self.params.levels + 1):
                 for k in self.spec.k:
-                    metrics[f"L{d}@{k}"] = prefix_hits(pred, target, d, k) if target is not None and items else None
-            valid = frozenset(it for it, p in zip(items, pred) if p is not None) if has_ids else catalog
+                    metrics[f"L{d}@{k}"] = (
+                        prefix_hits(pred, target, d, k) if target is not None and items else None
+                    )
+            valid = (
+                frozenset(it for it, p in zip(items, pred, strict=False) if p is not None)
+                if has_ids
+                else catalog
+            )
             metrics.update(list_rates(items, valid, frozenset(req.history)))
-            out.append({"ranked": items, "target": ep.data["target"], "target_sid": list(target) if target else None,
-                        "ranked_sids": [list(p) if p else None for p in pred], "metrics": metrics})
+            out.append(
+                {
+                    "ranked": items,
+                    "target": ep.data["target"],
+                    "target_sid": list(target) if target else None,
+                    "ranked_sids": [list(p) if p else None for p in pred],
+                    "metrics": metrics,
+                }
+            )
         return out
 
     def extras(self, records: list[dict[str, Any]]) -> dict[str, Any]:

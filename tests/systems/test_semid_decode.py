@@ -15,7 +15,18 @@ from systems.semid.tiny import tiny_llama  # noqa: E402
 
 # 4-level ids over widths (3, 4, 4, 2); the first 20 base tokens are "text"
 WIDTHS = (3, 4, 4, 2)
-SIDS = [(0, 0, 0, 0), (0, 0, 0, 1), (0, 1, 2, 0), (0, 3, 3, 0), (1, 0, 1, 0), (1, 2, 2, 0), (1, 2, 3, 0), (2, 1, 0, 0), (2, 1, 0, 1), (2, 3, 1, 0)]
+SIDS = [
+    (0, 0, 0, 0),
+    (0, 0, 0, 1),
+    (0, 1, 2, 0),
+    (0, 3, 3, 0),
+    (1, 0, 1, 0),
+    (1, 2, 2, 0),
+    (1, 2, 3, 0),
+    (2, 1, 0, 0),
+    (2, 1, 0, 1),
+    (2, 3, 1, 0),
+]
 N_TEXT = 20
 
 
@@ -55,7 +66,11 @@ def test_trie_children_and_validity():
     trie = PrefixTrie(SIDS)
     assert trie.children[()] == [0, 1, 2]
     assert trie.children[(2, 1, 0)] == [0, 1]
-    assert trie.is_valid((1, 2, 3, 0)) and not trie.is_valid((1, 2, 3, 1)) and not trie.is_valid((2, 2, 0, 0))
+    assert (
+        trie.is_valid((1, 2, 3, 0))
+        and not trie.is_valid((1, 2, 3, 1))
+        and not trie.is_valid((2, 2, 0, 0))
+    )
 
 
 def test_exact_distribution_matches_brute_force_and_sums_to_one(model):
@@ -86,7 +101,9 @@ def test_no_invalid_or_duplicate_even_when_model_prefers_invalid_ids(model):
         head[:N_TEXT] += 3.0 * head.abs().max()
     try:
         trie = PrefixTrie(SIDS)
-        for prompt, k, excl in itertools.product(([1, 2, 3], [7] * 9), (1, 3, 7), ((), (SIDS[7], SIDS[0]))):
+        for prompt, k, excl in itertools.product(
+            ([1, 2, 3], [7] * 9), (1, 3, 7), ((), (SIDS[7], SIDS[0]))
+        ):
             got = beam_search(model, prompt, trie, toks, k=k, beam=k, exclude=excl)
             ids = [s for s, _ in got]
             assert all(trie.is_valid(s) for s in ids)

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from systems.semid.ids import SemanticIdTable, codebook_stats, default_widths, disambiguate, genre_coherence
+from systems.semid.ids import (
+    SemanticIdTable,
+    codebook_stats,
+    default_widths,
+    disambiguate,
+    genre_coherence,
+)
 
 
 def test_default_widths_scale_with_catalog():
@@ -39,13 +45,21 @@ def test_codebook_stats_hand_computed():
     l1, l2 = s["levels"]
     assert l1["usage"] == 0.5 and l1["perplexity"] == pytest.approx(2.0)
     p = np.array([0.25, 0.75])
-    assert l2["usage"] == 1.0 and l2["perplexity"] == pytest.approx(math.exp(-(p * np.log(p)).sum()))
+    assert l2["usage"] == 1.0 and l2["perplexity"] == pytest.approx(
+        math.exp(-(p * np.log(p)).sum())
+    )
     assert s["collision_rate"] == 0.5 and s["max_collision_group"] == 2
 
 
 def test_genre_coherence_hand_computed():
     codes = np.array([[0], [0], [0], [1], [1]])
-    labels = [frozenset({"a"}), frozenset({"a", "b"}), frozenset({"c"}), frozenset({"d"}), frozenset({"d"})]
+    labels = [
+        frozenset({"a"}),
+        frozenset({"a", "b"}),
+        frozenset({"c"}),
+        frozenset({"d"}),
+        frozenset({"d"}),
+    ]
     g = genre_coherence(codes, labels)
     # item0: 1/2, item1: 1/2, item2: 0/2, item3: 1/1, item4: 1/1
     assert g["l1_neighbour_share_genre"] == pytest.approx((0.5 + 0.5 + 0 + 1 + 1) / 5)
@@ -62,8 +76,17 @@ def test_rqvae_uses_codebooks_and_groups_clusters():
     centers = rng.normal(size=(4, 16)) * 3
     lab = rng.integers(0, 4, 120)
     emb = centers[lab] + 0.2 * rng.normal(size=(120, 16))
-    t = build_table([str(i) for i in range(120)], emb, widths=(4, 4, 4), labels=[frozenset([int(x)]) for x in lab], steps=150)
+    t = build_table(
+        [str(i) for i in range(120)],
+        emb,
+        widths=(4, 4, 4),
+        labels=[frozenset([int(x)]) for x in lab],
+        steps=150,
+    )
     assert len({t.sid(str(i)) for i in range(120)}) == 120
     assert t.stats["levels"][0]["usage"] >= 0.75
     # level 1 separates the clusters far better than chance
-    assert t.stats["genre"]["l1_neighbour_share_genre"] > t.stats["genre"]["random_pair_share_genre"] + 0.3
+    assert (
+        t.stats["genre"]["l1_neighbour_share_genre"]
+        > t.stats["genre"]["random_pair_share_genre"] + 0.3
+    )

@@ -19,7 +19,11 @@ GENRES = ["Comedy", "Drama", "Horror", "Action", "Romance", "Sci-Fi"]
 
 def train_data() -> TrainData:
     items = {
-        str(i): {"movie_title": (f"Film{i}",), "release_year": str(1950 + 2 * i), "class": (GENRES[i % 6],) + ((GENRES[(i + 1) % 6],) if i % 4 == 0 else ())}
+        str(i): {
+            "movie_title": (f"Film{i}",),
+            "release_year": str(1950 + 2 * i),
+            "class": (GENRES[i % 6],) + ((GENRES[(i + 1) % 6],) if i % 4 == 0 else ()),
+        }
         for i in range(1, 25)
     }
     rng = np.random.default_rng(0)
@@ -28,12 +32,27 @@ def train_data() -> TrainData:
         seq = rng.choice(list(items), 8, replace=False)
         users += [str(u)] * len(seq)
         its += list(seq)
-    inter = Interactions(np.array(users, dtype=object), np.array(its, dtype=object), np.arange(len(its), dtype=float), np.full(len(its), np.nan))
+    inter = Interactions(
+        np.array(users, dtype=object),
+        np.array(its, dtype=object),
+        np.arange(len(its), dtype=float),
+        np.full(len(its), np.nan),
+    )
     empty = Interactions(*(np.array([], dtype=object),) * 2, np.array([]), np.array([]))
     return TrainData("tiny", "tiny", inter, empty, items, {}, tuple(items), load_card("ml-100k"))
 
 
-ARGS = dict(embedder="card", widths="4x4x4", rqvae_steps=60, steps_a=3, steps_b=0, batch_size=2, max_len=64, infer_bf16=False, beam=24)
+ARGS = dict(
+    embedder="card",
+    widths="4x4x4",
+    rqvae_steps=60,
+    steps_a=3,
+    steps_b=0,
+    batch_size=2,
+    max_len=64,
+    infer_bf16=False,
+    beam=24,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +77,15 @@ def test_lists_are_valid_unique_and_skip_excluded(env):
     assert s.meta.has("semantic_ids") and s.meta.has("scores")
     data = env[1]
     hist = ("1", "2", "3")
-    reqs = [Request("0", history=hist, exclude=frozenset(hist)), Request("1", conversation=(Turn("something funny"),))]
-    for r, rank in zip(reqs, s.recommend(reqs, k=10)):
+    reqs = [
+        Request("0", history=hist, exclude=frozenset(hist)),
+        Request("1", conversation=(Turn("something funny"),)),
+    ]
+    for r, rank in zip(reqs, s.recommend(reqs, k=10), strict=False):
         assert len(rank.items) == 10 == len(set(rank.items))
         assert set(rank.items) <= set(data.item_ids) and not set(rank.items) & r.exclude
         assert list(rank.scores) == sorted(rank.scores, reverse=True)
-        for it, sid in zip(rank.items, rank.trace["semantic_ids"]):
+        for it, sid in zip(rank.items, rank.trace["semantic_ids"], strict=False):
             assert s.semantic_id(it) == tuple(sid) and s.item_for(sid) == it
 
 

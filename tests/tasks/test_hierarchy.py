@@ -42,7 +42,7 @@ def test_list_rates_hand_computed():
 def test_prefix_chance_hand_computed():
     sids = [(0, 0), (0, 1), (1, 0), (1, 0)]
     assert prefix_chance(sids, 1) == pytest.approx(0.5)
-    assert prefix_chance(sids, 2) == pytest.approx(0.25 ** 2 * 2 + 0.5 ** 2)
+    assert prefix_chance(sids, 2) == pytest.approx(0.25**2 * 2 + 0.5**2)
 
 
 class FakeIds:
@@ -64,19 +64,27 @@ def test_family_scores_a_fixed_list_against_each_target(tmp_path: Path):
     p.write_text(SPEC)
     spec, _ = load_spec(str(p))
     fam_cls = HierarchyFamily
-    ctx = TaskContext(spec=spec, params=fam_cls.parse_params(spec), dataset=load_dataset("ml-100k"), seed=0, system=FakeIds())
+    ctx = TaskContext(
+        spec=spec,
+        params=fam_cls.parse_params(spec),
+        dataset=load_dataset("ml-100k"),
+        seed=0,
+        system=FakeIds(),
+    )
     fam = fam_cls(ctx)
     eps = fam.episodes()
     recs = fam.play(eps)
     assert len(recs) == 25
-    for ep, rec in zip(eps, recs):
+    for ep, rec in zip(eps, recs, strict=False):
         t = int(ep.data["target"])
         hist = set(ctx.split.history(ep.user_id, "test"))
         m = rec["metrics"]
         assert m["L1@1"] == float(t % 4 == 1)
         assert m["L2@1"] == float(t % 8 == 1)
         assert m["L3@1"] == float(t == 1)
-        assert m["L1@3"] == float(t % 4 in (1,))  # "no-such-item" has no id; 6 % 4 == 2 only counts from k=4
+        assert m["L1@3"] == float(
+            t % 4 in (1,)
+        )  # "no-such-item" has no id; 6 % 4 == 2 only counts from k=4
         assert m["valid_id"] == pytest.approx(2 / 3)
         assert m["duplicate_rate"] == pytest.approx(1 / 3)
         assert m["copy_of_history"] == pytest.approx((2 * ("1" in hist)) / 3)
@@ -87,7 +95,9 @@ def test_family_scores_a_fixed_list_against_each_target(tmp_path: Path):
 def test_system_without_ids_gets_na_prefix_metrics_but_list_rates(tmp_path: Path):
     p = tmp_path / "h.yaml"
     p.write_text(SPEC)
-    result = run(RunConfig(system="popularity", task=str(p), output=tmp_path / "pop.json", progress=False))
+    result = run(
+        RunConfig(system="popularity", task=str(p), output=tmp_path / "pop.json", progress=False)
+    )
     assert result.status == "success", result.error
     assert result.metrics["valid_id"].value == 1.0
     assert result.metrics["duplicate_rate"].value == 0.0
