@@ -50,10 +50,18 @@ def cmd_run(a: argparse.Namespace) -> int:
                         resume=a.resume, force=a.force, progress=not a.no_progress,
                         card=Path(a.card) if a.card else None,
                         steering_file=Path(a.steering_file) if a.steering_file else None,
-                        options=parse_kv(a.option)))
+                        options=_judge_options(a, parse_kv(a.option))))
     out = res.__dict__.get("_path")
     _print_result(res, out)
     return 0
+
+
+def _judge_options(a: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
+    """--judge-model / --judge-base-url as task options (an explicit -O wins)."""
+    for opt, value in (("judge_model", getattr(a, "judge_model", None)), ("judge_base_url", getattr(a, "judge_base_url", None))):
+        if value and opt not in options:
+            options[opt] = value
+    return options
 
 
 def _print_result(res, out) -> None:
@@ -180,6 +188,12 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     if not results:
         raise BenchError("no successful results to rank; run `talkwalk-bench run` first or point at a folder of results")
     boards = lb.build(results)
+    if a.format == "html" and a.output and not a.output.endswith((".html", ".htm")):
+        from talkwalk_bench.site import build_site
+
+        pages = build_site(boards, Path(a.output))
+        print(f"wrote a site of {len(pages)} pages to {a.output} (open {Path(a.output) / 'index.html'})", file=sys.stderr)
+        return 0
     text = lb.FORMATS[a.format](boards)
     if a.output:
         atomic_write_text(Path(a.output), text)
@@ -243,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--card", default=_env("TALKWALK_CARD"), help="dataset card YAML; default tasks/cards/DATASET.yaml (env TALKWALK_CARD)")
     r.add_argument("--steering-file", default=_env("TALKWALK_STEERING_FILE"), help="your own steering phrasings (YAML) for steering tasks (env TALKWALK_STEERING_FILE)")
     r.add_argument("--no-progress", action="store_true", default=bool(_env("TALKWALK_NO_PROGRESS")), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
+    r.add_argument("--judge-model", default=_env("TALKWALK_JUDGE_MODEL"), help="judge model name; same as -O judge_model=... (env TALKWALK_JUDGE_MODEL)")
+    r.add_argument("--judge-base-url", default=_env("TALKWALK_JUDGE_BASE_URL"), help="OpenAI-compatible judge endpoint; same as -O judge_base_url=... (env TALKWALK_JUDGE_BASE_URL)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("suite", help="run a suite (several tasks x systems x seeds) and print its leaderboard")
@@ -265,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     lbp = sub.add_parser("leaderboard", help="build a leaderboard from result files or folders")
     lbp.add_argument("results", nargs="+", help="result JSON files or folders")
     lbp.add_argument("--format", choices=["md", "csv", "json", "html"], default=_env("TALKWALK_LB_FORMAT", "md"), help="(env TALKWALK_LB_FORMAT, default md)")
-    lbp.add_argument("--output", default=None, help="write here instead of stdout")
+    lbp.add_argument("--output", default=None, help="write here instead of stdout; with --format html, a folder gets a site (index + one page per task)")
     lbp.set_defaults(func=cmd_leaderboard)
 
     g = sub.add_parser("gate", help="fail (exit 1) when a run regresses against a baseline; exit 2 on bad input")

@@ -185,11 +185,25 @@ def to_markdown(boards: list[Board], *, all_metrics: bool = False) -> str:
             n = r.metrics.get(b.main_score, {}).get("n", "")
             cells = [_fmt(r.metrics.get(c)) for c in cols]
             out.append(f"| {rank} | {r.system}{mark} | {len(r.seeds)} | {n} | " + " | ".join(cells) + " |")
+        chance = _chance_row(b, cols)
+        if chance:
+            out.append("| | *chance level* | | | " + " | ".join(chance) + " |")
+            out.append("\nChance level: the value for a list drawn without regard to the request (from the top row's run; "
+                       "episodes anchored on shown items differ per run, so each result JSON holds its own).")
         na = {c: r.metrics[c]["reason"] for r in b.rows for c in cols if r.metrics.get(c, {}).get("value") is None and r.metrics.get(c, {}).get("reason")}
         for c, reason in na.items():
             out.append(f"\nn/a in {c}: {reason}")
         out.append("")
     return "\n".join(out)
+
+
+def _chance_row(board: Board, cols: list[str]) -> list[str]:
+    """Each column's chance level (a system that ignores the request), where the task defines one."""
+    cells = []
+    for c in cols:
+        v = next((r.metrics.get(c, {}).get("chance") for r in board.rows if r.metrics.get(c, {}).get("chance") is not None), None)
+        cells.append("" if v is None else f"{v:.4f}")
+    return cells if any(cells) else []
 
 
 def to_rows(boards: list[Board]) -> list[dict[str, Any]]:
@@ -265,6 +279,10 @@ def to_html(boards: list[Board], title: str = "talkwalk-bench leaderboard") -> s
                 ci = f" <small>[{lo:.4f}, {hi:.4f}]</small>" if lo is not None and hi is not None and lo != hi else ""
                 cells.append(f"<td data-v='{v}'>{v:.4f}{ci}{bar}</td>")
             parts.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+        chance = _chance_row(b, cols)
+        if chance:
+            parts.append("<tr class='oracle'><td data-v='1e9'></td><td class='s' data-v='~'>chance level</td><td data-v=''></td>"
+                         + "".join(f"<td data-v='{c}'>{c}</td>" for c in chance) + "</tr>")
         parts.append("</tbody></table>")
         proto = "; ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in b.protocol.items())
         vers = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in sorted(b.versions.items()))
