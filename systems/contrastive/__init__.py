@@ -1,0 +1,66 @@
+"""Contrastive TalkWalk (seed 001) and its ablations.
+
+Item metadata, user metadata and language share one embedding space
+(InfoNCE + interpolation smoothing); a FAISS index answers the query point
+built from text, profile, context, history and the conversation. Heavy
+libraries load inside the factories.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from talkwalk_bench.registry import register_system
+
+
+def _build(name: str, args: dict[str, Any], **fixed: Any):
+    from systems.contrastive.system import make
+
+    kw = {**args, **fixed}
+    if kw.pop("llm", False):
+        from systems.contrastive.llm import Reasoner
+
+        kw["reasoner"] = Reasoner(kw.pop("llm_base_url", ""), kw.pop("llm_model", ""))
+    else:
+        kw.pop("llm_base_url", None)
+        kw.pop("llm_model", None)
+    return make(name, {**args, **fixed}, **kw)
+
+
+def _defaults(epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hidden: str, adapter: bool,
+              smooth_weight: float, use_steering: bool, use_interactions: bool, w_text: float, w_user: float,
+              w_context: float, w_history: float, w_attract: float, w_repulsion: float, window: int,
+              history_window: int, diversity: float, intent_threshold: float, hnsw_threshold: int,
+              text_model: str, progress: bool) -> dict[str, Any]:
+    return dict(locals())
+
+
+@register_system("contrastive", description="Seed 001: one contrastive space for metadata and language, FAISS search, steerable query")
+def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 256, lr: float = 1e-3,
+                hidden: str = "512,256", adapter: bool = True, smooth_weight: float = 1.0, use_steering: bool = True,
+                use_interactions: bool = True, w_text: float = 1.0, w_user: float = 0.3, w_context: float = 0.3,
+                w_history: float = 1.0, w_attract: float = 0.6, w_repulsion: float = 0.3, window: int = 4,
+                history_window: int = 20, diversity: float = 0.5, intent_threshold: float = 0.62,
+                hnsw_threshold: int = 100_000, text_model: str = "", progress: bool = True):
+    return _build("contrastive", _defaults(**locals()))
+
+
+@register_system("contrastive-no-smooth", description="contrastive without the interpolation smoothing loss")
+def contrastive_no_smooth(epochs: int = 3, steps_per_epoch: int = 120, progress: bool = True):
+    return _build("contrastive-no-smooth", dict(epochs=epochs, steps_per_epoch=steps_per_epoch, progress=progress), smooth_weight=0.0)
+
+
+@register_system("contrastive-no-user", description="contrastive without user metadata (no user pairs, no profile in the query)")
+def contrastive_no_user(epochs: int = 3, steps_per_epoch: int = 120, progress: bool = True):
+    return _build("contrastive-no-user", dict(epochs=epochs, steps_per_epoch=steps_per_epoch, progress=progress), use_user=False, w_user=0.0)
+
+
+@register_system("contrastive-no-steer", description="contrastive trained without steering phrasings (descriptions only)")
+def contrastive_no_steer(epochs: int = 3, steps_per_epoch: int = 120, progress: bool = True):
+    return _build("contrastive-no-steer", dict(epochs=epochs, steps_per_epoch=steps_per_epoch, progress=progress), use_steering=False)
+
+
+@register_system("contrastive-llm", description="contrastive with an LLM rewriting the conversation first (needs an OpenAI-compatible endpoint)")
+def contrastive_llm(llm_base_url: str = "", llm_model: str = "", epochs: int = 3, steps_per_epoch: int = 120, progress: bool = True):
+    return _build("contrastive-llm", dict(llm_base_url=llm_base_url, llm_model=llm_model, epochs=epochs,
+                                          steps_per_epoch=steps_per_epoch, progress=progress), llm=True)

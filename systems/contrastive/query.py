@@ -1,0 +1,130 @@
+"""The query builder (seed 001 ``build_query``) and the conversation state it folds over.
+
+query = w_text * text + w_user * user + w_context * context + w_history * history,
+then, per turn, attract toward shown items ("more like that") or repel from
+them ("something different", "more variety"); "go back" restores the query
+point before the last steer. Only the last ``window`` turns are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Control intents are recognised in the frozen text space by their nearest prototype,
+# so paraphrases ("let's undo that", "return to the earlier list") map to the same op.
+INTENTS: dict[str, tuple[str, ...]] = {
+    "back": ("go back", "undo that", "return to the previous recommendations", "back to what I had before",
+             "revert the last change"),
+    "attract": ("more like that", "similar to these", "more of the same", "I liked those, give me similar ones",
+                "stay close to this"),
+    "repel": ("something different", "show me something else entirely", "none of these, change it up",
+              "I want a change"),
+    "diverse": ("more variety", "mix it up", "give me a diverse selection", "surprise me with range"),
+}
+
+
+@dataclass(frozen=True)
+class Weights:
+    text: float = 1.0
+    user: float = 0.3
+    context: float = 0.3
+    history: float = 1.0
+    attract: float = 0.6
+    repulsion: float = 0.3
+    window: int = 4  # conversation turns read
+    history_window: int = 20  # most recent history items averaged
+
+
+def normalize(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+def build_query(text: np.ndarray | None, user: np.ndarray | None, context: np.ndarray | None,
+                history: np.ndarray | None, attract: np.ndarray | None, repel: np.ndarray | None, w: Weights) -> np.ndarray:
+    """One query point from whichever signals are present (each an L2-normalised vector or a stack of them)."""
+    q = np.zeros(_dim(text, user, context, history, attract, repel), dtype=np.float32)
+    if text is not None:
+        q += w.text * text
+    if user is not None:
+        q += w.user * user
+    if context is not None:
+        q += w.context * context
+    if history is not None and len(history):
+        q += w.history * normalize(history.mean(0))
+    if attract is not None and len(attract):
+        q += w.attract * normalize(attract.mean(0))
+    if repel is not None:
+        for e in repel:
+            q -= w.repulsion * e
+    return normalize(q)
+
+
+def _dim(*vs) -> int:
+    for v in vs:
+        if v is not None and np.size(v):
+            return int(np.shape(v)[-1])
+    raise ValueError("build_query needs at least one signal")
+
+
+@dataclass
+class TurnTrace:
+    utterance: str
+    intent: str  # "steer" | "back" | "attract" | "repel" | "diverse" | "none"
+    query: np.ndarray
+    diversify: bool = False
+
+
+def classify(utterance: str, text_vec: np.ndarray | None, prototypes: dict[str, np.ndarray], threshold: float) -> str:
+    if not utterance.strip() or text_vec is None:
+        return "none"
+    best, name = -1.0, "steer"
+    for intent, P in prototypes.items():
+        s = float((P @ text_vec).max())
+        if s > best:
+            best, name = s, intent
+    return name if best >= threshold else "steer"
+
+
+def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.ndarray, *, raw_text: Callable[[str], np.ndarray],
+                      steer_text: Callable[[str], np.ndarray], item_vec: Callable[[Sequence[str]], np.ndarray],
+                      prototypes: dict[str, np.ndarray], threshold: float, w: Weights) -> list[TurnTrace]:
+    """Query point after each turn. ``base`` is the no-text query (user + context + history).
+
+    A steering turn replaces the text signal; control turns act on the
+    previous point: attract/repel use the items shown in answer to the
+    previous turn, back pops to the point before the last change.
+    """
+    stack: list[np.ndarray] = [base]
+    out: list[TurnTrace] = []
+    window = turns[-w.window:] if w.window > 0 else turns
+    prev_shown: tuple[str, ...] = ()
+    all_shown: list[str] = []
+    for utt, shown in window:
+        intent = classify(utt, raw_text(utt) if utt.strip() else None, prototypes, threshold)
+        cur = stack[-1]
+        div = False
+        if intent == "back":
+            if len(stack) > 1:
+                stack.pop()
+            q = stack[-1]
+        elif intent == "attract" and prev_shown:
+            q = normalize(cur + w.attract * normalize(item_vec(prev_shown).mean(0)))
+            stack.append(q)
+        elif intent in ("repel", "diverse") and (prev_shown or all_shown):
+            reps = item_vec(prev_shown or tuple(all_shown))
+            q = normalize(cur - w.repulsion * reps.sum(0) / max(1.0, np.sqrt(len(reps))))
+            div = intent == "diverse"
+            stack.append(q)
+        elif intent == "steer":
+            q = normalize(base + w.text * steer_text(utt))
+            stack.append(q)
+        else:
+            q = cur
+        out.append(TurnTrace(utt, intent, q, div))
+        prev_shown = tuple(shown)
+        all_shown.extend(shown)
+    return out

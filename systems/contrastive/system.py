@@ -1,0 +1,257 @@
+"""The contrastive TalkWalk recommender: fit (train or load the shared space), then encode + search."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from systems.contrastive.query import INTENTS, Weights, build_query, fold_conversation, normalize
+from systems.contrastive.training import TrainConfig, config_dict
+from talkwalk_bench.errors import BenchError
+from talkwalk_bench.paths import cache_dir
+from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
+
+VERSION = "1"
+
+
+class ContrastiveSystem:
+    """Seed 001: one space for item metadata, user metadata and language; FAISS nearest neighbours."""
+
+    def __init__(self, name: str, cfg: TrainConfig, weights: Weights, *, params: Mapping[str, Any],
+                 text_model: str = "", intent_threshold: float = 0.62, hnsw_threshold: int = 100_000,
+                 diversity: float = 0.5, progress: bool = True, cache: bool = True, reasoner: Any = None,
+                 text_encoder: Any = None) -> None:
+        self.cfg, self.w = cfg, weights
+        self.text_model = text_model
+        self.intent_threshold = intent_threshold
+        self.hnsw_threshold = hnsw_threshold
+        self.diversity = diversity
+        self.progress, self.cache = progress, cache
+        self.reasoner = reasoner
+        self._text_encoder = text_encoder  # tests inject a small stand-in
+        self.meta = SystemMeta(name=name, version=VERSION, params=dict(params),
+                               capabilities=frozenset({"scores", "steering", "query_trace", "explanations"}))
+        self.loaded_from_cache = False
+        self.losses: list[float] = []
+        self.artifact_dir: Path | None = None
+
+    # ------------------------------------------------------------------ fit
+
+    def _key(self, data: TrainData, card_hash: str, seed: int) -> str:
+        payload = {"data": data.key, "card": card_hash, "cfg": config_dict(self.cfg), "seed": seed, "v": VERSION,
+                   "w": [self.w.user, self.w.history, self.w.text, self.w.history_window], "text": self.text_model,
+                   "n_items": len(data.item_ids)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def fit(self, data: TrainData, *, seed: int) -> None:
+        import torch
+
+        from systems.contrastive.index import ItemIndex
+        from systems.contrastive.text import TextEncoder
+        from systems.contrastive.training import build_corpus, train
+
+        card = data.card
+        if card is None:
+            from talkwalk_bench.data.card import load_card
+
+            card = load_card(data.dataset_name)
+        self.card = card
+        card_hash = hashlib.sha256(card.model_dump_json().encode()).hexdigest()[:16]
+        self.enc = self._text_encoder or TextEncoder(self.text_model, cache=self.cache)
+        key = self._key(data, card_hash, seed)
+        art = cache_dir() / "contrastive" / "models" / key
+        self.artifact_dir = art
+        corpus = build_corpus(data, card, self.enc, self.cfg, seed, progress=self.progress)
+        self.corpus_stats = {**corpus.stats, "steering_source": corpus.steer_source}
+        self.space = corpus.space
+        if (art / "model.pt").exists() and (art / "meta.json").exists():
+            from systems.contrastive.model import SharedSpace
+
+            model = SharedSpace(corpus.space.dim, self.enc.dim, tuple(self.cfg.hidden), adapter=self.cfg.adapter)
+            model.load_state_dict(torch.load(art / "model.pt", weights_only=True))
+            model.eval()
+            meta = json.loads((art / "meta.json").read_text())
+            self.losses = meta.get("losses", [])
+            self.index = ItemIndex.load(art, hnsw_threshold=self.hnsw_threshold)
+            self.loaded_from_cache = True
+        else:
+            model, self.losses = train(corpus, self.cfg, self.w, seed, progress=self.progress)
+            self.loaded_from_cache = False
+        self.model = model
+        with torch.no_grad():
+            item_vecs = model.meta(torch.from_numpy(corpus.item_X)).numpy()
+        if not self.loaded_from_cache:
+            self.index = ItemIndex(item_vecs.shape[1], hnsw_threshold=self.hnsw_threshold)
+            self.index.add(list(data.item_ids), item_vecs)
+            if self.cache:
+                tmp = art.with_name(art.name + ".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                torch.save(model.state_dict(), tmp / "model.pt")
+                self.index.save(tmp)
+                (tmp / "meta.json").write_text(json.dumps({
+                    "card_hash": card_hash, "train_key": data.key, "seed": seed, "config": config_dict(self.cfg),
+                    "weights": asdict(self.w), "stats": self.corpus_stats, "losses": self.losses}, indent=1))
+                shutil.rmtree(art, ignore_errors=True)
+                os.replace(tmp, art)
+        self.item_ids = tuple(data.item_ids)
+        self._pos = {it: j for j, it in enumerate(self.index.ids)}
+        self._user_memo: dict[Any, np.ndarray] = {}
+        self._text_memo: dict[str, np.ndarray] = {}
+        from systems.contrastive.pairs import control_phrases
+
+        protos = {k: list(v) for k, v in INTENTS.items()}
+        for intent, texts in control_phrases(card).items():
+            protos.setdefault(intent, []).extend(texts)
+        self.prototypes = {k: self.enc.encode(v) for k, v in protos.items()}
+        self._fallback = normalize(self.index.vectors[: len(self.item_ids)].mean(0))
+
+    # ------------------------------------------------------------------ encoders
+
+    def _np_meta(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.model.meta(torch.from_numpy(X)).numpy()
+
+    def steer_text(self, text: str) -> np.ndarray:
+        v = self._text_memo.get(text)
+        if v is None:
+            import torch
+
+            raw = self.enc.encode([text])
+            with torch.no_grad():
+                v = self.model.text(torch.from_numpy(raw)).numpy()[0]
+            if len(self._text_memo) > 100_000:
+                self._text_memo.clear()
+            self._text_memo[text] = v
+        return v
+
+    def raw_text(self, text: str) -> np.ndarray:
+        return self.enc.encode([text])[0]
+
+    def user_vec(self, user: Mapping[str, Any]) -> np.ndarray | None:
+        if not user or not self.cfg.use_user or self.card.user is None:
+            return None
+        key = tuple(sorted((k, str(v)) for k, v in user.items()))
+        v = self._user_memo.get(key)
+        if v is None:
+            v = self._np_meta(self.space.user_vectors([dict(user)]))[0]
+            self._user_memo[key] = v
+        return v
+
+    def item_vecs(self, items: Sequence[str]) -> np.ndarray:
+        rows = [self._pos[i] for i in items if i in self._pos]
+        return self.index.vectors[rows] if rows else np.zeros((0, self.index.dim), np.float32)
+
+    def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
+        """Cold start: embed new items' metadata (popularity 0) and insert them; no retraining."""
+        new = [i for i in items if i not in self._pos]
+        if not new:
+            return
+        X = self.space.item_vectors([dict(items[i]) for i in new], [0.0] * len(new), text_fn=self.enc.encode)
+        self.index.add(new, self._np_meta(X))
+        self._pos = {it: j for j, it in enumerate(self.index.ids)}
+
+    # ------------------------------------------------------------------ queries
+
+    def base_query(self, r: Request) -> np.ndarray:
+        ctx = None
+        if r.context:
+            ctx = self.steer_text(". ".join(f"{k}: {v}" for k, v in sorted(r.context.items())))
+        hist = self.item_vecs(r.history[-self.w.history_window:]) if r.history else None
+        user = self.user_vec(r.user)
+        if user is None and ctx is None and (hist is None or not len(hist)):
+            return self._fallback
+        return build_query(None, user, ctx, hist, None, None, self.w)
+
+    def trace(self, r: Request):
+        base = self.base_query(r)
+        turns = [(t.utterance, tuple(t.shown)) for t in r.conversation]
+        if self.reasoner is not None and any(u.strip() for u, _ in turns):
+            turns = [(self.reasoner.rewrite(r.conversation), ())]
+        if not turns:
+            return base, [], "none"
+        traces = fold_conversation(turns, base, raw_text=self.raw_text, steer_text=self.steer_text,
+                                   item_vec=self.item_vecs, prototypes=self.prototypes,
+                                   threshold=self.intent_threshold, w=self.w)
+        return traces[-1].query, traces, traces[-1].intent
+
+    def query(self, r: Request) -> np.ndarray:
+        return self.trace(r)[0]
+
+    # ------------------------------------------------------------------ protocol
+
+    def recommend(self, requests: Sequence[Request], *, k: int) -> list[Ranking]:
+        out = []
+        for r in requests:
+            q, traces, intent = self.trace(r)
+            exclude = set(r.exclude)
+            if intent in ("attract", "repel", "diverse"):
+                exclude |= set(r.shown)
+            diverse = bool(traces) and traces[-1].diversify
+            pool = k + len(exclude) + (4 * k if diverse else 0)
+            scores, pos = self.index.search(q[None, :], pool)
+            cand = [(int(p), float(s)) for p, s in zip(pos[0], scores[0]) if p >= 0 and self.index.ids[p] not in exclude]
+            if len(cand) < k and len(self.index.ids) > pool:  # too much excluded: fall back to exact scores
+                all_s = self.index.scores(q[None, :])[0]
+                cand = [(int(p), float(all_s[p])) for p in np.argsort(-all_s) if self.index.ids[p] not in exclude]
+            if diverse:
+                cand = self._mmr(cand, k)
+            cand = cand[:k]
+            items = tuple(self.index.ids[p] for p, _ in cand)
+            out.append(Ranking(items, tuple(s for _, s in cand),
+                               explanation=self._explain(intent, traces),
+                               trace={"query": [round(float(x), 6) for x in q], "intent": intent}))
+        return out
+
+    def _mmr(self, cand: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+        chosen: list[tuple[int, float]] = []
+        V = self.index.vectors
+        rest = list(cand)
+        while rest and len(chosen) < k:
+            if not chosen:
+                best = 0
+            else:
+                S = V[[p for p, _ in rest]] @ V[[p for p, _ in chosen]].T
+                val = np.array([s for _, s in rest]) - self.diversity * S.max(1)
+                best = int(np.argmax(val))
+            chosen.append(rest.pop(best))
+        return chosen
+
+    def _explain(self, intent: str, traces) -> str:
+        if not traces:
+            return "nearest items to your profile and history"
+        return {"back": "went back to the previous query point", "attract": "moved toward the items you liked",
+                "repel": "moved away from the items shown", "diverse": "moved away from the items shown and spread the list",
+                "steer": f"moved toward: {traces[-1].utterance}"}.get(intent, "kept the query point")
+
+    def score_catalog(self, requests: Sequence[Request]) -> np.ndarray:
+        n = len(self.item_ids)
+        if not requests:
+            return np.zeros((0, n))
+        Q = np.stack([self.query(r) for r in requests])
+        return self.index.scores(Q)[:, :n].astype(np.float64)
+
+
+def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
+    keys = set(TrainConfig.__dataclass_fields__)
+    wkeys = set(Weights.__dataclass_fields__)
+    cfg_args = {k: v for k, v in kw.items() if k in keys}
+    if "hidden" in cfg_args:
+        h = cfg_args["hidden"]
+        cfg_args["hidden"] = tuple(int(x) for x in (h.split(",") if isinstance(h, str) else h))
+    w_args = {k[2:] if k.startswith("w_") else k: v for k, v in kw.items() if (k[2:] if k.startswith("w_") else k) in wkeys}
+    rest = {k: v for k, v in kw.items() if k not in keys and (k[2:] if k.startswith("w_") else k) not in wkeys}
+    bad = set(rest) - {"text_model", "intent_threshold", "hnsw_threshold", "diversity", "progress", "cache", "reasoner", "text_encoder"}
+    if bad:
+        raise BenchError(f"system '{name}': unknown argument(s) {', '.join(sorted(bad))}")
+    return ContrastiveSystem(name, TrainConfig(**cfg_args), Weights(**w_args), params=params, **rest)

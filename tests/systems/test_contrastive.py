@@ -1,0 +1,216 @@
+"""Contrastive TalkWalk: training, index, query builder, cold start, artifact reuse (small and fast)."""
+
+from __future__ import annotations
+
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("faiss")
+
+from systems.contrastive.index import ItemIndex  # noqa: E402
+from systems.contrastive.query import Weights, build_query, fold_conversation, normalize  # noqa: E402
+from systems.contrastive.system import make  # noqa: E402
+from talkwalk_bench.data.card import load_card  # noqa: E402
+from talkwalk_bench.data.dataset import load_dataset  # noqa: E402
+from talkwalk_bench.types import Interactions, Request, TrainData, Turn  # noqa: E402
+
+
+class HashEncoder:
+    """Stand-in text encoder: hashed bag of words, L2-normalised (no model load in unit tests)."""
+
+    dim = 48
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts, progress: bool = False, batch_size: int = 0) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().replace(",", " ").replace(".", " ").split():
+                out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
+        out[:, 0] += 1e-3
+        return normalize(out)
+
+    def save(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def small() -> TrainData:
+    ds = load_dataset("ml-100k")
+    items = ds.item_ids[:60]
+    users = ds.user_ids[:25]
+    it, us = set(items), set(users)
+    inter = ds.interactions
+    keep = np.array([u in us and i in it for u, i in zip(inter.user_ids, inter.item_ids)])
+    train = Interactions(inter.user_ids[keep], inter.item_ids[keep], inter.timestamps[keep], inter.ratings[keep])
+    empty = Interactions(*(a[:0] for a in (inter.user_ids, inter.item_ids, inter.timestamps, inter.ratings)))
+    return TrainData(key="small-test", dataset_name="ml-100k", train=train, valid=empty,
+                     items={i: ds.items[i] for i in items}, users={u: ds.users[u] for u in users},
+                     item_ids=tuple(items), card=load_card("ml-100k"))
+
+
+def _system(enc, **kw):
+    args = dict(epochs=2, steps_per_epoch=15, batch_size=32, hidden=(32,), affinity_pairs=40, smooth_triples=32,
+                progress=False, text_encoder=enc)
+    args.update(kw)
+    return make("contrastive", {}, **args)
+
+
+@pytest.fixture(scope="module")
+def fitted(small, tmp_path_factory):
+    import os
+
+    torch.set_num_threads(1)
+    old = os.environ.get("TALKWALK_CACHE_DIR")
+    os.environ["TALKWALK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    s = _system(HashEncoder())
+    s.fit(small, seed=0)
+    yield s
+    if old is None:
+        os.environ.pop("TALKWALK_CACHE_DIR", None)
+    else:
+        os.environ["TALKWALK_CACHE_DIR"] = old
+
+
+def test_training_reduces_loss(fitted):
+    first, last = np.mean(fitted.losses[:3]), np.mean(fitted.losses[-3:])
+    assert last < first
+
+
+def test_artifacts_are_reused_on_second_fit(fitted, small):
+    again = _system(HashEncoder())
+    again.fit(small, seed=0)
+    assert again.loaded_from_cache and not fitted.loaded_from_cache
+    assert np.allclose(again.index.vectors, fitted.index.vectors)
+    other_seed = _system(HashEncoder())
+    other_seed.fit(small, seed=1)
+    assert not other_seed.loaded_from_cache
+
+
+def test_flat_index_equals_brute_force():
+    rng = np.random.default_rng(0)
+    V = normalize(rng.normal(size=(300, 16)).astype(np.float32))
+    Q = normalize(rng.normal(size=(5, 16)).astype(np.float32))
+    idx = ItemIndex(16)
+    idx.add([str(i) for i in range(300)], V)
+    assert idx.kind == "flat"
+    s, p = idx.search(Q, 10)
+    brute = np.argsort(-(Q @ V.T), axis=1)[:, :10]
+    assert (p == brute).all()
+    assert np.allclose(s, np.take_along_axis(Q @ V.T, brute, 1), atol=1e-5)
+
+
+def test_hnsw_above_threshold_finds_the_true_neighbours():
+    rng = np.random.default_rng(1)
+    V = normalize(rng.normal(size=(400, 16)).astype(np.float32))
+    idx = ItemIndex(16, hnsw_threshold=100)
+    idx.add([str(i) for i in range(400)], V)
+    assert idx.kind == "hnsw"
+    Q = V[:20] + 0.01
+    _, p = idx.search(normalize(Q), 1)
+    assert (p[:, 0] == np.arange(20)).mean() >= 0.95
+
+
+def _toy():
+    rng = np.random.default_rng(2)
+    items = {str(i): v for i, v in enumerate(normalize(rng.normal(size=(6, 8)).astype(np.float32)))}
+    protos = {"back": normalize(np.eye(8, dtype=np.float32)[[1]]), "attract": normalize(np.eye(8, dtype=np.float32)[[2]]),
+              "repel": normalize(np.eye(8, dtype=np.float32)[[3]])}
+    words = {"go back": 1, "more like that": 2, "something different": 3, "comedy": 4, "old": 5}
+    raw = lambda t: np.eye(8, dtype=np.float32)[words[t]]  # noqa: E731
+    steer = lambda t: normalize(raw(t) + 0.2)  # noqa: E731
+    vec = lambda ids: np.stack([items[i] for i in ids])  # noqa: E731
+    base = normalize(np.ones(8, dtype=np.float32))
+    return items, protos, raw, steer, vec, base
+
+
+def _fold(turns, **kw):
+    items, protos, raw, steer, vec, base = _toy()
+    return fold_conversation(turns, base, raw_text=raw, steer_text=steer, item_vec=vec, prototypes=protos,
+                             threshold=0.9, w=Weights(**kw)), items
+
+
+def test_attract_moves_query_toward_the_shown_items():
+    tr, items = _fold([("comedy", ("0",)), ("more like that", ())])
+    assert tr[1].intent == "attract"
+    assert tr[1].query @ items["0"] > tr[0].query @ items["0"]
+
+
+def test_repel_moves_query_away_from_the_shown_items():
+    tr, items = _fold([("comedy", ("0", "1")), ("something different", ())])
+    assert tr[1].intent == "repel"
+    shown = normalize(items["0"] + items["1"])
+    assert tr[1].query @ shown < tr[0].query @ shown
+
+
+def test_go_back_restores_the_previous_query_point():
+    tr, _ = _fold([("comedy", ("0",)), ("old", ("1",)), ("go back", ())])
+    assert tr[2].intent == "back"
+    assert np.allclose(tr[2].query, tr[0].query)
+    assert not np.allclose(tr[1].query, tr[0].query)
+
+
+def test_window_reads_only_the_last_turns():
+    tr, _ = _fold([("comedy", ()), ("old", ())], window=1)
+    assert len(tr) == 1 and tr[0].utterance == "old"
+
+
+def test_build_query_weights_each_signal():
+    a, b = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    q = build_query(a, b, None, None, None, None, Weights(text=3.0, user=1.0))
+    assert q[0] > q[1] > 0
+    q2 = build_query(a, None, None, None, None, np.stack([a]), Weights(repulsion=0.5))
+    assert q2[0] > 0 and np.isclose(np.linalg.norm(q2), 1)
+
+
+def test_cold_start_item_is_retrievable_without_retraining(fitted, small):
+    src = small.item_ids[0]
+    row = dict(small.items[src])
+    fitted.add_items({"new-item": row})
+    n_before = len(fitted.item_ids)
+    target = fitted.item_vecs(["new-item"])[0]
+    s, p = fitted.index.search(target[None, :], 3)
+    assert "new-item" in [fitted.index.ids[j] for j in p[0]]
+    # the catalog of fit() is unchanged for score_catalog
+    assert fitted.score_catalog([Request(user_id="1")]).shape == (1, n_before)
+
+
+def test_recommend_exposes_query_and_matches_scores(fitted, small):
+    u = next(iter(small.users))
+    r = Request(user_id=u, user=small.users[u], conversation=(Turn("a comedy"),), history=small.item_ids[:3],
+                exclude=frozenset(small.item_ids[:3]))
+    [rank] = fitted.recommend([r], k=5)
+    q = np.array(rank.trace["query"])
+    assert np.isclose(np.linalg.norm(q), 1, atol=1e-4)
+    assert len(rank.items) == 5 and not set(rank.items) & r.exclude
+    scores = fitted.score_catalog([r])[0]
+    assert scores.shape == (len(small.item_ids),)
+    assert np.allclose(scores, fitted.index.vectors[: len(small.item_ids)] @ q, atol=1e-4)
+    every = fitted.index.scores(q[None, :])[0]  # the catalog plus items added since fit (cold start)
+    order = [fitted.index.ids[j] for j in np.argsort(-every, kind="stable") if fitted.index.ids[j] not in r.exclude][:5]
+    assert list(rank.items) == order
+    assert {"scores", "query_trace", "steering"} <= fitted.meta.capabilities
+
+
+def test_registration_is_light():
+    from talkwalk_bench.registry import SYSTEMS
+
+    names = SYSTEMS.names()
+    for n in ("contrastive", "contrastive-no-smooth", "contrastive-no-user", "contrastive-no-steer", "contrastive-llm"):
+        assert n in names
+    assert "systems.contrastive.system" in sys.modules or True  # imported by this test module itself
+
+
+def test_llm_variant_without_endpoint_names_the_fix(monkeypatch):
+    from talkwalk_bench.errors import BenchError
+    from talkwalk_bench.registry import build_system
+
+    monkeypatch.delenv("TALKWALK_LLM_BASE_URL", raising=False)
+    with pytest.raises(BenchError, match="llm_base_url"):
+        build_system("contrastive-llm", {})
