@@ -464,8 +464,17 @@ class SteerabilityFamily(Family):
             },
             "lists": {"neutral": L0, "steer": LS, "alt": LA, "more_variety": LV, "stay_close": LC, "go_back": LB, "anchored": LR},
             "chance": chance,
-            "metrics": {name: (None if val is None or (isinstance(val, float) and math.isnan(val)) else float(val)) for name, val in m.items()},
+            "metrics": {name: (None if m[name] is None or (isinstance(m[name], float) and math.isnan(m[name])) else float(m[name]))
+                        for name in self._ordered(m)},
         }
+
+    def _ordered(self, m: dict[str, Any]) -> list[str]:
+        """Headline metrics first (leaderboards show the first columns), then per-kind and component values."""
+        k = max(self.spec.k) if 10 not in self.spec.k else 10
+        head = [f"constraint_following@{k}", f"attribute_control@{k}", f"preference_sensitivity@{k}", "steering_precision",
+                "steering_entropy_reduction/topk", "steering_entropy_reduction", "reversibility", "diversity_gradient",
+                "steering_traceability", f"relevance_under_steering@{k}"]
+        return [n for n in head if n in m] + [n for n in m if n not in head]
 
     # -- traceability ----------------------------------------------------------
     def _probe(self, text: str) -> np.ndarray | None:
