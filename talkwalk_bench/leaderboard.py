@@ -281,7 +281,7 @@ def to_html(boards: list[Board], title: str = "talkwalk-bench leaderboard") -> s
             parts.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
         chance = _chance_row(b, cols)
         if chance:
-            parts.append("<tr class='oracle'><td data-v='1e9'></td><td class='s' data-v='~'>chance level</td><td data-v=''></td>"
+            parts.append("<tr class='oracle chance'><td data-v='1e9'></td><td class='s' data-v='~'>chance level</td><td data-v=''></td>"
                          + "".join(f"<td data-v='{c}'>{c}</td>" for c in chance) + "</tr>")
         parts.append("</tbody></table>")
         proto = "; ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in b.protocol.items())
