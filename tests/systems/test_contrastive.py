@@ -214,3 +214,17 @@ def test_llm_variant_without_endpoint_names_the_fix(monkeypatch):
     monkeypatch.delenv("TALKWALK_LLM_BASE_URL", raising=False)
     with pytest.raises(BenchError, match="llm_base_url"):
         build_system("contrastive-llm", {})
+
+
+def test_chat_command_reads_stdin_and_shows_how_items_moved():
+    import argparse
+    import io
+
+    from talkwalk_bench.commands.chat import run_chat
+
+    a = argparse.Namespace(system="popularity", system_arg=None, dataset="ml-100k", user="1", k=3, seed=0)
+    out = io.StringIO()
+    assert run_chat(a, stdin=io.StringIO("a comedy\nno comedy\n:quit\nnever read\n"), stdout=out) == 0
+    text = out.getvalue()
+    assert "> a comedy" in text and "> no comedy" in text and "never read" not in text
+    assert "3 kept (=)" in text  # popularity ignores the words: nothing moves
