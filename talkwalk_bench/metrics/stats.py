@@ -75,9 +75,14 @@ def mean_ci_many(columns: dict[str, np.ndarray], *, seed: int = 0, n_resamples: 
         means = X.mean(axis=1)
         if n > 1:
             rng = np.random.default_rng(seed)
-            draws = rng.integers(0, n, size=(n_resamples, n)) + (np.arange(n_resamples) * n)[:, None]
-            W = np.bincount(draws.ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype(np.float64)
-            boot = (W @ X.T) / n  # resamples x metrics
+            # resamples in blocks so memory stays ~ block x episodes whatever the run size
+            block = max(1, min(n_resamples, 20_000_000 // max(n, 1)))
+            boot = np.empty((n_resamples, X.shape[0]))
+            for b0 in range(0, n_resamples, block):
+                nb = min(block, n_resamples - b0)
+                draws = rng.integers(0, n, size=(nb, n)) + (np.arange(nb) * n)[:, None]
+                W = np.bincount(draws.ravel(), minlength=nb * n).reshape(nb, n).astype(np.float64)
+                boot[b0:b0 + nb] = (W @ X.T) / n  # resamples x metrics
             alpha = (1.0 - confidence) / 2.0
             lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
         else:
