@@ -209,3 +209,47 @@ def test_non_oracle_systems_get_no_predicate(tmp_path):
     res = run(RunConfig(system="test-conversation-spy", task=str(spec), output=tmp_path / "spy.json", progress=False))
     assert res.status == "success" and seen
     assert all("oracle_predicate" not in c for c in seen)
+
+
+class _WordingEngine:
+    """Stands in for an LLM behind the loopback server: words each critique, or answers garbage."""
+
+    name = "scripted-user"
+
+    def __init__(self, garbage: bool = False) -> None:
+        self.garbage = garbage
+        self.prompts: list[str] = []
+
+    def complete(self, messages, **kw):
+        from talkwalk_bench.judge.server import Completion
+
+        self.prompts.append(messages[-1]["content"])
+        text = "no idea" if self.garbage else '{"utterance": "hmm, something else along those lines"}'
+        return Completion(text, 1, 1, "stop")
+
+
+@pytest.mark.parametrize("garbage", [False, True])
+def test_llm_simulator_words_critiques_through_the_openai_client(tmp_path, garbage):
+    from talkwalk_bench.judge.server import ServerThread
+
+    eng = _WordingEngine(garbage)
+    spec = _spec_file(tmp_path, max_users=6, max_turns=3)
+    opts = {"simulator": "llm", "judge_model": "scripted-user", "judge_cache": False, "judge_parse_retries": 0}
+    with ServerThread(eng) as url:
+        res = run(RunConfig(system="popularity", task=str(spec), output=tmp_path / "llm.json", progress=False,
+                            options={**opts, "judge_base_url": url}))
+    eps = read_episodes(episodes_path(tmp_path / "llm.json"))
+    later = [t for r in eps for t in r["turns"][1:]]
+    assert res.status == "success" and later and eng.prompts
+    assert res.extras["simulator"] == "llm" and res.protocol["simulator"] == "llm"
+    assert "api_key" not in str(res.extras["llm"]).replace("api_key_set", "")
+    if garbage:  # every wording failed: the template wording is kept, and counted
+        assert all(t["template"] != "llm" for t in later)
+        assert res.extras["llm"]["fallbacks_to_templates"] == len(later)
+    else:
+        assert all(t["utterance"] == "hmm, something else along those lines" and t["template"] == "llm" for t in later)
+        assert res.extras["llm"]["fallbacks_to_templates"] == 0
+        assert all("never say its title" not in p for p in eng.prompts)  # the system prompt is separate
+    # acceptance stays rule-based: the same lists and turn counts as the rule simulator
+    rule = run(RunConfig(system="popularity", task=str(spec), output=tmp_path / "rule.json", progress=False))
+    assert rule.metrics["turns_to_satisfaction"].value == res.metrics["turns_to_satisfaction"].value
