@@ -1,0 +1,84 @@
+"""SASRec trained by RecBole, and the keyword-filter pipeline built on top of it.
+
+Registration only: RecBole and torch are imported when a system is built and fitted.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from talkwalk_bench.registry import register_system
+
+# OpenMP threads that spin while waiting slow every step when the machine is shared;
+# this only works if set before the OpenMP runtime starts (first torch import).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@register_system("sasrec", description="SASRec (self-attentive sequential recommender) trained by RecBole 1.2.1; full-sort scores")
+def sasrec(
+    epochs: int = 3,
+    train_batch_size: int = 256,
+    eval_batch_size: int = 4096,
+    learning_rate: float = 0.001,
+    n_layers: int = 2,
+    n_heads: int = 2,
+    hidden_size: int = 64,
+    inner_size: int = 256,
+    hidden_dropout_prob: float = 0.2,
+    attn_dropout_prob: float = 0.2,
+    hidden_act: str = "gelu",
+    layer_norm_eps: float = 1e-12,
+    initializer_range: float = 0.02,
+    loss_type: str = "CE",
+    max_seq_length: int = 50,
+    weight_decay: float = 0.0,
+    stopping_step: int = 10,
+    valid_metric: str = "MRR@10",
+    threads: int = 1,
+    device: str = "cpu",
+    cache: bool = True,
+    **recbole: Any,
+):
+    """Any further ``-S key=value`` is passed to RecBole's Config (checked against RecBole's known keys)."""
+    args = dict(locals())
+    extra = args.pop("recbole")
+    from systems.sasrec.model import SASRecSystem
+
+    return SASRecSystem(extra, **args)
+
+
+@register_system(
+    "sasrec-filter",
+    description="Traditional pipeline: SASRec ranking, then filters/re-ranks by attribute words found in the utterance",
+)
+def sasrec_filter(
+    epochs: int = 3,
+    train_batch_size: int = 256,
+    eval_batch_size: int = 4096,
+    learning_rate: float = 0.001,
+    n_layers: int = 2,
+    n_heads: int = 2,
+    hidden_size: int = 64,
+    inner_size: int = 256,
+    hidden_dropout_prob: float = 0.2,
+    attn_dropout_prob: float = 0.2,
+    hidden_act: str = "gelu",
+    layer_norm_eps: float = 1e-12,
+    initializer_range: float = 0.02,
+    loss_type: str = "CE",
+    max_seq_length: int = 50,
+    weight_decay: float = 0.0,
+    stopping_step: int = 10,
+    valid_metric: str = "MRR@10",
+    threads: int = 1,
+    device: str = "cpu",
+    cache: bool = True,
+    **recbole: Any,
+):
+    """Items that keep every hard constraint come first, softly demoted ones next, the rest last."""
+    args = dict(locals())
+    extra = args.pop("recbole")
+    from systems.sasrec.filter import SASRecFilter
+
+    return SASRecFilter(extra, **args)
