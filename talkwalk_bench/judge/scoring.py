@@ -106,7 +106,7 @@ class SteeringJudge:
                 where.append((i, "pairwise_preference"))
         results = self.judge.judge_many(jobs)
         out = [{"metrics": dict.fromkeys(JUDGE_METRICS), "judge": {}} for _ in batch]
-        for (i, rubric), j in zip(where, results):
+        for (i, rubric), j in zip(where, results, strict=True):
             e, rec = batch[i], out[i]
             rec["judge"][rubric] = j.as_record()
             if not j.ok:

@@ -290,7 +290,7 @@ class ConversationFamily(Family):
                                         context=context, conversation=conv, exclude=exclude, session_id=s["ep"].id))
             rankings = self.ctx.recommend(requests, k)
             to_word = []
-            for s, r in zip(active, rankings):
+            for s, r in zip(active, rankings, strict=True):
                 shown = list(r.items[:k])
                 text, tmpl, c = s["pending"]
                 s["turns"].append({"utterance": text, "kind": c.kind, "template": tmpl, "detail": c.detail,
@@ -321,7 +321,7 @@ class ConversationFamily(Family):
             jobs.append((rubric, {"target": sim.describe(s["target"]), "noun": sim.vocab.noun,
                                   "shown": "\n".join(f"- {sim.describe(i)}" for i in shown[:5]),
                                   "hint": s["pending"][0]}))
-        for s, j in zip(states, judge.judge_many(jobs)):
+        for s, j in zip(states, judge.judge_many(jobs), strict=True):
             text, tmpl, c = s["pending"]
             if j.ok and (j.value or {}).get("utterance"):
                 s["pending"] = (j.value["utterance"], "llm", c)

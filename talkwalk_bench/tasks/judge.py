@@ -171,7 +171,7 @@ class JudgeFamily(Family):
         oracle = self._is_oracle()
         preds = [predicate_from_dict(ep.data["predicate"]) for ep in episodes]
         requests = []
-        for ep, pred in zip(episodes, preds):
+        for ep, pred in zip(episodes, preds, strict=True):
             hist = split.history(ep.user_id, stage)
             context = {ORACLE_KEY: pred} if oracle else {}
             requests.append(Request(user_id=ep.user_id, history=hist, user=ds.users.get(ep.user_id, {}), context=context,
@@ -180,7 +180,7 @@ class JudgeFamily(Family):
         refs = self._reference(requests) if self.params.pairwise else [None] * len(episodes)
         card = self.ctx.card
         items, out = [], []
-        for ep, pred, r, ref in zip(episodes, preds, rankings, refs):
+        for ep, pred, r, ref in zip(episodes, preds, rankings, refs, strict=True):
             ranked = list(r.items[:k])
             share = float(np.mean([iv.satisfies(pred, i) for i in ranked])) if ranked else 0.0
             ref_items = ref.get(ep.id) if isinstance(ref, dict) else ref
@@ -190,7 +190,7 @@ class JudgeFamily(Family):
             out.append({"kind": ep.data["kind"], "utterance": ep.data["utterance"], "predicate": ep.data["predicate"],
                         "ranked": ranked, "explanation": r.explanation, "machine_share": share,
                         "metrics": {f"constraint_following@{k}": share}})
-        for rec, js in zip(out, self.scorer.score(items)):
+        for rec, js in zip(out, self.scorer.score(items), strict=True):
             rec["metrics"].update(js["metrics"])
             rec["judge"] = js["judge"]
         return out

@@ -7,12 +7,12 @@ import socket
 import httpx2 as httpx  # the http library the openai client is built on
 import openai
 import pytest
+from judge_helpers import ScriptedEngine
 
 from talkwalk_bench.errors import BenchError
 from talkwalk_bench.judge.cache import JudgeCache
 from talkwalk_bench.judge.client import Judge, JudgeConfig
 from talkwalk_bench.judge.rubrics import load_rubric
-from judge_helpers import ScriptedEngine
 
 VARS = {"request": "a comedy please", "items": "1. \"Toy Story (1995)\": a comedy"}
 

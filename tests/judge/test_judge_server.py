@@ -8,9 +8,9 @@ import urllib.request
 
 import openai
 import pytest
+from judge_helpers import ScriptedEngine
 
 from talkwalk_bench.judge.server import ChatEngine, ServerThread, make_server
-from judge_helpers import ScriptedEngine
 
 
 def _client(url: str) -> openai.OpenAI:
