@@ -49,7 +49,7 @@ class SASRecFilter(SASRecSystem):
         parsed: Parsed = merge_ranges(parse(request.utterance, self.lexicon))
         out = list(parsed.constraints)
         for attribute, direction, phrase in parsed.relative:
-            ref = self._reference(request, attribute)
+            ref = self._reference(request, attribute, direction)
             if math.isnan(ref):
                 continue
             if direction == "newer":
@@ -58,14 +58,19 @@ class SASRecFilter(SASRecSystem):
                 out.append(Constraint(attribute, "range", high=math.ceil(ref) - 1, phrase=phrase))
         return out
 
-    def _reference(self, request: Request, attribute: str) -> float:
-        """What "newer"/"older" is relative to: the items shown last turn, else the last ten watched."""
+    def _reference(self, request: Request, attribute: str, direction: str) -> float:
+        """What "newer"/"older" is relative to: newer (older) than every item shown last turn,
+        or, before anything was shown, than the median of the last ten items watched."""
         assert self.matcher is not None
         shown = request.conversation[-2].shown if len(request.conversation) >= 2 else ()
         pool = list(shown) or list(request.history[-10:])
         vals = [self.matcher.ordinal_value(attribute, self._index[i]) for i in pool if i in self._index]
         vals = [v for v in vals if not math.isnan(v)]
-        return float(np.median(vals)) if vals else math.nan
+        if not vals:
+            return math.nan
+        if shown:
+            return max(vals) if direction == "newer" else min(vals)
+        return float(np.median(vals))
 
     def _tiers(self, constraints: list[Constraint]) -> np.ndarray:
         """0 keeps every constraint, 1 carries a softened attribute, 2 breaks a hard constraint."""
