@@ -118,14 +118,14 @@ class Phrase:
 def _card_phrases(card: DatasetCard, rows: Sequence[Mapping[str, Any]]) -> list[Phrase]:
     """Fallback when no steering train set exists: value names and aliases straight from the card."""
     out: list[Phrase] = []
-    for name, attr in card.item.attributes.items():
+    for _name, attr in card.item.attributes.items():
         vals = [attr.value_of(dict(r)) for r in rows]
         if attr.kind == "multi_categorical":
             for value, vt in attr.values.items():
                 has = np.array([value in v for v in vals])
                 if not has.any() or has.all():
                     continue
-                for word in (value.lower(), *vt.aliases[:2]):
+                for word in (value.lower(), *vt.aliases):
                     out.append(Phrase(f"{word}", has))
                     out.append(Phrase(f"I want {word}", has))
                     out.append(Phrase(f"nothing {word}", ~has))
@@ -136,7 +136,7 @@ def _card_phrases(card: DatasetCard, rows: Sequence[Mapping[str, Any]]) -> list[
                 inb = (xs >= b.low) & (xs <= b.high)
                 if not inb.any():
                     continue
-                for word in (b.label, *b.aliases[:2]):
+                for word in (b.label, *b.aliases):
                     out.append(Phrase(f"{card.item.noun}s of the {word}", inb))
                 out.append(Phrase(f"released before {int(b.low)}", xs < b.low))
                 out.append(Phrase(f"released after {int(b.high)}", xs > b.high))
@@ -144,7 +144,7 @@ def _card_phrases(card: DatasetCard, rows: Sequence[Mapping[str, Any]]) -> list[
 
 
 CONTROL_KINDS = {"neutral": "none", "go_back": "back", "similar": "attract", "stay_close": "attract", "contrast": "repel",
-                 "more_variety": "diverse"}
+                 "more_variety": "diverse", "older": "older", "newer": "newer"}
 
 
 def steering_phrases(card: DatasetCard, rows: Sequence[Mapping[str, Any]], item_ids: Sequence[str],
@@ -154,7 +154,7 @@ def steering_phrases(card: DatasetCard, rows: Sequence[Mapping[str, Any]], item_
         from talkwalk_bench.steering import ItemValues, predicate_from_dict, train_phrasings
     except ImportError:
         return _card_phrases(card, rows), "card aliases (no talkwalk_bench.steering.train_phrasings)"
-    values = ItemValues(card, {i: r for i, r in zip(item_ids, rows)}, item_ids)
+    values = ItemValues(card, {i: r for i, r in zip(item_ids, rows, strict=False)}, item_ids)
     out = []
     for ph in train_phrasings(card, per_template=60, seed=seed):
         if ph.predicate is None:
@@ -162,9 +162,9 @@ def steering_phrases(card: DatasetCard, rows: Sequence[Mapping[str, Any]], item_
         mask = np.asarray(values.mask(predicate_from_dict(ph.predicate)), dtype=bool)
         if mask.any() and not mask.all():
             out.append(Phrase(ph.text, mask))
-    if not out:
-        return _card_phrases(card, rows), "card aliases (steering train set gave no checkable phrasings)"
-    return out, "talkwalk_bench.steering.train_phrasings"
+    # more surface forms of the same requests, from the card's own aliases
+    out += _card_phrases(card, rows)
+    return out, "talkwalk_bench.steering.train_phrasings + card aliases"
 
 
 def control_phrases(card: DatasetCard) -> dict[str, list[str]]:

@@ -32,8 +32,9 @@ class Weights:
     user: float = 0.3
     context: float = 0.3
     history: float = 1.0
-    attract: float = 0.6
-    repulsion: float = 0.3
+    attract: float = 1.0
+    repulsion: float = 0.6
+    glide: float = 25.0  # ordinal units an 'older'/'newer' turn moves the anchor
     window: int = 4  # conversation turns read
     history_window: int = 20  # most recent history items averaged
 
@@ -91,12 +92,16 @@ def classify(utterance: str, text_vec: np.ndarray | None, prototypes: dict[str, 
 
 def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.ndarray, *, raw_text: Callable[[str], np.ndarray],
                       steer_text: Callable[[str], np.ndarray], item_vec: Callable[[Sequence[str]], np.ndarray],
-                      prototypes: dict[str, np.ndarray], threshold: float, w: Weights) -> list[TurnTrace]:
+                      prototypes: dict[str, np.ndarray], threshold: float, w: Weights,
+                      anchor: Callable[[str, Sequence[str]], tuple[str | None, str]] | None = None,
+                      shift: Callable[[str, float], np.ndarray] | None = None) -> list[TurnTrace]:
     """Query point after each turn. ``base`` is the no-text query (user + context + history).
 
     A steering turn replaces the text signal; control turns act on the
-    previous point: attract/repel use the items shown in answer to the
-    previous turn, back pops to the point before the last change.
+    previous point: attract/repel use the item the utterance names (``anchor``
+    finds a shown item by its title) or else the items shown in answer to the
+    previous turn; older/newer glide the anchor along the ordered axis
+    (``shift``); back pops to the point before the last change.
     """
     stack: list[np.ndarray] = [base]
     out: list[TurnTrace] = []
@@ -104,22 +109,27 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
     prev_shown: tuple[str, ...] = ()
     all_shown: list[str] = []
     for utt, shown in window:
-        intent = classify(utt, raw_text(utt) if utt.strip() else None, prototypes, threshold)
+        named, said = anchor(utt, all_shown) if anchor is not None else (None, utt)
+        intent = classify(said, raw_text(said) if said.strip() else None, prototypes, threshold)
         cur = stack[-1]
         div = False
+        ref = (named,) if named else prev_shown
         if intent == "back":
             if len(stack) > 1:
                 stack.pop()
             q = stack[-1]
-        elif intent == "attract" and prev_shown:
-            q = normalize(cur + w.attract * normalize(item_vec(prev_shown).mean(0)))
+        elif intent == "attract" and ref:
+            q = normalize(cur + w.attract * normalize(item_vec(ref).mean(0)))
             stack.append(q)
-        elif intent in ("repel", "diverse") and (prev_shown or all_shown):
-            reps = item_vec(prev_shown or tuple(all_shown))
+        elif intent in ("repel", "diverse") and (ref or all_shown):
+            reps = item_vec(ref or tuple(all_shown))
             q = normalize(cur - w.repulsion * reps.sum(0) / max(1.0, np.sqrt(len(reps))))
             div = intent == "diverse"
             stack.append(q)
-        elif intent == "steer":
+        elif intent in ("older", "newer") and ref and shift is not None:
+            q = normalize(shift(ref[0], -1.0 if intent == "older" else 1.0) + w.user * cur)
+            stack.append(q)
+        elif intent in ("steer", "older", "newer"):
             q = normalize(base + w.text * steer_text(utt))
             stack.append(q)
         else:

@@ -103,6 +103,8 @@ class ContrastiveSystem:
                 shutil.rmtree(art, ignore_errors=True)
                 os.replace(tmp, art)
         self.item_ids = tuple(data.item_ids)
+        self._rows = {i: dict(r) for i, r in data.items.items()}
+        self._pop = dict(zip(data.item_ids, corpus.item_X[:, corpus.space.pop_col].tolist(), strict=False))
         self._pos = {it: j for j, it in enumerate(self.index.ids)}
         self._user_memo: dict[Any, np.ndarray] = {}
         self._text_memo: dict[str, np.ndarray] = {}
@@ -152,12 +154,47 @@ class ContrastiveSystem:
         rows = [self._pos[i] for i in items if i in self._pos]
         return self.index.vectors[rows] if rows else np.zeros((0, self.index.dim), np.float32)
 
+    def _title(self, item: str) -> str:
+        ent = self.card.item
+        if not ent.title:
+            return ""
+        t = ent.attributes[ent.title].value_of(dict(self._rows.get(item, {})))
+        return str(t) if t else ""
+
+    def anchor(self, utterance: str, shown: Sequence[str]) -> tuple[str | None, str]:
+        """The shown item the utterance names by title (latest first), and the utterance with it said as 'that <noun>'."""
+        low = utterance.lower()
+        for item in reversed(list(shown)):
+            title = self._title(item)
+            for form in (title, title.rsplit(" (", 1)[0]):
+                f = form.strip().lower()
+                if len(f) >= 3 and f in low:
+                    start = low.index(f)
+                    said = utterance[:start] + f"that {self.card.item.noun}" + utterance[start + len(f):]
+                    return item, said
+        return None, utterance
+
+    def shift(self, item: str, direction: float) -> np.ndarray:
+        """The item's metadata embedding with its ordered attribute moved by ``direction * glide``."""
+        slot = next((s for s in self.space.item_slots if s.attr.kind == "ordinal"), None)
+        j = self._pos.get(item)
+        if slot is None or j is None or item not in self._rows:
+            return self.item_vecs([item])[0]
+        x = slot.attr.value_of(dict(self._rows[item]))
+        if x != x:  # unknown value: nothing to glide along
+            return self.item_vecs([item])[0]
+        y = float(np.clip(x + direction * self.w.glide, slot.lo, slot.hi))
+        X = self.space.item_vectors([self._rows[item]], [float(self._pop.get(item, 0.0))], text_fn=self.enc.encode,
+                                    overrides=[{slot.name: y}])
+        return self._np_meta(X)[0]
+
     def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
         """Cold start: embed new items' metadata (popularity 0) and insert them; no retraining."""
         new = [i for i in items if i not in self._pos]
         if not new:
             return
         X = self.space.item_vectors([dict(items[i]) for i in new], [0.0] * len(new), text_fn=self.enc.encode)
+        self._rows.update({i: dict(items[i]) for i in new})
         self.index.add(new, self._np_meta(X))
         self._pos = {it: j for j, it in enumerate(self.index.ids)}
 
@@ -182,7 +219,7 @@ class ContrastiveSystem:
             return base, [], "none"
         traces = fold_conversation(turns, base, raw_text=self.raw_text, steer_text=self.steer_text,
                                    item_vec=self.item_vecs, prototypes=self.prototypes,
-                                   threshold=self.intent_threshold, w=self.w)
+                                   threshold=self.intent_threshold, w=self.w, anchor=self.anchor, shift=self.shift)
         return traces[-1].query, traces, traces[-1].intent
 
     def query(self, r: Request) -> np.ndarray:
@@ -200,7 +237,7 @@ class ContrastiveSystem:
             diverse = bool(traces) and traces[-1].diversify
             pool = k + len(exclude) + (4 * k if diverse else 0)
             scores, pos = self.index.search(q[None, :], pool)
-            cand = [(int(p), float(s)) for p, s in zip(pos[0], scores[0]) if p >= 0 and self.index.ids[p] not in exclude]
+            cand = [(int(p), float(s)) for p, s in zip(pos[0], scores[0], strict=False) if p >= 0 and self.index.ids[p] not in exclude]
             if len(cand) < k and len(self.index.ids) > pool:  # too much excluded: fall back to exact scores
                 all_s = self.index.scores(q[None, :])[0]
                 cand = [(int(p), float(all_s[p])) for p in np.argsort(-all_s) if self.index.ids[p] not in exclude]

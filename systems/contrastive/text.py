@@ -52,7 +52,7 @@ class TextEncoder:
         if self._disk is not None and self._disk.exists():
             try:
                 with np.load(self._disk) as z:
-                    for k, v in zip(z["keys"].tolist(), z["vecs"]):
+                    for k, v in zip(z["keys"].tolist(), z["vecs"], strict=False):
                         self._memo[k] = v
             except Exception:  # a torn cache file is rebuilt, never trusted
                 self._memo.clear()
@@ -71,11 +71,11 @@ class TextEncoder:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 128, progress: bool = False) -> np.ndarray:
         keys = [_key(t) for t in texts]
-        missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in self._memo))
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=False) if k not in self._memo))
         if missing:
             vecs = self.model.encode(missing, batch_size=batch_size, normalize_embeddings=True,
                                      show_progress_bar=progress, convert_to_numpy=True).astype(np.float32)
-            for t, v in zip(missing, vecs):
+            for t, v in zip(missing, vecs, strict=False):
                 self._memo[_key(t)] = v
             self._dirty = True
             while len(self._memo) > self._memo_size and self._disk is None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from systems.contrastive.features import FeatureSpace, popularity_feature
-from systems.contrastive.pairs import (Phrase, affinity_description, item_description, ordinal_text, steering_phrases,
-                                       user_description)
+from systems.contrastive.pairs import (
+    Phrase,
+    affinity_description,
+    item_description,
+    ordinal_text,
+    steering_phrases,
+    user_description,
+)
 from systems.contrastive.query import Weights
 from systems.contrastive.text import TextEncoder
 from talkwalk_bench.data.card import DatasetCard
@@ -28,6 +33,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     smooth_weight: float = 1.0
+    steer_weight: float = 2.0
     use_user: bool = True
     use_steering: bool = True
     use_interactions: bool = True
@@ -91,7 +97,7 @@ def build_corpus(data: TrainData, card: DatasetCard, enc: TextEncoder, cfg: Trai
     V = max(1, cfg.epochs)
     texts: list[str] = []
 
-    item_S = [[item_description(card, r, float(p), v, seed) for r, p in zip(items, pop)] for v in range(V)]
+    item_S = [[item_description(card, r, float(p), v, seed) for r, p in zip(items, pop, strict=False)] for v in range(V)]
     user_S = [[user_description(card, r, v, seed=seed) for r in users] for v in range(V)] if card.user else []
     user_X = space.user_vectors(users) if card.user else np.zeros((0, space.dim), np.float32)
 
@@ -172,8 +178,6 @@ def build_corpus(data: TrainData, card: DatasetCard, enc: TextEncoder, cfg: Trai
     texts = [s for v in item_S for s in v] + [s for v in user_S for s in v] + comp_S + aff_S + ord_S
     texts += [s for k in sm_text for s in k] + [p.text for p in phrases]
     uniq = list(dict.fromkeys(texts))
-    if progress:
-        print(f"contrastive: encoding {len(uniq)} distinct descriptions with the text encoder")
     enc.encode(uniq, progress=progress)
     enc.save()
     E = enc.encode
@@ -299,12 +303,12 @@ def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: boo
         if len(corpus.steer_T):
             b = pick(len(corpus.steer_T), B // 2)
             t = model.text(T(corpus.steer_T[b]))
-            parts["steer_text"] = multi_positive_nce(t, E_items, T(corpus.steer_M[b]), scale)
+            parts["steer_text"] = cfg.steer_weight * multi_positive_nce(t, E_items, T(corpus.steer_M[b]), scale)
             if corpus.seqs:
                 users, hists, _, drop = sample_sessions(len(b))
                 q = F.normalize(queries(users, hists, E_items) + w.text * t, dim=-1)
                 pos = T(corpus.steer_M[b])
-                parts["steer_query"] = multi_positive_nce(q, E_items, pos, scale, drop & ~pos)
+                parts["steer_query"] = cfg.steer_weight * multi_positive_nce(q, E_items, pos, scale, drop & ~pos)
         loss = sum(parts.values())
         opt.zero_grad()
         loss.backward()

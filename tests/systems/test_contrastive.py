@@ -47,7 +47,7 @@ def small() -> TrainData:
     users = ds.user_ids[:25]
     it, us = set(items), set(users)
     inter = ds.interactions
-    keep = np.array([u in us and i in it for u, i in zip(inter.user_ids, inter.item_ids)])
+    keep = np.array([u in us and i in it for u, i in zip(inter.user_ids, inter.item_ids, strict=False)])
     train = Interactions(inter.user_ids[keep], inter.item_ids[keep], inter.timestamps[keep], inter.ratings[keep])
     empty = Interactions(*(a[:0] for a in (inter.user_ids, inter.item_ids, inter.timestamps, inter.ratings)))
     return TrainData(key="small-test", dataset_name="ml-100k", train=train, valid=empty,
@@ -228,3 +228,28 @@ def test_chat_command_reads_stdin_and_shows_how_items_moved():
     text = out.getvalue()
     assert "> a comedy" in text and "> no comedy" in text and "never read" not in text
     assert "3 kept (=)" in text  # popularity ignores the words: nothing moves
+
+
+def test_named_item_anchors_attract_and_older_glides_along_the_axis():
+    items, protos, raw, steer, vec, base = _toy()
+    protos = {**protos, "older": normalize(np.eye(8, dtype=np.float32)[[6]])}
+    words = {"comedy": 4, "older than that film": 6, "more like that film": 2}
+    raw = lambda t: np.eye(8, dtype=np.float32)[words[t]]  # noqa: E731
+    calls = []
+
+    def anchor(utt, shown):
+        if "Heat" in utt:
+            return "3", utt.replace("Heat", "that film")
+        return None, utt
+
+    def shift(item, direction):
+        calls.append((item, direction))
+        return items["5"]
+
+    tr = fold_conversation([("comedy", ("2", "3")), ("older than Heat", ())], base, raw_text=raw, steer_text=steer,
+                           item_vec=vec, prototypes=protos, threshold=0.9, w=Weights(), anchor=anchor, shift=shift)
+    assert tr[1].intent == "older" and calls == [("3", -1.0)]
+    assert tr[1].query @ items["5"] > tr[0].query @ items["5"]
+    tr = fold_conversation([("comedy", ("2", "3")), ("more like that film", ())], base,
+                           raw_text=raw, steer_text=steer, item_vec=vec, prototypes=protos, threshold=0.9, w=Weights())
+    assert tr[1].intent == "attract"
