@@ -98,3 +98,13 @@ def test_a_real_transformers_model_answers_over_http(tiny_engine):
     assert r.choices[0].finish_reason in ("stop", "length")
     assert r.choices[0].message.content == again.choices[0].message.content  # greedy: deterministic
     assert js.choices[0].message.content.startswith('{"')
+
+
+def test_serve_llm_command_rejects_a_bad_port_and_an_unknown_model(capsys, monkeypatch):
+    from talkwalk_bench.cli import main
+
+    assert main(["serve-llm", "--port", "70000"]) == 2
+    assert "--port 70000" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["serve-llm", "--model", "nobody/nothing", "--port", "0"]) == 2
+    assert "offline" in capsys.readouterr().err
