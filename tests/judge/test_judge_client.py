@@ -166,3 +166,12 @@ def test_cache_file_that_is_corrupt_does_not_stop_judging(serve, tmp_path, rubri
     assert j.judge(rubric, VARS).ok
     assert j.describe()["cache_set_aside"] is not None
     assert isinstance(j.cache, JudgeCache) and len(j.cache) == 1
+
+
+def test_run_flags_become_task_options_and_an_explicit_option_wins():
+    from talkwalk_bench.cli import _judge_options, build_parser
+
+    a = build_parser().parse_args(["run", "--system", "popularity", "--task", "judge", "--judge-model", "m1",
+                                   "--judge-base-url", "http://127.0.0.1:9/v1", "-O", "judge_model=m2"])
+    opts = _judge_options(a, {"judge_model": "m2"})
+    assert opts == {"judge_model": "m2", "judge_base_url": "http://127.0.0.1:9/v1"}
