@@ -112,3 +112,23 @@ def test_killing_the_endpoint_mid_run_leaves_a_valid_result_with_failures_counte
     assert again.status == "success"
     for path in (out, episodes_path(out)):
         assert secret not in path.read_text()
+
+
+def test_pairwise_against_another_runs_lists(serve, tmp_path):
+    seen = []
+
+    def reply(m, n):
+        if "List A" in m[-1]["content"]:
+            seen.append(m[-1]["content"])
+            return '{"choice": "tie"}'
+        return '{"score": 3}'
+
+    url = serve(ScriptedEngine(reply))
+    _, pop_eps, pop_out = _run(tmp_path, "ref", _opts(url, tmp_path), system="popularity")
+    res, eps, _ = _run(tmp_path, "vs", _opts(url, tmp_path, judge_reference=str(pop_out), judge_cache=False), system=SYSTEM)
+    assert res.metrics["judge_pairwise_win_rate"].value == 0.5 and res.metrics["judge_pairwise_win_rate"].n == 12
+    assert str(pop_out) in res.extras["judge"]["reference"]
+    # the oracle's prompts carry the popularity run's lists as the other side
+    assert len(seen) == 24 and all(("List A" in p and "List B" in p) for p in seen)
+    with pytest.raises(Exception, match="not found"):
+        _run(tmp_path, "bad", _opts(url, tmp_path, judge_reference=str(tmp_path / "missing.json")), system=SYSTEM)
