@@ -40,7 +40,7 @@ def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 2
                 hidden: str = "512,256", adapter: bool = True, smooth_weight: float = 1.0, use_steering: bool = True,
                 use_interactions: bool = True, w_text: float = 1.0, w_user: float = 0.3, w_context: float = 0.3,
                 w_history: float = 1.0, w_attract: float = 1.0, w_repulsion: float = 0.6, w_glide: float = 25.0, window: int = 4,
-                history_window: int = 20, diversity: float = 0.5, intent_threshold: float = 0.62,
+                history_window: int = 20, diversity: float = 1.0, intent_threshold: float = 0.62,
                 hnsw_threshold: int = 100_000, text_model: str = "", progress: bool = True, steer_weight: float = 2.0):
     return _build("contrastive", _defaults(**locals()))
 

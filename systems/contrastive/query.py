@@ -122,9 +122,12 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
             q = normalize(cur + w.attract * normalize(item_vec(ref).mean(0)))
             stack.append(q)
         elif intent in ("repel", "diverse") and (ref or all_shown):
-            reps = item_vec(ref or tuple(all_shown))
-            q = normalize(cur - w.repulsion * reps.sum(0) / max(1.0, np.sqrt(len(reps))))
+            r = normalize(item_vec(ref or tuple(all_shown)).mean(0))
             div = intent == "diverse"
+            if div:  # exploration: step away a little, the list itself is spread by MMR
+                q = normalize(cur - w.repulsion * 0.5 * r)
+            else:  # push the point past the shown items: its cosine to their centre becomes -repulsion
+                q = normalize(cur - (float(cur @ r) + w.repulsion) * r)
             stack.append(q)
         elif intent in ("older", "newer") and ref and shift is not None:
             q = normalize(shift(ref[0], -1.0 if intent == "older" else 1.0) + w.user * cur)

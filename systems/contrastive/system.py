@@ -219,7 +219,8 @@ class ContrastiveSystem:
             return base, [], "none"
         traces = fold_conversation(turns, base, raw_text=self.raw_text, steer_text=self.steer_text,
                                    item_vec=self.item_vecs, prototypes=self.prototypes,
-                                   threshold=self.intent_threshold, w=self.w, anchor=self.anchor, shift=self.shift)
+                                   threshold=self.intent_threshold, w=self.w, shift=self.shift,
+                                   anchor=lambda u, shown: self.anchor(u, list(r.history[-300:]) + list(shown)))
         return traces[-1].query, traces, traces[-1].intent
 
     def query(self, r: Request) -> np.ndarray:
@@ -235,7 +236,7 @@ class ContrastiveSystem:
             if intent in ("attract", "repel", "diverse"):
                 exclude |= set(r.shown)
             diverse = bool(traces) and traces[-1].diversify
-            pool = k + len(exclude) + (4 * k if diverse else 0)
+            pool = k + len(exclude) + (20 * k if diverse else 0)
             scores, pos = self.index.search(q[None, :], pool)
             cand = [(int(p), float(s)) for p, s in zip(pos[0], scores[0], strict=False) if p >= 0 and self.index.ids[p] not in exclude]
             if len(cand) < k and len(self.index.ids) > pool:  # too much excluded: fall back to exact scores
