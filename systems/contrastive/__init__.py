@@ -29,7 +29,7 @@ def _build(name: str, args: dict[str, Any], **fixed: Any):
 
 def _defaults(epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hidden: str, adapter: bool,
               smooth_weight: float, use_steering: bool, use_interactions: bool, w_text: float, w_user: float,
-              w_context: float, w_history: float, w_attract: float, w_repulsion: float, w_glide: float, window: int,
+              w_context: float, w_history: float, w_attract: float, w_repulsion: float, w_glide: float, w_negation: float, window: int,
               history_window: int, diversity: float, intent_threshold: float, hnsw_threshold: int,
               text_model: str, progress: bool, steer_weight: float) -> dict[str, Any]:
     return dict(locals())
@@ -39,7 +39,7 @@ def _defaults(epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hid
 def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 256, lr: float = 1e-3,
                 hidden: str = "512,256", adapter: bool = True, smooth_weight: float = 1.0, use_steering: bool = True,
                 use_interactions: bool = True, w_text: float = 1.0, w_user: float = 0.3, w_context: float = 0.3,
-                w_history: float = 1.0, w_attract: float = 1.0, w_repulsion: float = 0.6, w_glide: float = 25.0, window: int = 4,
+                w_history: float = 1.0, w_attract: float = 1.0, w_repulsion: float = 0.6, w_glide: float = 25.0, w_negation: float = 0.5, window: int = 4,
                 history_window: int = 20, diversity: float = 1.0, intent_threshold: float = 0.62,
                 hnsw_threshold: int = 100_000, text_model: str = "", progress: bool = True, steer_weight: float = 2.0):
     return _build("contrastive", _defaults(**locals()))

@@ -9,6 +9,7 @@ point before the last steer. Only the last ``window`` turns are read.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,31 @@ INTENTS: dict[str, tuple[str, ...]] = {
 }
 
 
+NEGATION = re.compile(r"\b(?:anything but|anything except|none of|hold the|rather than|instead of|do not|don't|dont|"
+                      r"no|not|without|except|avoid|skip|nothing|never|minus|excluding)\b", re.IGNORECASE)
+CLAUSE_END = re.compile(r"[,;.!?]|\b(?:but|and|though|however)\b", re.IGNORECASE)
+
+
+def split_negation(utterance: str) -> tuple[str, list[str]]:
+    """(what to move toward, [what to move away from]): each negation cue negates up to the clause's end."""
+    pos, negs, rest = [], [], utterance
+    while True:
+        m = NEGATION.search(rest)
+        if not m:
+            pos.append(rest)
+            break
+        pos.append(rest[: m.start()])
+        tail = rest[m.end():]
+        e = CLAUSE_END.search(tail)
+        neg = tail[: e.start()] if e else tail
+        if neg.strip():
+            negs.append(neg.strip())
+        rest = tail[e.start():] if e else ""
+    keep = " ".join(" ".join(pos).split())
+    keep = re.sub(r"^(?:but|and|though|however)\b|\b(?:but|and|though|however)$", "", keep, flags=re.IGNORECASE).strip(" ,;")
+    return keep, negs
+
+
 @dataclass(frozen=True)
 class Weights:
     text: float = 1.0
@@ -34,6 +60,7 @@ class Weights:
     history: float = 1.0
     attract: float = 1.0
     repulsion: float = 0.6
+    negation: float = 0.5  # an excluded phrase ends at cosine -negation to the query
     glide: float = 25.0  # ordinal units an 'older'/'newer' turn moves the anchor
     window: int = 4  # conversation turns read
     history_window: int = 20  # most recent history items averaged
@@ -90,6 +117,16 @@ def classify(utterance: str, text_vec: np.ndarray | None, prototypes: dict[str, 
     return name if best >= threshold else "steer"
 
 
+def steer_point(base: np.ndarray, utterance: str, steer_text: Callable[[str], np.ndarray], w: Weights) -> np.ndarray:
+    """Move toward what the utterance asks for and past what it rules out ("no horror", "without romance")."""
+    keep, negs = split_negation(utterance) if w.negation > 0 else (utterance, [])
+    q = normalize(base + w.text * steer_text(keep)) if keep.strip() or not negs else base
+    for phrase in negs:
+        n = steer_text(phrase)
+        q = normalize(q - (float(q @ n) + w.negation) * n)
+    return q
+
+
 def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.ndarray, *, raw_text: Callable[[str], np.ndarray],
                       steer_text: Callable[[str], np.ndarray], item_vec: Callable[[Sequence[str]], np.ndarray],
                       prototypes: dict[str, np.ndarray], threshold: float, w: Weights,
@@ -133,7 +170,7 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
             q = normalize(shift(ref[0], -1.0 if intent == "older" else 1.0) + w.user * cur)
             stack.append(q)
         elif intent in ("steer", "older", "newer"):
-            q = normalize(base + w.text * steer_text(utt))
+            q = steer_point(base, utt, steer_text, w)
             stack.append(q)
         else:
             q = cur

@@ -253,3 +253,17 @@ def test_named_item_anchors_attract_and_older_glides_along_the_axis():
     tr = fold_conversation([("comedy", ("2", "3")), ("more like that film", ())], base,
                            raw_text=raw, steer_text=steer, item_vec=vec, prototypes=protos, threshold=0.9, w=Weights())
     assert tr[1].intent == "attract"
+
+
+def test_negated_phrases_are_split_off_and_repelled():
+    from systems.contrastive.query import split_negation, steer_point
+
+    assert split_negation("a comedy but no romance") == ("a comedy", ["romance"])
+    assert split_negation("no horror") == ("", ["horror"])
+    assert split_negation("I want a western") == ("I want a western", [])
+    vecs = {"a comedy": np.eye(4, dtype=np.float32)[0], "romance": normalize(np.array([1, 1, 0, 0], np.float32))}
+    base = normalize(np.ones(4, dtype=np.float32))
+    q = steer_point(base, "a comedy but no romance", lambda t: vecs[t], Weights(negation=0.5))
+    assert q @ vecs["romance"] < 0  # pushed past the excluded phrase
+    plain = steer_point(base, "a comedy", lambda t: vecs[t], Weights())
+    assert q @ vecs["romance"] < plain @ vecs["romance"]
