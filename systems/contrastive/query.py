@@ -8,8 +8,8 @@ point before the last steer. Only the last ``window`` turns are read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
