@@ -32,7 +32,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     over = dict(kv.split("=", 1) for kv in args.S)
-    over = {k: (int(v) if v.lstrip("-").isdigit() else v) for k, v in over.items()}
+    over = {k: _value(v) for k, v in over.items()}
     ds = load_dataset("ml-100k")
     split = leave_one_out(ds)
     system, _ = build_system(args.system, over)
@@ -52,6 +52,15 @@ def main() -> None:
     print(
         f"{args.system}: n={len(ms)} top-{args.k} lists, threads={args.threads}: p50={np.percentile(ms, 50):.0f} ms p95={np.percentile(ms, 95):.0f} ms"
     )
+
+
+def _value(v: str) -> int | float | str:
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
 
 
 if __name__ == "__main__":
