@@ -16,6 +16,15 @@ items shown in answer):
 
 Turns are played over the whole batch, one turn at a time. The
 predicates, formulas and chance levels are described in docs/steering.md.
+
+Judge metrics (optional): when judge options are given (``-O judge_model=...
+-O judge_base_url=...`` or ``--judge-model/--judge-base-url``), the steer
+turn's list is also rated by an LLM judge with
+``talkwalk_bench.judge.scoring.SteeringJudge`` (instruction following,
+explanation coherence, pairwise against the system's own neutral list,
+agreement with the predicate check). Without judge options nothing changes;
+with options but no usable endpoint the judge metrics are "n/a" with the
+reason (docs/judge.md).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import json
 import math
 import random
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -79,6 +89,10 @@ class SteerabilityParams(BaseModel):
 
 def _key(p: Predicate) -> str:
     return json.dumps(p.to_dict(), sort_keys=True)
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
 
 
 @register_family
@@ -223,6 +237,24 @@ class SteerabilityFamily(Family):
         meta = getattr(self.ctx.system, "meta", None)
         return bool(getattr(meta, "is_oracle", False))
 
+    @cached_property
+    def judge(self) -> Any:
+        """A ``SteeringJudge`` when any ``judge_*`` option is given, else None (no judge metrics at all)."""
+        opts = self.ctx.options or {}
+        if not any(k.startswith("judge_") and v not in (None, "") for k, v in opts.items()):
+            return None
+        from talkwalk_bench.judge.scoring import SteeringJudge
+
+        meta = getattr(self.ctx.system, "meta", None)
+        explanations = bool(meta is not None and meta.has("explanations"))
+        pairwise = _flag(opts.get("judge_pairwise", True))
+        return SteeringJudge.from_options(opts, seed=self.ctx.seed, explanations=explanations,
+                                          reference="the system's own turn-0 (neutral) list" if pairwise else None)
+
+    @property
+    def judge_k(self) -> int:
+        return 10 if 10 in self.spec.k else self.spec.k_max
+
     def _request(self, ep: Episode, turns: tuple[Turn, ...], turn_no: int, predicate: Predicate | None, suffix: str = "") -> Request:
         split, ds = self.ctx.split, self.ctx.dataset
         hist = split.history(ep.user_id, self.ctx.stage)
@@ -305,7 +337,26 @@ class SteerabilityFamily(Family):
             rec = self._score(e, i, L0[i], LS[i], LA[i], LV[i], LC[i], LB[i], LR[i], anchored[i], steer_p[i], alt_p[i],
                               ent_scores, traces)
             records.append(rec)
+        if self.judge is not None:
+            self._judge_steer(eps, records, L0, LS, [r1[4 * i].explanation for i in range(n)], steer_p)
         return records
+
+    def _judge_steer(self, eps, records, L0, LS, explanations, preds) -> None:
+        """The judge rates the steer turn's list (the pairwise reference is the neutral turn's list)."""
+        from talkwalk_bench.judge.scoring import JudgeItem, describe_list
+
+        k, ds, card = self.judge_k, self.ctx.dataset, self.ctx.card
+        pairwise = self.judge.reference is not None
+        items = []
+        for i, e in enumerate(eps):
+            share = M.satisfied_share(LS[i], lambda it, p=preds[i]: self.iv.satisfies(p, it), k)
+            records[i]["machine_share"] = share
+            items.append(JudgeItem(episode=e.id, request=e.data["steer"]["utterance"], items=describe_list(LS[i], ds.items, card, k),
+                                   machine_share=share, explanation=explanations[i],
+                                   reference_items=describe_list(L0[i], ds.items, card, k) if pairwise else None))
+        for rec, js in zip(records, self.judge.score(items), strict=True):
+            rec["metrics"].update(js["metrics"])
+            rec["judge"] = js["judge"]
 
     def _anchor(self, e: Episode, shown: list[str]) -> tuple[Steer, str] | None:
         kind = e.data["anchored_kind"]
@@ -529,11 +580,15 @@ class SteerabilityFamily(Family):
 
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Estimate]:
         meta = getattr(self.ctx.system, "meta", None)
+        out: dict[str, Estimate] = {}
         if meta is None or not meta.has("query_trace"):
             name = getattr(meta, "name", "the system")
-            return {"steering_traceability": not_available(
-                f"system '{name}' does not declare the query_trace capability (Ranking.trace['query'])")}
-        return {}
+            out["steering_traceability"] = not_available(
+                f"system '{name}' does not declare the query_trace capability (Ranking.trace['query'])")
+        if self.judge is not None:
+            out.update(self.judge.summarize(records, system_name=getattr(meta, "name", "system"),
+                                            n_resamples=min(1000, self.spec.bootstrap.n_resamples)))
+        return out
 
     def extras(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         self._setup()
@@ -556,4 +611,6 @@ class SteerabilityFamily(Family):
             "phrasing_source": self.template_source,
             "steer_kinds": kinds,
             "oracle_context": ORACLE_KEY if self._is_oracle() else None,
+            **({"judge": {**self.judge.extras(records), "judged_turn": f"turn 1 steer list (top {self.judge_k})"}}
+               if self.judge is not None else {}),
         }
