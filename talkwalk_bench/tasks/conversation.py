@@ -21,7 +21,9 @@ only the words. Items shown earlier are
 excluded from later turns. With ``simulator: llm`` (or ``-O simulator=llm``)
 an LLM behind an OpenAI-compatible endpoint (the judge's options) words each
 critique instead of the templates; acceptance stays rule-based so success is
-verifiable, and a failed LLM call falls back to the template wording (counted).
+verifiable, and a failed LLM call falls back to the template wording (counted),
+as does an answer that names the target's or a shown item's title, or echoes
+the prompt's placeholder instead of a sentence (small models do).
 
 Metrics (per episode, mean with bootstrap CI):
 - ``turns_to_satisfaction``: the turn of acceptance, ``max_turns + 1`` when the
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -53,6 +56,25 @@ from talkwalk_bench.tasks.ranking import sample_users
 from talkwalk_bench.types import Request, Turn
 
 ORACLE_KEY = "oracle_predicate"  # the steerability task's key for oracle systems
+
+
+def _norm(text: str) -> str:
+    """Lower case words only, for comparing utterances."""
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def _bare_title(title: str) -> str:
+    """'Shawshank Redemption, The (1994)' -> 'shawshank redemption' (normalised)."""
+    t = re.sub(r"\s*\([^)]*\)", "", title)
+    t = re.sub(r",\s*(the|a|an|le|la|les|il|das|der|die|el)$", "", t.strip(), flags=re.I)
+    return _norm(t)
+
+
+class _Blank(dict):
+    """format_map filler: every template variable becomes empty, leaving the fixed wording."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 class ConversationParams(BaseModel):
@@ -323,10 +345,29 @@ class ConversationFamily(Family):
                                   "hint": s["pending"][0]}))
         for s, j in zip(states, judge.judge_many(jobs), strict=True):
             text, tmpl, c = s["pending"]
-            if j.ok and (j.value or {}).get("utterance"):
-                s["pending"] = (j.value["utterance"], "llm", c)
+            utt = (j.value or {}).get("utterance") if j.ok else None
+            why = self._unusable(utt, s["target"], s["turns"][-1]["shown"][:5], rubric) if utt else (j.error or "empty utterance")
+            if why is None:
+                s["pending"] = (utt, "llm", c)
+                if _norm(utt) == _norm(text):
+                    s["llm_verbatim"] = s.get("llm_verbatim", 0) + 1
             else:
-                s.setdefault("llm_failures", []).append(j.error or "empty utterance")
+                s.setdefault("llm_failures", []).append(why)
+
+    def _unusable(self, utt: str, target: str, shown: Sequence[str], rubric: Any) -> str | None:
+        """Why an LLM utterance cannot be sent (names a title it was shown, or echoes the placeholder), else None."""
+        n = _norm(utt)
+        if not n:
+            return f"no words in utterance {utt[:60]!r}"
+        fixed = _norm(rubric.template.format_map(_Blank()))
+        if f" {n} " in f" {fixed} ":
+            return f"placeholder echoed: {utt[:60]!r}"
+        titles = getattr(self.user.values, "titles", {})
+        for item, who in [(target, "the target's title")] + [(i, "a shown item's title") for i in shown]:
+            title = _bare_title(titles.get(item, ""))
+            if len(title) >= 4 and f" {title} " in f" {n} ":
+                return f"named {who}"
+        return None
 
     def _record(self, s: dict[str, Any]) -> dict[str, Any]:
         p, sim = self.params, self.user
@@ -351,6 +392,8 @@ class ConversationFamily(Family):
         }
         if s.get("llm_failures"):
             rec["llm_failures"] = s["llm_failures"]
+        if s.get("llm_verbatim"):
+            rec["llm_verbatim"] = s["llm_verbatim"]
         return rec
 
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Estimate]:
@@ -379,6 +422,13 @@ class ConversationFamily(Family):
         }
         if self.simulator == "llm":
             judge, rubric = self.llm
+            reasons: dict[str, int] = {}
+            for r in ok:
+                for f in r.get("llm_failures", []):
+                    reasons[f.split(":")[0]] = reasons.get(f.split(":")[0], 0) + 1
             out["llm"] = {**judge.describe(), "rubric": rubric.id,
-                          "fallbacks_to_templates": sum(len(r.get("llm_failures", [])) for r in ok)}
+                          "fallbacks_to_templates": sum(len(r.get("llm_failures", [])) for r in ok),
+                          "fallback_reasons": dict(sorted(reasons.items())),
+                          "llm_utterances": sum(1 for r in ok for x in r.get("turns", []) if x.get("template") == "llm"),
+                          "llm_verbatim_rule_wording": sum(r.get("llm_verbatim", 0) for r in ok)}
         return out

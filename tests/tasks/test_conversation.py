@@ -253,3 +253,50 @@ def test_llm_simulator_words_critiques_through_the_openai_client(tmp_path, garba
     # acceptance stays rule-based: the same lists and turn counts as the rule simulator
     rule = run(RunConfig(system="popularity", task=str(spec), output=tmp_path / "rule.json", progress=False))
     assert rule.metrics["turns_to_satisfaction"].value == res.metrics["turns_to_satisfaction"].value
+
+
+class _LeakyEngine:
+    """Answers in turn: the target's title, the prompt's placeholder, a shown item's title, a usable sentence."""
+
+    name = "leaky-user"
+
+    def __init__(self) -> None:
+        self.answers: list[str] = []
+
+    def complete(self, messages, **kw):
+        import json
+        import re
+
+        from talkwalk_bench.judge.server import Completion
+
+        n = len(self.answers)
+        title = re.search(r'in mind: "([^"(]+)', messages[-1]["content"]).group(1).strip()
+        shown = re.search(r'showed you:\n- "([^"(]+)', messages[-1]["content"]).group(1).strip()
+        kind = ("title", "placeholder", "shown", "ok")[n % 4]
+        self.answers.append(kind)
+        text = {"title": f"I want {title} obviously", "placeholder": "<your sentence>", "shown": f"more like {shown} please",
+                "ok": "something with more punch"}[kind]
+        return Completion(json.dumps({"utterance": text}), 1, 1, "stop")
+
+
+def test_llm_utterances_naming_the_target_or_echoing_the_placeholder_fall_back(tmp_path):
+    from talkwalk_bench.judge.server import ServerThread
+
+    eng = _LeakyEngine()
+    spec = _spec_file(tmp_path, max_users=6, max_turns=3)
+    opts = {"simulator": "llm", "judge_model": "leaky", "judge_cache": False, "judge_parse_retries": 0, "judge_concurrency": 1}
+    with ServerThread(eng) as url:
+        res = run(RunConfig(system="popularity", task=str(spec), output=tmp_path / "leaky.json", progress=False,
+                            options={**opts, "judge_base_url": url}))
+    eps = read_episodes(episodes_path(tmp_path / "leaky.json"))
+    later = [t for r in eps for t in r["turns"][1:]]
+    llm = res.extras["llm"]
+    assert res.status == "success" and len(eng.answers) >= 4
+    assert llm["fallbacks_to_templates"] == len(eng.answers) - eng.answers.count("ok")
+    assert llm["fallback_reasons"] == {"named the target's title": eng.answers.count("title"),
+                                       "named a shown item's title": eng.answers.count("shown"),
+                                       "placeholder echoed": eng.answers.count("placeholder")}
+    worded = [t for t in later if t["template"] == "llm"]
+    assert len(worded) == llm["llm_utterances"] == eng.answers.count("ok")
+    assert all(t["utterance"] == "something with more punch" for t in worded)
+    assert not any(x in t["utterance"] for t in later for x in ("<your sentence>", "obviously", "more like"))
