@@ -24,9 +24,10 @@ def _build(name: str, **params: Any) -> Any:
 )
 def semid(
     base_model: str = "smollm2",
-    embedder: str = "minilm",
+    embedder: str = "contrastive",
     widths: str = "",
     rqvae_steps: int = 1500,
+    spread: bool = True,
     init: str = "projected",
     mix: str = "full",
     steps_a: int = 240,
@@ -53,9 +54,10 @@ def semid(
 )
 def semid_align(
     base_model: str = "smollm2",
-    embedder: str = "minilm",
+    embedder: str = "contrastive",
     widths: str = "",
     rqvae_steps: int = 1500,
+    spread: bool = True,
     init: str = "projected",
     mix: str = "full",
     steps_a: int = 360,
@@ -85,6 +87,7 @@ def semid_poc(
     embedder: str = "minilm",
     widths: str = "",
     rqvae_steps: int = 1500,
+    spread: bool = True,
     init: str = "mean",
     mix: str = "content",
     steps_a: int = 240,

@@ -1,5 +1,5 @@
-"""Item embeddings for the RQ-VAE: MiniLM text embeddings of the card descriptions (default),
-or the contrastive item encoder when that system is installed."""
+"""Item embeddings for the RQ-VAE: the contrastive system's item vectors, MiniLM text
+embeddings of the card descriptions (title included), or the card's multi-hot features."""
 
 from __future__ import annotations
 
@@ -67,18 +67,27 @@ def card_features(data: Any) -> np.ndarray:
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
+def contrastive(data: Any, seed: int) -> np.ndarray:
+    """Item vectors of the ``contrastive`` system (seed 001) fitted on the same data.
+
+    Fits it through the registry with its default arguments (its own cache makes
+    this a load after the first time) and reads the item vectors it indexes.
+    """
+    from talkwalk_bench.registry import build_system
+
+    try:
+        system, _ = build_system("contrastive", {"progress": False})
+    except BenchError as e:
+        raise BenchError(f"-S embedder=contrastive: {e}; use -S embedder=minilm") from None
+    system.fit(data, seed=seed)
+    return np.asarray(system.item_vecs(list(data.item_ids)), dtype=np.float32)
+
+
 def item_embeddings(kind: str, texts: Sequence[str], data: Any, seed: int) -> np.ndarray:
     if kind == "minilm":
         return minilm(texts)
     if kind == "card":
         return card_features(data)
     if kind == "contrastive":
-        try:
-            from systems.contrastive import item_embeddings as contrastive_items  # type: ignore[attr-defined]
-        except ImportError:
-            raise BenchError(
-                "-S embedder=contrastive needs systems.contrastive.item_embeddings(data, seed=...); "
-                "it is not available in this checkout, use -S embedder=minilm"
-            ) from None
-        return np.asarray(contrastive_items(data, seed=seed), dtype=np.float32)
+        return contrastive(data, seed)
     raise BenchError(f"-S embedder={kind}: unknown embedder; use 'minilm', 'card' or 'contrastive'")

@@ -88,6 +88,41 @@ def disambiguate(codes: np.ndarray) -> np.ndarray:
     return np.concatenate([codes, extra[:, None]], axis=1)
 
 
+def spread_last_level(
+    codes: np.ndarray, residual: np.ndarray, codebook: np.ndarray
+) -> np.ndarray:
+    """Re-assign the last level so items sharing all coarser codes get distinct codes.
+
+    Within each group of items with the same coarser prefix, (item, code) pairs
+    are taken greedily by distance between the item's last residual and the
+    code's vector, each code used once (the uniform last-level mapping of
+    LC-Rec, done greedily). Items alone on their prefix keep their nearest
+    code. Collisions remain only when a group has more items than the last
+    codebook has codes. Returns a new codes array.
+    """
+    out = codes.copy()
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, row in enumerate(map(tuple, codes[:, :-1])):
+        groups[row].append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        d = ((residual[members, None, :] - codebook[None, :, :]) ** 2).sum(-1)  # [m, K]
+        order = np.argsort(d, axis=None, kind="stable")
+        used_item: set[int] = set()
+        used_code: set[int] = set()
+        for flat in order:
+            r, c = divmod(int(flat), d.shape[1])
+            if r in used_item or c in used_code:
+                continue
+            out[members[r], -1] = c
+            used_item.add(r)
+            used_code.add(c)
+            if len(used_item) == len(members) or len(used_code) == d.shape[1]:
+                break
+    return out
+
+
 def codebook_stats(codes: np.ndarray, widths: Sequence[int]) -> dict[str, Any]:
     """Per level: share of codes used at least once, and perplexity exp(entropy) of code use."""
     out: dict[str, Any] = {"levels": []}
@@ -107,6 +142,11 @@ def codebook_stats(codes: np.ndarray, widths: Sequence[int]) -> dict[str, Any]:
     out["collision_rate"] = float(sum(n for n in groups.values() if n > 1) / len(codes))
     out["max_collision_group"] = int(max(groups.values()))
     return out
+
+
+def _collision_share(codes: np.ndarray) -> float:
+    groups = Counter(map(tuple, codes))
+    return float(sum(n for n in groups.values() if n > 1) / len(codes))
 
 
 def genre_coherence(codes: np.ndarray, labels: Sequence[frozenset]) -> dict[str, float]:
@@ -147,6 +187,7 @@ def train_rqvae(
     steps: int = 1500,
     lr: float = 1e-3,
     seed: int = 0,
+    spread: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Train an RQ-VAE (linear encoder/decoder around ``ResidualVQ``); returns codes [n, levels].
 
@@ -196,9 +237,20 @@ def train_rqvae(
         recon, commit = float(loss_r.detach()), float(closs.sum().detach())
     rq.eval()
     with torch.no_grad():
-        _, indices, _ = rq(enc(x)[:, None, :])
-    codes = indices[:, 0].cpu().numpy().astype(np.int64)
+        z = enc(x)
+        _, indices, _ = rq(z[:, None, :])
+        codes = indices[:, 0].cpu().numpy().astype(np.int64)
+        raw_collisions = _collision_share(codes)
+        if spread and len(widths) > 1:
+            residual = z.clone()
+            for lv, layer in enumerate(rq.layers[:-1]):
+                residual -= layer.codebook[torch.as_tensor(codes[:, lv])]
+            codes = spread_last_level(
+                codes, residual.numpy(), rq.layers[-1].codebook.detach().numpy()
+            )
     return codes, {
+        "collision_rate_nearest": raw_collisions,
+        "spread_last_level": bool(spread),
         "recon_mse": recon,
         "commit_loss": commit,
         "steps": steps,
@@ -215,9 +267,10 @@ def build_table(
     labels: Sequence[frozenset] | None = None,
     steps: int = 1500,
     seed: int = 0,
+    spread: bool = True,
 ) -> SemanticIdTable:
     widths = tuple(widths or default_widths(len(item_ids)))
-    base, train_info = train_rqvae(emb, widths, steps=steps, seed=seed)
+    base, train_info = train_rqvae(emb, widths, steps=steps, seed=seed, spread=spread)
     codes = disambiguate(base)
     stats = {"rqvae": train_info, **codebook_stats(base, widths)}
     if labels is not None:

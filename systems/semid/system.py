@@ -16,7 +16,7 @@ from talkwalk_bench.errors import BenchError
 from talkwalk_bench.paths import cache_dir
 from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
-VERSION = "1"
+VERSION = "2"
 
 
 class SemIdRecommender:
@@ -93,6 +93,7 @@ class SemIdRecommender:
                     self.p["embedder"],
                     self.p["widths"],
                     self.p["rqvae_steps"],
+                    self.p.get("spread", True),
                     texts,
                 ]
             ).encode()
@@ -118,6 +119,7 @@ class SemIdRecommender:
                 labels=labels,
                 steps=self.p["rqvae_steps"],
                 seed=seed,
+                spread=self.p.get("spread", True),
             )
             tmp = tpath.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.table.to_json()))

@@ -13,6 +13,7 @@ from systems.semid.ids import (
     default_widths,
     disambiguate,
     genre_coherence,
+    spread_last_level,
 )
 
 
@@ -90,3 +91,24 @@ def test_rqvae_uses_codebooks_and_groups_clusters():
         t.stats["genre"]["l1_neighbour_share_genre"]
         > t.stats["genre"]["random_pair_share_genre"] + 0.3
     )
+
+
+def test_spread_last_level_gives_distinct_codes_nearest_first():
+    # items 0,1,2 share the prefix (0, 0); item 3 is alone on (1, 0)
+    codes = np.array([[0, 0, 1], [0, 0, 1], [0, 0, 1], [1, 0, 2]])
+    book = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+    residual = np.array([[0.8, 0.0], [1.0, 0.1], [0.1, 0.0], [4.0, 4.0]])
+    out = spread_last_level(codes, residual, book)
+    assert out[:, :2].tolist() == codes[:, :2].tolist()  # coarser levels untouched
+    # item 1 takes code 1 (d=0.01) before item 0 (d=0.04), item 2 code 0; item 0 gets code 2
+    assert out[:, 2].tolist() == [2, 1, 0, 2]
+    assert codebook_stats(out, (2, 1, 4))["collision_rate"] == 0.0
+    assert codebook_stats(codes, (2, 1, 4))["collision_rate"] == 0.75
+
+
+def test_spread_last_level_keeps_collisions_when_group_exceeds_codebook():
+    codes = np.zeros((3, 2), dtype=np.int64)
+    book = np.array([[0.0], [1.0]])
+    out = spread_last_level(codes, np.array([[0.0], [0.1], [0.9]]), book)
+    # item 0 -> code 0 (d=0), item 2 -> code 1 (d=0.01); item 1 keeps its code: one collision left
+    assert out[:, 1].tolist() == [0, 0, 1]
