@@ -97,8 +97,7 @@ class Lexicon:
                 self.ordinal = self.ordinal or name
                 for b in attr.bins:
                     for phrase in (b.label, *b.aliases):
-                        if phrase.lower() in NEWER | OLDER:
-                            continue  # "recent"/"new" are comparatives here, not a decade
+                        # the card's own words win: where it says "recent" means the 1990s, so does the parser
                         self.bins.setdefault(self._key(phrase), set()).add((name, b.low, b.high))
         self.max_len = max((len(k) for k in list(self.values) + list(self.bins)), default=1)
 
@@ -204,7 +203,12 @@ def parse(text: str, lexicon: Lexicon) -> Parsed:
                     lo, hi = (-math.inf, y - 1) if before else (y + 1, math.inf)
                 else:
                     lo, hi = (-math.inf, dec[0] - 1) if before else (dec[1] + 1, math.inf)
-                out.constraints.append(Constraint(ordinal, "range", low=lo, high=hi, phrase=" ".join(toks[i:j + 1])))
+                phrase = " ".join(toks[i:j + 1])
+                if mode is None:
+                    out.constraints.append(Constraint(ordinal, "range", low=lo, high=hi, phrase=phrase))
+                else:  # "not before 1990": refuse the range instead
+                    out.constraints.append(Constraint(ordinal, mode, frozenset({phrase}), low=lo, high=hi, phrase=phrase))
+                    matched_in_scope = True
                 i = j + 1
                 continue
         n_soft, n_hard, n_boost = _phrase_at(toks, i, SOFT_NEG), _phrase_at(toks, i, HARD_NEG), _phrase_at(toks, i, BOOST)
@@ -213,8 +217,8 @@ def parse(text: str, lexicon: Lexicon) -> Parsed:
             n = max(n_new, n_old)
             # "newer than 1980" is handled above; a bare comparative is relative to what was shown
             if not (i + n < len(toks) and toks[i + n] == "than"):
-                m, vals, _ = lexicon.match(toks, i)
-                if not vals:  # "classic" might also be a value alias in some card
+                m, vals, bins = lexicon.match(toks, i)
+                if not vals and not (bins and m >= n):  # a card alias ("recent") is a value, not a comparative
                     out.relative.append((ordinal, "newer" if n_new >= n_old else "older", " ".join(toks[i:i + n])))
                     i += n
                     continue
@@ -229,9 +233,20 @@ def parse(text: str, lexicon: Lexicon) -> Parsed:
         if n_boost and mode is None:
             i += n_boost
             continue
+        # open-ended years: "1980 or newer", "1975 and earlier", "1960 onwards"
+        y = _year(t)
+        if ordinal and y is not None and mode is None:
+            k = i + 1 + (1 if i + 1 < len(toks) and toks[i + 1] in ("or", "and") else 0)
+            nxt = toks[k] if k < len(toks) else ""
+            up = nxt in ("newer", "later", "after", "on", "onward", "onwards", "beyond", "since") or toks[k:k + 2] == ["more", "recent"]
+            down = nxt in ("older", "earlier", "before", "prior")
+            if up or down:
+                lo, hi = (y, math.inf) if up else (-math.inf, y)
+                out.constraints.append(Constraint(ordinal, "range", low=lo, high=hi, phrase=" ".join(toks[i:k + 1])))
+                i = k + (2 if toks[k:k + 2] == ["more", "recent"] else 1)
+                continue
         # a decade or year on its own: "from the seventies", "a 1995 film", "80s"
         dec = _decade(t)
-        y = _year(t)
         if ordinal and (dec or y):
             lo, hi = dec if dec else (y, y)
             kind = "range" if mode is None else mode

@@ -60,6 +60,12 @@ def cons(text: str, lex: Lexicon) -> set[tuple]:
         ("something newer", {("relative", "year", "newer")}),
         ("older stuff", {("relative", "year", "older")}),
         ("after 1990 but before 1995", {("range", "year", 1991.0, 1994.0)}),
+        ("not before 1990", {("exclude", "year", ("before 1990",))}),
+        ("something 1980 or newer", {("range", "year", 1980.0, None)}),
+        ("1975 and earlier", {("range", "year", None, 1975.0)}),
+        ("films from 1960 onwards", {("range", "year", 1960.0, None)}),
+        ("something more recent", {("relative", "year", "newer")}),
+        ("a recent comedy", {("include", "genre", ("Comedy",)), ("range", "year", 1990.0, 1999.0)}),  # the card's alias
         ("what do you have", set()),
         ("", set()),
     ],
