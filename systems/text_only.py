@@ -40,7 +40,7 @@ class TextOnly:
         self.batch_size = batch_size
         self.with_title = with_title
         self.meta = SystemMeta(name="text-only", version="1",
-                               params={"model": str(model or MODEL_PACKAGE), "with_title": with_title},
+                               params={"model": str(model or DEFAULT_MODEL), "with_title": with_title},
                                capabilities=frozenset({"scores", "steering", "query_trace"}))
         self._encoder = None
         self._queries: dict[str, np.ndarray] = {}
