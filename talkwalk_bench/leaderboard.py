@@ -22,7 +22,13 @@ import numpy as np
 
 from talkwalk_bench.errors import ResultFileError
 from talkwalk_bench.metrics.stats import paired_significant
-from talkwalk_bench.results import Result, episodes_path, lower_is_better, read_episodes, read_result
+from talkwalk_bench.results import (
+    Result,
+    episodes_path,
+    lower_is_better,
+    read_episodes,
+    read_result,
+)
 
 
 @dataclass

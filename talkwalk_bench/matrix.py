@@ -8,7 +8,6 @@ to existing engines: ``concurrent.futures`` process pools locally, Ray tasks
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed

@@ -40,19 +40,19 @@ def _svg_gradient(board: Board) -> str:
     xs = [pad + 30 + i * (w - 2 * pad - 160) / (len(GRADIENT) - 1) for i in range(len(GRADIENT))]
     label_ys: list[float] = []
     parts = [f"<svg class='plot' id='gradient-plot' width='{w}' height='{h}' xmlns='http://www.w3.org/2000/svg' role='img'>",
-             f"<title>Intra-list diversity under each diversity request</title>",
+             "<title>Intra-list diversity under each diversity request</title>",
              f"<line x1='{pad}' y1='{h - pad}' x2='{w - pad}' y2='{h - pad}' stroke='#999'/>",
              f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{h - pad}' stroke='#999'/>",
              f"<text x='{pad}' y='{pad - 10}' font-size='11'>ILD@K</text>"]
-    for x, (_, label) in zip(xs, GRADIENT):
+    for x, (_, label) in zip(xs, GRADIENT, strict=True):
         parts.append(f"<text x='{x:.0f}' y='{h - pad + 16}' font-size='11' text-anchor='middle'>{label}</text>")
     for t in np.linspace(lo, hi, 4):
         parts.append(f"<text x='{pad - 4}' y='{y(t) + 4:.0f}' font-size='10' text-anchor='end'>{t:.2f}</text>")
     for i, r in enumerate(rows):
         c = PALETTE[i % len(PALETTE)]
-        pts = [(x, y(r.metrics[k]["value"])) for x, (k, _) in zip(xs, GRADIENT)]
+        pts = [(x, y(r.metrics[k]["value"])) for x, (k, _) in zip(xs, GRADIENT, strict=True)]
         parts.append(f"<polyline fill='none' stroke='{c}' stroke-width='2' points='{' '.join(f'{a:.1f},{b:.1f}' for a, b in pts)}'/>")
-        for (k, _), (a, b) in zip(GRADIENT, pts):
+        for (k, _), (a, b) in zip(GRADIENT, pts, strict=True):
             m = r.metrics[k]
             if m.get("ci_low") is not None:
                 parts.append(f"<line x1='{a:.1f}' x2='{a:.1f}' y1='{y(m['ci_low']):.1f}' y2='{y(m['ci_high']):.1f}' stroke='{c}'/>")
@@ -117,7 +117,7 @@ def build_site(boards: list[Board], out_dir: Path, title: str = "talkwalk-bench 
         name = page_name(f"{b.task}-{b.dataset}")
         page = to_html([b], title=f"{b.task} ({b.dataset})")
         plots = _svg_gradient(b) + _svg_latency(b)
-        nav = f"<p><a href='index.html'>&larr; all tasks</a></p>"
+        nav = "<p><a href='index.html'>&larr; all tasks</a></p>"
         page = page.replace("<body>", f"<body>{nav}", 1).replace("<script>", f"{plots}<script>", 1)
         atomic_write_text(out_dir / name, page)
         written.append(out_dir / name)

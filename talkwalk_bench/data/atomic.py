@@ -29,7 +29,7 @@ class AtomicTable:
 
     def rows(self) -> list[dict[str, Any]]:
         names = list(self.columns)
-        return [dict(zip(names, vals)) for vals in zip(*self.columns.values())]
+        return [dict(zip(names, vals, strict=True)) for vals in zip(*self.columns.values(), strict=True)]
 
 
 def _parse_header(path: Path, line: str) -> list[tuple[str, str]]:
@@ -98,7 +98,7 @@ def read_atomic(path: str | Path, *, required: tuple[str, ...] = ()) -> AtomicTa
                         f"{path}:{lineno}: expected {n} tab-separated columns, found {len(parts)}; "
                         f"the file may be truncated or use spaces instead of tabs"
                     )
-                for col, ((name, ftype), raw, out) in enumerate(zip(fields, parts, lists), start=1):
+                for col, ((name, ftype), raw, out) in enumerate(zip(fields, parts, lists, strict=True), start=1):
                     out.append(_convert(path, lineno, col, name, ftype, raw))
         except UnicodeDecodeError as exc:
             raise DataFormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-encode the file as UTF-8") from None

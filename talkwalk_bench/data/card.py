@@ -96,7 +96,7 @@ class EntityCard(Strict):
     def describe(self, row: dict[str, Any], *, include_title: bool = False) -> str:
         """A plain-English description assembled from the language bridge."""
         parts = []
-        for name, attr in self.attributes.items():
+        for _name, attr in self.attributes.items():
             if attr.kind == "text":
                 if include_title:
                     v = attr.value_of(row)

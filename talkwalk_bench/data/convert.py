@@ -150,7 +150,7 @@ def convert_steam(reviews: Path, games: Path, out: Path, name: str = "steam") ->
         hours = rec.get("hours")
         inter.append({"user_id": _token(user), "item_id": _token(item), "rating": float(hours) if hours is not None else math.nan, "timestamp": ts})
     items = []
-    for lineno, rec in _records(Path(games)):
+    for _lineno, rec in _records(Path(games)):
         item = rec.get("id")
         if not item:
             continue  # the public file has a few records without an id
@@ -207,7 +207,7 @@ def _attribute(field: str, ftype: str, values: list[Any], max_values: int) -> di
         lo, hi = min(nums), max(nums)
         qs = sorted(set(round(q, 2) for q in (lo, *_quantiles(nums, 4), hi)))
         bins = [{"label": f"{a:g}-{b:g}", "low": a, "high": b, "description": f"{field.replace('_', ' ')} between {a:g} and {b:g}", "aliases": []}
-                for a, b in zip(qs[:-1], qs[1:])]
+                for a, b in zip(qs[:-1], qs[1:], strict=True)]
         return {"field": field, "kind": "ordinal", "description": f"the {field.replace('_', ' ')}", "bins": bins}
     counts: Counter = Counter()
     for v in values:

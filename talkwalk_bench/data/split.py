@@ -56,11 +56,11 @@ class Split:
 
     @cached_property
     def _valid_item(self) -> dict[str, str]:
-        return dict(zip(self.valid.user_ids.tolist(), self.valid.item_ids.tolist()))
+        return dict(zip(self.valid.user_ids.tolist(), self.valid.item_ids.tolist(), strict=True))
 
     @cached_property
     def test_item(self) -> dict[str, str]:
-        return dict(zip(self.test.user_ids.tolist(), self.test.item_ids.tolist()))
+        return dict(zip(self.test.user_ids.tolist(), self.test.item_ids.tolist(), strict=True))
 
     @cached_property
     def valid_item(self) -> dict[str, str]:
@@ -99,7 +99,7 @@ def leave_one_out(dataset: Dataset, *, holdout: int = 2) -> Split:
     starts = np.concatenate([[0], boundaries]) if n else np.array([], dtype=int)
     ends = np.concatenate([boundaries, [n]]) if n else np.array([], dtype=int)
     role = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         legal = min(holdout, e - s - 1)
         if legal >= 1:
             role[e - 1] = 2
@@ -109,7 +109,7 @@ def leave_one_out(dataset: Dataset, *, holdout: int = 2) -> Split:
     sequences = {}
     train_sequences = {}
     items = inter.item_ids
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         u = users[s]
         sequences[u] = tuple(items[s:e].tolist())
         train_sequences[u] = tuple(items[s:e][role[s:e] == 0].tolist())

@@ -29,7 +29,7 @@ def hit_matrix(ranked: Sequence[Sequence[str]], targets: Sequence[Sequence[str]]
     n = len(ranked)
     H = np.zeros((n, k_max), dtype=np.float64)
     n_rel = np.zeros(n, dtype=np.float64)
-    for e, (lst, tgt) in enumerate(zip(ranked, targets)):
+    for e, (lst, tgt) in enumerate(zip(ranked, targets, strict=True)):
         rel = set(tgt)
         n_rel[e] = len(rel)
         seen: set[str] = set()

@@ -93,7 +93,7 @@ class TaskContext:
             got = len(out) if isinstance(out, list) else type(out).__name__
             raise SystemFailure(f"system '{name}' returned {got} rankings for {len(requests)} requests; recommend() must return one Ranking per request")
         clean = []
-        for req, r in zip(requests, out):
+        for req, r in zip(requests, out, strict=True):
             if not isinstance(r, Ranking):
                 raise SystemFailure(f"system '{name}' returned a {type(r).__name__}, not a Ranking")
             if req.exclude and any(i in req.exclude for i in r.items):

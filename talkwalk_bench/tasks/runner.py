@@ -139,7 +139,7 @@ def run(cfg: RunConfig) -> Result:
                         f"system '{cfg.system}' raised {type(exc).__name__} on episode {first}: {_one_line(exc)}; "
                         f"{len(records)} finished episodes kept in {ep_path}; fix it and rerun with --resume"
                     ) from exc
-                for ep, rec in zip(batch, recs):
+                for ep, rec in zip(batch, recs, strict=True):
                     rec = {"episode": ep.id, "user_id": ep.user_id, "status": "ok", **rec}
                     records.append(rec)
                 writer.write(records[-len(recs):])
