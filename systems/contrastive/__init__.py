@@ -8,15 +8,19 @@ libraries load inside the factories.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from talkwalk_bench.registry import register_system
 
 
 def _build(name: str, args: dict[str, Any], **fixed: Any):
+    """Every variant is ``contrastive`` with its defaults, then ``args`` (-S), then what the variant fixes."""
     from systems.contrastive.system import make
 
-    kw = {**args, **fixed}
+    base = {k: p.default for k, p in inspect.signature(contrastive).parameters.items()}
+    kw = {**base, **args, **fixed}
+    params = {k: v for k, v in kw.items() if k != "llm"}
     if kw.pop("llm", False):
         from systems.contrastive.llm import Reasoner
 
@@ -24,7 +28,7 @@ def _build(name: str, args: dict[str, Any], **fixed: Any):
     else:
         kw.pop("llm_base_url", None)
         kw.pop("llm_model", None)
-    return make(name, {**args, **fixed}, **kw)
+    return make(name, params, **kw)
 
 
 def _defaults(epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hidden: str, adapter: bool,
@@ -60,7 +64,14 @@ def contrastive_no_steer(epochs: int = 3, steps_per_epoch: int = 120, progress: 
     return _build("contrastive-no-steer", dict(epochs=epochs, steps_per_epoch=steps_per_epoch, progress=progress), use_steering=False)
 
 
-@register_system("contrastive-llm", description="contrastive with an LLM rewriting the conversation first (needs an OpenAI-compatible endpoint)")
-def contrastive_llm(llm_base_url: str = "", llm_model: str = "", epochs: int = 3, steps_per_epoch: int = 120, progress: bool = True):
-    return _build("contrastive-llm", dict(llm_base_url=llm_base_url, llm_model=llm_model, epochs=epochs,
-                                          steps_per_epoch=steps_per_epoch, progress=progress), llm=True)
+def contrastive_llm(llm_base_url: str = "", llm_model: str = "", **args: Any):
+    return _build("contrastive-llm", {**args, "llm_base_url": llm_base_url, "llm_model": llm_model}, llm=True)
+
+
+# exactly `contrastive`'s arguments and defaults, plus the endpoint
+contrastive_llm.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("llm_base_url", inspect.Parameter.KEYWORD_ONLY, default="", annotation=str),
+     inspect.Parameter("llm_model", inspect.Parameter.KEYWORD_ONLY, default="", annotation=str)]
+    + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(contrastive).parameters.values()])
+register_system("contrastive-llm", description="contrastive plus an LLM rewriting the current steering turn in context "
+                "(needs an OpenAI-compatible endpoint)")(contrastive_llm)

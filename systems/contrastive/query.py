@@ -131,7 +131,8 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
                       steer_text: Callable[[str], np.ndarray], item_vec: Callable[[Sequence[str]], np.ndarray],
                       prototypes: dict[str, np.ndarray], threshold: float, w: Weights,
                       anchor: Callable[[str, Sequence[str]], tuple[str | None, str]] | None = None,
-                      shift: Callable[[str, float], np.ndarray] | None = None) -> list[TurnTrace]:
+                      shift: Callable[[str, float], np.ndarray] | None = None,
+                      rewrite: Callable[[], str | None] | None = None) -> list[TurnTrace]:
     """Query point after each turn. ``base`` is the no-text query (user + context + history).
 
     A steering turn replaces the text signal; control turns act on the
@@ -145,7 +146,7 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
     window = turns[-w.window:] if w.window > 0 else turns
     prev_shown: tuple[str, ...] = ()
     all_shown: list[str] = []
-    for utt, shown in window:
+    for t, (utt, shown) in enumerate(window):
         named, said = anchor(utt, all_shown) if anchor is not None else (None, utt)
         intent = classify(said, raw_text(said) if said.strip() else None, prototypes, threshold)
         cur = stack[-1]
@@ -170,7 +171,8 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
             q = normalize(shift(ref[0], -1.0 if intent == "older" else 1.0) + w.user * cur)
             stack.append(q)
         elif intent in ("steer", "older", "newer"):
-            q = steer_point(base, utt, steer_text, w)
+            text = rewrite() if rewrite is not None and t == len(window) - 1 else None
+            q = steer_point(base, text or utt, steer_text, w)
             stack.append(q)
         else:
             q = cur

@@ -27,7 +27,7 @@ class ContrastiveSystem:
 
     def __init__(self, name: str, cfg: TrainConfig, weights: Weights, *, params: Mapping[str, Any],
                  text_model: str = "", intent_threshold: float = 0.62, hnsw_threshold: int = 100_000,
-                 diversity: float = 0.5, progress: bool = True, cache: bool = True, reasoner: Any = None,
+                 diversity: float = 1.0, progress: bool = True, cache: bool = True, reasoner: Any = None,
                  text_encoder: Any = None) -> None:
         self.cfg, self.w = cfg, weights
         self.text_model = text_model
@@ -36,6 +36,8 @@ class ContrastiveSystem:
         self.diversity = diversity
         self.progress, self.cache = progress, cache
         self.reasoner = reasoner
+        self.llm_fallbacks = 0  # turns whose LLM rewrite failed and used the raw utterance
+        self._llm_turn: str | None = None
         self._text_encoder = text_encoder  # tests inject a small stand-in
         self.meta = SystemMeta(name=name, version=VERSION, params=dict(params),
                                capabilities=frozenset({"scores", "steering", "query_trace", "explanations"}))
@@ -213,14 +215,22 @@ class ContrastiveSystem:
     def trace(self, r: Request):
         base = self.base_query(r)
         turns = [(t.utterance, tuple(t.shown)) for t in r.conversation]
-        if self.reasoner is not None and any(u.strip() for u, _ in turns):
-            turns = [(self.reasoner.rewrite(r.conversation), ())]
+        self._llm_turn = None
         if not turns:
             return base, [], "none"
+        rewrite = None
+        if self.reasoner is not None:
+            def rewrite() -> str | None:
+                text = self.reasoner.rewrite(r.conversation, self._title)
+                self._llm_turn = "rewritten" if text else "fallback"
+                if not text:
+                    self.llm_fallbacks += 1
+                return text
         traces = fold_conversation(turns, base, raw_text=self.raw_text, steer_text=self.steer_text,
                                    item_vec=self.item_vecs, prototypes=self.prototypes,
                                    threshold=self.intent_threshold, w=self.w, shift=self.shift,
-                                   anchor=lambda u, shown: self.anchor(u, list(r.history[-300:]) + list(shown)))
+                                   anchor=lambda u, shown: self.anchor(u, list(r.history[-300:]) + list(shown)),
+                                   rewrite=rewrite)
         return traces[-1].query, traces, traces[-1].intent
 
     def query(self, r: Request) -> np.ndarray:
@@ -246,9 +256,11 @@ class ContrastiveSystem:
                 cand = self._mmr(cand, k)
             cand = cand[:k]
             items = tuple(self.index.ids[p] for p, _ in cand)
-            out.append(Ranking(items, tuple(s for _, s in cand),
-                               explanation=self._explain(intent, traces),
-                               trace={"query": [round(float(x), 6) for x in q], "intent": intent}))
+            trace: dict[str, Any] = {"query": [round(float(x), 6) for x in q], "intent": intent}
+            if self.reasoner is not None:  # this turn: rewritten / fallback / not needed; run totals so far
+                trace["llm"] = {"turn": self._llm_turn or "unused", "fallbacks": self.llm_fallbacks,
+                                "calls": self.reasoner.calls}
+            out.append(Ranking(items, tuple(s for _, s in cand), explanation=self._explain(intent, traces), trace=trace))
         return out
 
     def _mmr(self, cand: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:

@@ -267,3 +267,132 @@ def test_negated_phrases_are_split_off_and_repelled():
     assert q @ vecs["romance"] < 0  # pushed past the excluded phrase
     plain = steer_point(base, "a comedy", lambda t: vecs[t], Weights())
     assert q @ vecs["romance"] < plain @ vecs["romance"]
+
+
+# ---------------------------------------------------------------- LLM reasoning layer (contrastive-llm)
+
+
+class ScriptedLLM:
+    """An OpenAI-compatible engine for a loopback server: answers a fixed description, records prompts."""
+
+    name = "scripted"
+
+    def __init__(self, answer: str = "scary horror films", fail: bool = False) -> None:
+        self.answer, self.fail, self.prompts = answer, fail, []
+
+    def complete(self, messages, **kw):
+        from talkwalk_bench.judge.server import Completion
+
+        self.prompts.append(messages[-1]["content"])
+        if self.fail:
+            raise RuntimeError("model crashed")
+        return Completion(self.answer, 1, 1, "stop")
+
+
+@pytest.fixture
+def with_llm(fitted):
+    """The fitted system with a reasoner pointed at ``url`` (the same trained model: the layer adds no training)."""
+    import copy
+
+    from systems.contrastive.llm import Reasoner
+
+    made = []
+
+    def build(url: str):
+        s = copy.copy(fitted)
+        s.reasoner, s.llm_fallbacks = Reasoner(url, "scripted", timeout=5.0), 0
+        made.append(s)
+        return s
+
+    return build
+
+
+def _req(small, *turns):
+    u = next(iter(small.users))
+    return Request(user_id=u, user=small.users[u], history=small.item_ids[:3], conversation=tuple(turns))
+
+
+def test_llm_layer_keeps_the_conversation_and_replaces_only_the_current_text(fitted, small, with_llm):
+    from talkwalk_bench.judge.server import ServerThread
+
+    eng = ScriptedLLM()
+    a, b = small.item_ids[10:12], small.item_ids[20:22]
+    with ServerThread(eng) as url:
+        s = with_llm(url)
+        back = _req(small, Turn("comedy", a), Turn("old films", b), Turn("go back"))
+        q_llm, _, intent = s.trace(back)
+        q_raw, _, _ = fitted.trace(back)
+        assert intent == "back" and np.allclose(q_llm, q_raw)  # go back still restores the earlier point
+        assert eng.prompts == []  # a control turn needs no rewrite
+        steer = _req(small, Turn("comedy", a), Turn("a film with ghosts"))
+        [rank] = s.recommend([steer], k=5)
+        said = _req(small, Turn("comedy", a), Turn(eng.answer))
+        assert np.allclose(np.array(rank.trace["query"]), fitted.trace(said)[0], atol=1e-5)
+        assert fitted.trace(steer)[2] == rank.trace["intent"] == "steer"
+        assert not np.allclose(np.array(rank.trace["query"]), fitted.trace(steer)[0], atol=1e-3)
+        assert rank.trace["llm"] == {"turn": "rewritten", "fallbacks": 0, "calls": 1}
+    prompt = eng.prompts[0]
+    assert fitted._title(a[0]) in prompt and fitted._title(a[1]) in prompt  # titles, not raw ids
+    assert f"showed: {a[0]}," not in prompt and "items:" not in prompt
+
+
+@pytest.mark.parametrize("broken", ["server_error", "unreachable"])
+def test_llm_endpoint_failure_falls_back_to_the_raw_utterance_and_is_counted(fitted, small, with_llm, broken):
+    import socket
+
+    from talkwalk_bench.judge.server import ServerThread
+
+    turns = (Turn("comedy", small.item_ids[10:12]), Turn("a film with ghosts"))
+    if broken == "server_error":
+        st = ServerThread(ScriptedLLM(fail=True)).start()
+        url = st.base_url
+    else:
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    try:
+        s = with_llm(url)
+        ranks = s.recommend([_req(small, *turns), _req(small, turns[0], Turn("romantic comedy"))], k=5)
+    finally:
+        if broken == "server_error":
+            st.stop()
+    [plain] = fitted.recommend([_req(small, *turns)], k=5)
+    assert ranks[0].items == plain.items
+    assert ranks[0].trace["llm"]["turn"] == "fallback" and ranks[1].trace["llm"]["fallbacks"] == 2
+    assert s.llm_fallbacks == 2 and s.reasoner.last_error
+
+
+def test_llm_key_is_never_sent_to_another_host_nor_logged(monkeypatch, caplog):
+    from systems.contrastive.llm import NO_KEY, Reasoner, api_key, redact
+
+    for k in ("TALKWALK_LLM_API_KEY", "TALKWALK_JUDGE_API_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    assert api_key("http://127.0.0.1:9/v1") == NO_KEY
+    assert api_key("https://api.openai.com/v1") == "sk-openai-secret"
+    monkeypatch.setenv("TALKWALK_JUDGE_API_KEY", "judge-secret")
+    assert api_key("http://127.0.0.1:9/v1") == "judge-secret"
+    monkeypatch.setenv("TALKWALK_LLM_API_KEY", "llm-secret")
+    assert api_key("https://api.openai.com/v1") == "llm-secret"
+    assert redact("bad key llm-secret", "llm-secret") == "bad key ***"
+    r = Reasoner("http://127.0.0.1:9/v1", "m", timeout=2.0)
+    with caplog.at_level("WARNING"):
+        assert r.rewrite([Turn("a comedy")]) is None
+    assert r.fallbacks == 1 and "llm-secret" not in caplog.text and "llm-secret" not in r.last_error
+
+
+def test_every_variant_is_contrastive_with_its_defaults():
+    from talkwalk_bench.registry import build_system, system_defaults
+
+    base = system_defaults("contrastive")
+    llm = system_defaults("contrastive-llm")
+    assert {k: v for k, v in llm.items() if k not in ("llm_base_url", "llm_model")} == base
+    ref, _ = build_system("contrastive", {"progress": False})
+    for name, differs in (("contrastive-no-smooth", {"smooth_weight"}), ("contrastive-no-user", {"use_user", "w_user"}),
+                          ("contrastive-no-steer", {"use_steering"})):
+        s, _ = build_system(name, {"progress": False})
+        assert s.diversity == ref.diversity == base["diversity"]
+        assert s.intent_threshold == ref.intent_threshold
+        cfg_diff = {k for k in ref.cfg.__dataclass_fields__ if getattr(s.cfg, k) != getattr(ref.cfg, k)}
+        w_diff = {f"w_{k}" for k in ref.w.__dataclass_fields__ if getattr(s.w, k) != getattr(ref.w, k)}
+        assert cfg_diff | w_diff == differs, name
