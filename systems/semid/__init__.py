@@ -43,6 +43,7 @@ def semid(
     beam: int = 10,
     decoder: str = "trie",
     catalog_chunk: int = 32,
+    rec_batch: int = 16,
     threads: int = 0,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
@@ -73,6 +74,7 @@ def semid_align(
     beam: int = 10,
     decoder: str = "trie",
     catalog_chunk: int = 32,
+    rec_batch: int = 16,
     threads: int = 0,
 ) -> Any:
     return _build("semid-align", **{k: v for k, v in locals().items()})
@@ -103,6 +105,7 @@ def semid_poc(
     beam: int = 10,
     decoder: str = "trie",
     catalog_chunk: int = 32,
+    rec_batch: int = 16,
     threads: int = 0,
 ) -> Any:
     return _build("semid-poc", **{k: v for k, v in locals().items()})

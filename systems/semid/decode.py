@@ -1,6 +1,6 @@
 """Constrained decoding over a prefix trie of valid semantic ids.
 
-``beam_search`` runs the prompt once, then one step per id level over the KV
+``beam_search_batch`` runs the (left-padded) prompts once, then one step per id level over the KV
 cache, reordering the cache to follow the surviving beams. At each level only
 the codes that extend a valid, non-excluded id are scored; their log-probs are
 renormalised over those codes, and an id's score is the sum over its own
@@ -57,10 +57,36 @@ def _excluded_counts(exclude: Iterable[Sid], trie: PrefixTrie) -> Counter:
     return out
 
 
-def _log_softmax(x: Any) -> Any:
+def _head(model: Any) -> tuple[Any, Any, Any]:
+    """(the transformer body, LM-head weight, LM-head bias or None).
+
+    Logits are ``hidden @ W.T (+ b)`` (Llama, Qwen, SmolLM); computing them only
+    for the rows of ``W`` that the trie allows replaces the full-vocabulary
+    projection.
+    """
+    head = model.get_output_embeddings()
+    return model.base_model, head.weight, getattr(head, "bias", None)
+
+
+def _logits(h: Any, weight: Any, bias: Any, toks: Any) -> Any:
+    out = h @ weight[toks].T
+    if bias is not None:
+        out = out + bias[toks]
+    return out.float()
+
+
+def _pad_left(prompts: Sequence[Sequence[int]], pad: int = 0) -> tuple[Any, Any, Any]:
     import torch
 
-    return torch.log_softmax(x.float(), dim=-1)
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, width - len(p) :] = torch.as_tensor(list(p))
+            mask[i, width - len(p) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, pos
 
 
 def beam_search(
@@ -73,45 +99,100 @@ def beam_search(
     beam: int | None = None,
     exclude: Iterable[Sid] = (),
 ) -> list[tuple[Sid, float]]:
-    """Top-``k`` valid ids (best first) with their log-probabilities."""
+    """Top-``k`` valid ids (best first) with their log-probabilities, for one prompt."""
+    return beam_search_batch(
+        model, [prompt_ids], trie, level_tokens, k=k, beam=beam, excludes=[exclude]
+    )[0]
+
+
+def beam_search_batch(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    trie: PrefixTrie,
+    level_tokens: Sequence[Sequence[int]],
+    *,
+    k: int,
+    beam: int | None = None,
+    excludes: Sequence[Iterable[Sid]] | None = None,
+) -> list[list[tuple[Sid, float]]]:
+    """Beam search for several prompts at once (left-padded, one KV cache).
+
+    Each request keeps its own ``beam`` hypotheses; all of them share the
+    batched forward passes. Levels where every hypothesis has one open
+    continuation are not fed; their tokens are fed with the next level that
+    needs the model.
+    """
     import torch
 
     beam = max(k, beam or k)
-    ex = _excluded_counts(exclude, trie)
+    n = len(prompts)
+    ex = [_excluded_counts(e, trie) for e in (excludes or [()] * n)]
     tokens = [torch.as_tensor(list(t), dtype=torch.long) for t in level_tokens]
+    body, weight, bias = _head(model)
 
-    def open_codes(prefix: Sid) -> list[int]:
-        return [c for c in trie.children[prefix] if trie.count[prefix + (c,)] > ex[prefix + (c,)]]
+    def open_codes(r: int, prefix: Sid) -> list[int]:
+        return [
+            c for c in trie.children[prefix] if trie.count[prefix + (c,)] > ex[r][prefix + (c,)]
+        ]
 
-    with torch.no_grad():
-        out = model(input_ids=torch.as_tensor([list(prompt_ids)]), use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        logits = out.logits[:, -1, :]
-        beams: list[tuple[Sid, float]] = [((), 0.0)]
+    with torch.inference_mode():
+        ids, mask, pos = _pad_left(prompts)
+        out = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        cache, h = out.past_key_values, out.last_hidden_state[:, -1, :]
+        last_pos = pos[:, -1]
+        rows: list[tuple[int, Sid, float]] = [(r, (), 0.0) for r in range(n)]
+        fed = 0  # levels already fed to the model
         for lv in range(trie.length):
-            cand: list[tuple[float, int, Sid]] = []
-            for b, (prefix, score) in enumerate(beams):
-                codes = open_codes(prefix)
-                if not codes:
-                    continue
-                if len(codes) == 1:  # renormalised over one code: log-prob 0, no model call needed
-                    cand.append((score, b, prefix + (codes[0],)))
-                    continue
-                lp = _log_softmax(logits[b, tokens[lv][codes]]).tolist()
-                cand.extend((score + v, b, prefix + (c,)) for c, v in zip(codes, lp, strict=False))
-            cand.sort(key=lambda t: (-t[0], t[2]))
-            keep = cand[: (k if lv == trie.length - 1 else beam)]
-            beams = [(p, s) for s, _, p in keep]
+            opens = [open_codes(r, p) for r, p, _ in rows]
+            multi = [i for i, o in enumerate(opens) if len(o) > 1]
+            lp = None
+            if multi:
+                lg = _logits(h[multi], weight, bias, tokens[lv])  # [m, width]
+                allowed = torch.full_like(lg, float("-inf"))
+                for j, i in enumerate(multi):
+                    allowed[j, opens[i]] = 0.0
+                lp = torch.log_softmax(lg + allowed, dim=-1).tolist()
+            at = {i: j for j, i in enumerate(multi)}
+            cand: list[list[tuple[float, int, Sid]]] = [[] for _ in range(n)]
+            for i, ((r, prefix, score), codes) in enumerate(zip(rows, opens, strict=True)):
+                if len(codes) == 1:  # renormalised over one code: log-prob 0
+                    cand[r].append((score, i, prefix + (codes[0],)))
+                elif codes:
+                    row = lp[at[i]]
+                    cand[r].extend((score + row[c], i, prefix + (c,)) for c in codes)
+            width = k if lv == trie.length - 1 else beam
+            keep = []
+            for c in cand:
+                c.sort(key=lambda t: (-t[0], t[2]))
+                keep.extend(c[:width])
+            rows = [(rows[i][0], p, s) for s, i, p in keep]
             if lv == trie.length - 1:
                 break
-            if all(len(open_codes(p)) <= 1 for p, _ in beams):
-                continue  # the next level is forced everywhere: skip the forward pass
-            cache.reorder_cache(torch.as_tensor([b for _, b, _ in keep]))
-            step = tokens[lv][[p[-1] for p, _ in beams]][:, None]
-            out = model(input_ids=step, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            logits = out.logits[:, -1, :]
-    return beams
+            idx = torch.as_tensor([i for _, i, _ in keep], dtype=torch.long)
+            h, mask, last_pos = h[idx], mask[idx], last_pos[idx]
+            cache.reorder_cache(idx)
+            if all(len(open_codes(r, p)) <= 1 for r, p, _ in rows):
+                continue  # the next level is forced everywhere: feed later
+            step = torch.stack(
+                [torch.stack([tokens[j][p[j]] for j in range(fed, lv + 1)]) for _, p, _ in rows]
+            )
+            m = step.shape[1]
+            mask = torch.cat([mask, torch.ones((len(rows), m), dtype=mask.dtype)], dim=1)
+            step_pos = last_pos[:, None] + torch.arange(1, m + 1)
+            out = body(
+                input_ids=step,
+                attention_mask=mask,
+                position_ids=step_pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache, h = out.past_key_values, out.last_hidden_state[:, -1, :]
+            last_pos = step_pos[:, -1]
+            fed = lv + 1
+    result: list[list[tuple[Sid, float]]] = [[] for _ in range(n)]
+    for r, p, s in rows:
+        result[r].append((p, s))
+    return result
 
 
 def item_log_probs(
@@ -131,11 +212,12 @@ def item_log_probs(
     import torch
 
     tokens = [torch.as_tensor(list(t), dtype=torch.long) for t in level_tokens]
+    body, weight, bias = _head(model)
     logp: dict[Sid, float] = {(): 0.0}
-    with torch.no_grad():
-        out = model(input_ids=torch.as_tensor([list(prompt_ids)]), use_cache=True, logits_to_keep=1)
+    with torch.inference_mode():
+        out = body(input_ids=torch.as_tensor([list(prompt_ids)]), use_cache=True)
         cache = out.past_key_values
-        root_logits = out.logits[0, -1, :]
+        root_h = out.last_hidden_state[0, -1, :]
         expanded = False
         for lv in range(trie.length):
             prefixes = [p for p in trie.prefixes(lv) if p in logp]
@@ -143,7 +225,7 @@ def item_log_probs(
             dist: dict[Sid, Any] = {}
             if lv == 0:
                 if need:
-                    dist[()] = root_logits
+                    dist[()] = root_h
             elif need:
                 if not expanded:
                     cache.batch_repeat_interleave(chunk)
@@ -154,18 +236,18 @@ def item_log_probs(
                     ids = torch.stack(
                         [torch.stack([tokens[j][p[j]] for j in range(lv)]) for p in rows]
                     )
-                    o = model(
-                        input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1
-                    )
+                    o = body(input_ids=ids, past_key_values=cache, use_cache=True)
                     cache.crop(-lv)  # drop the fed prefix, keep the prompt
                     for r, p in enumerate(part):
-                        dist[p] = o.logits[r, -1, :]
+                        dist[p] = o.last_hidden_state[r, -1, :]
             for p in prefixes:
                 kids = trie.children[p]
                 if len(kids) == 1:
                     logp[p + (kids[0],)] = logp[p]
                     continue
-                lp = _log_softmax(dist[p][tokens[lv][kids]]).tolist()
+                lp = torch.log_softmax(
+                    _logits(dist[p][None], weight, bias, tokens[lv][kids])[0], dim=-1
+                ).tolist()
                 for c, v in zip(kids, lp, strict=False):
                     logp[p + (c,)] = logp[p] + v
     return np.array([logp[s] for s in trie.sids], dtype=np.float64)

@@ -17,6 +17,8 @@ from talkwalk_bench.paths import cache_dir
 from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
 VERSION = "2"
+# arguments that change inference only; they are left out of the training cache key
+INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch")
 
 
 class SemIdRecommender:
@@ -55,7 +57,7 @@ class SemIdRecommender:
         keep = {
             k: v
             for k, v in self.p.items()
-            if k not in ("beam", "infer_bf16", "threads", "catalog_chunk")
+            if k not in INFERENCE_ONLY
         }
         payload = json.dumps(
             {"v": VERSION, "data": data.key, "seed": seed, "name": self.meta.name, **keep},
@@ -242,26 +244,34 @@ class SemIdRecommender:
         return ids[-self.p["max_len"] :]
 
     def recommend(self, requests: Sequence[Request], *, k: int) -> list[Ranking]:
-        from systems.semid.decode import beam_search
+        """Top-``k`` lists; requests are decoded together in groups of ``rec_batch`` of similar length."""
+        from systems.semid.decode import beam_search_batch
 
-        out = []
-        for r in requests:
-            exclude = [self.table.sid(it) for it in r.exclude if it in self.table]
-            got = beam_search(
+        prompts = [self._prompt_ids(r) for r in requests]
+        excludes = [[self.table.sid(it) for it in r.exclude if it in self.table] for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
+        size = max(1, int(self.p.get("rec_batch", 16)))
+        got: dict[int, list] = {}
+        for start in range(0, len(order), size):
+            part = order[start : start + size]
+            res = beam_search_batch(
                 self.model,
-                self._prompt_ids(r),
+                [prompts[i] for i in part],
                 self.trie,
                 self.level_tokens,
                 k=k,
                 beam=self.p["beam"],
-                exclude=exclude,
+                excludes=[excludes[i] for i in part],
             )
-            items = tuple(self.table.item(s) for s, _ in got)
+            got.update(zip(part, res, strict=True))
+        out = []
+        for i in range(len(requests)):
+            items = tuple(self.table.item(s) for s, _ in got[i])
             out.append(
                 Ranking(
                     items,
-                    tuple(float(v) for _, v in got),
-                    trace={"semantic_ids": [list(s) for s, _ in got]},
+                    tuple(float(v) for _, v in got[i]),
+                    trace={"semantic_ids": [list(s) for s, _ in got[i]]},
                 )
             )
         return out

@@ -10,7 +10,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from systems.semid.decode import PrefixTrie, beam_search, item_log_probs  # noqa: E402
+from systems.semid.decode import (  # noqa: E402
+    PrefixTrie,
+    beam_search,
+    beam_search_batch,
+    item_log_probs,
+)
 from systems.semid.tiny import tiny_llama  # noqa: E402
 
 # 4-level ids over widths (3, 4, 4, 2); the first 20 base tokens are "text"
@@ -114,3 +119,30 @@ def test_no_invalid_or_duplicate_even_when_model_prefers_invalid_ids(model):
     finally:
         with torch.no_grad():
             head.copy_(saved)
+
+
+def test_batched_beam_search_matches_one_at_a_time(model):
+    # prompts of different lengths (left padding), different exclusions, forced levels
+    trie, toks = PrefixTrie(SIDS), level_tokens()
+    prompts = [[1, 2, 3], [7] * 9, [4], [5, 6, 8, 9, 10, 11]]
+    excl = [(), (SIDS[7], SIDS[0]), (SIDS[2],), SIDS[:8]]
+    batched = beam_search_batch(model, prompts, trie, toks, k=4, beam=5, excludes=excl)
+    for p, e, got in zip(prompts, excl, batched, strict=True):
+        alone = beam_search(model, p, trie, toks, k=4, beam=5, exclude=e)
+        assert [s for s, _ in got] == [s for s, _ in alone]
+        np.testing.assert_allclose([v for _, v in got], [v for _, v in alone], atol=1e-4)
+    # the last request has only 2 items left
+    assert sorted(s for s, _ in batched[3]) == sorted(SIDS[8:])
+
+
+def test_wide_batched_beam_equals_exact_top_k_with_skipped_levels(model):
+    # level 2 is forced for every id here, so its token is fed together with level 3's
+    sids = [(0, 0, 1, 0), (0, 0, 1, 1), (1, 2, 0, 0), (1, 2, 0, 1), (2, 1, 3, 0)]
+    trie, toks = PrefixTrie(sids), level_tokens()
+    for prompt in ([3, 1], [9, 9, 9, 2]):
+        lp = item_log_probs(model, prompt, trie, toks)
+        np.testing.assert_allclose(lp, brute_force(model, prompt, trie, toks), atol=1e-4)
+        got = beam_search_batch(model, [prompt], trie, toks, k=5, beam=5)[0]
+        want = [trie.sids[i] for i in np.argsort(-lp, kind="stable")]
+        assert [s for s, _ in got] == want
+        np.testing.assert_allclose([v for _, v in got], np.sort(lp)[::-1], atol=1e-4)
