@@ -4,7 +4,9 @@ One vector layout for both entities: ``[item block | user block | item?, user?]`
 An item fills the item block, a user the user block, a composite (user x item)
 fills both. Categoricals are one-hot, multi-valued categoricals multi-hot,
 ordinals a normalised value plus their card bin, text attributes a frozen
-sentence embedding; items also carry their training-split popularity.
+sentence embedding; items also carry their training-split popularity and a
+"popularity known" flag: an item never seen in training (cold start) has
+unknown popularity (flag 0, a neutral imputed value), not "obscure".
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ class FeatureSpace:
     """Maps metadata rows to fixed-width float vectors, from the dataset card.
 
     ``text_fn`` embeds text attributes (e.g. titles); popularity is log-scaled
-    training counts, 0 for unseen items (cold start).
+    training counts, NaN for items never seen in training (cold start), which
+    are encoded as unknown: value ``pop_fill`` (the median known popularity)
+    and flag ``pop_known_col`` = 0.
     """
 
     def __init__(self, card: DatasetCard, items: Mapping[str, Mapping[str, Any]], users: Mapping[str, Mapping[str, Any]],
@@ -43,7 +47,9 @@ class FeatureSpace:
         self.text_dim = text_dim if use_text else 0
         self.item_slots, w_item = self._layout(card.item, items, 0)
         self.pop_col = w_item
-        w_item += 1
+        self.pop_known_col = w_item + 1
+        self.pop_fill = 0.0
+        w_item += 2
         self.user_slots, w_user = self._layout(card.user, users, w_item) if card.user else ([], w_item)
         self.item_width = w_item
         self.user_width = w_user - w_item
@@ -111,7 +117,12 @@ class FeatureSpace:
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
         for i, row in enumerate(rows):
             self._fill(out[i], self.item_slots, row, text_fn, overrides[i] if overrides else None)
-            out[i, self.pop_col] = popularity[i]
+            p = float(popularity[i])
+            if math.isnan(p):  # never seen in training: unknown, not "obscure"
+                out[i, self.pop_col] = self.pop_fill
+            else:
+                out[i, self.pop_col] = p
+                out[i, self.pop_known_col] = 1.0
             out[i, self.flag_item] = 1.0
         return out
 
@@ -133,7 +144,9 @@ class FeatureSpace:
 
 
 def popularity_feature(counts: Mapping[str, int], item_ids: Sequence[str]) -> np.ndarray:
-    """log(1 + count) / log(1 + max count), in [0, 1]; 0 for items never seen in training."""
+    """log(1 + count) / log(1 + max count), in [0, 1]; NaN (unknown) for items never seen in training."""
     c = np.array([counts.get(i, 0) for i in item_ids], dtype=np.float64)
     top = math.log1p(max(1.0, float(c.max()) if len(c) else 1.0))
-    return (np.log1p(c) / top).astype(np.float32)
+    out = np.log1p(c) / top
+    out[c == 0] = np.nan
+    return out.astype(np.float32)

@@ -69,7 +69,7 @@ def item_description(card: DatasetCard, row: Mapping[str, Any], pop: float, vari
     ent = card.item
     rng = random.Random(_stable(seed, variant, str(row.get(ent.id_field, ""))))
     parts = _parts(ent, row, rng, exact=variant % 2 == 1)
-    if variant % 3 != 2:
+    if variant % 3 != 2 and not math.isnan(pop):  # unknown popularity (never in training): not described
         parts.append(popularity_text(pop, ent.noun))
     rng.shuffle(parts)
     if ent.title and variant % 2 == 0:

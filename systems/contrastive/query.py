@@ -104,6 +104,7 @@ class TurnTrace:
     intent: str  # "steer" | "back" | "attract" | "repel" | "diverse" | "none"
     query: np.ndarray
     diversify: bool = False
+    negated: tuple[str, ...] = ()  # phrases ruled out at this query point ("no horror" -> "horror")
 
 
 def classify(utterance: str, text_vec: np.ndarray | None, prototypes: dict[str, np.ndarray], threshold: float) -> str:
@@ -142,6 +143,7 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
     (``shift``); back pops to the point before the last change.
     """
     stack: list[np.ndarray] = [base]
+    negs: list[tuple[str, ...]] = [()]  # the phrases ruled out at each point of the stack
     out: list[TurnTrace] = []
     window = turns[-w.window:] if w.window > 0 else turns
     prev_shown: tuple[str, ...] = ()
@@ -152,10 +154,12 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
         cur = stack[-1]
         div = False
         ref = (named,) if named else prev_shown
+        neg = negs[-1]  # attract/repel keep what was ruled out
         if intent == "back":
             if len(stack) > 1:
                 stack.pop()
-            q = stack[-1]
+                negs.pop()
+            q, neg = stack[-1], negs[-1]
         elif intent == "attract" and ref:
             q = normalize(cur + w.attract * normalize(item_vec(ref).mean(0)))
             stack.append(q)
@@ -173,10 +177,41 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
         elif intent in ("steer", "older", "newer"):
             text = rewrite() if rewrite is not None and t == len(window) - 1 else None
             q = steer_point(base, text or utt, steer_text, w)
+            neg = tuple(split_negation(text or utt)[1]) if w.negation > 0 else ()
             stack.append(q)
         else:
             q = cur
-        out.append(TurnTrace(utt, intent, q, div))
+        if len(negs) < len(stack):
+            negs.append(neg)
+        out.append(TurnTrace(utt, intent, q, div, neg))
         prev_shown = tuple(shown)
         all_shown.extend(shown)
     return out
+
+
+def exclusion_mask(sims: np.ndarray, *, max_share: float = 0.5, min_separation: float = 2.0) -> np.ndarray:
+    """Which items carry a ruled-out phrase: the upper group of a two-group split of their cosines to it.
+
+    ``sims`` is every item's cosine to the negated phrase's text vector. The
+    split is Otsu's (the threshold maximising the between-group variance);
+    it is used only when the groups are well apart (gap between the group
+    means >= ``min_separation`` within-group standard deviations) and the
+    upper group holds at most ``max_share`` of the items; otherwise nothing
+    is marked (a phrase the item space does not resolve demotes nothing).
+    """
+    x = np.sort(np.asarray(sims, dtype=np.float64))
+    n = len(x)
+    if n < 4 or x[-1] - x[0] < 1e-9:
+        return np.zeros(n, bool)
+    c1, c2 = np.cumsum(x), np.cumsum(x * x)
+    k = np.arange(1, n)  # lower group = first k
+    m_lo, m_hi = c1[:-1] / k, (c1[-1] - c1[:-1]) / (n - k)
+    between = k * (n - k) * (m_hi - m_lo) ** 2
+    j = int(np.argmax(between))
+    lo_n, hi_n = j + 1, n - j - 1
+    var_lo = c2[j] / lo_n - m_lo[j] ** 2
+    var_hi = (c2[-1] - c2[j]) / hi_n - m_hi[j] ** 2
+    within = np.sqrt(max((lo_n * var_lo + hi_n * var_hi) / n, 1e-12))
+    if hi_n > max_share * n or (m_hi[j] - m_lo[j]) / within < min_separation:
+        return np.zeros(n, bool)
+    return np.asarray(sims) > (x[j] + x[j + 1]) / 2

@@ -13,13 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from systems.contrastive.query import INTENTS, Weights, build_query, fold_conversation, normalize
+from systems.contrastive.query import (
+    INTENTS,
+    Weights,
+    build_query,
+    exclusion_mask,
+    fold_conversation,
+    normalize,
+)
 from systems.contrastive.training import TrainConfig, config_dict
 from talkwalk_bench.errors import BenchError
 from talkwalk_bench.paths import cache_dir
 from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
-VERSION = "1"
+VERSION = "2"  # 2: popularity-known flag (cold items read as unknown, not obscure)
 
 
 class ContrastiveSystem:
@@ -28,7 +35,8 @@ class ContrastiveSystem:
     def __init__(self, name: str, cfg: TrainConfig, weights: Weights, *, params: Mapping[str, Any],
                  text_model: str = "", intent_threshold: float = 0.62, hnsw_threshold: int = 100_000,
                  diversity: float = 1.0, progress: bool = True, cache: bool = True, reasoner: Any = None,
-                 text_encoder: Any = None) -> None:
+                 text_encoder: Any = None, exclude_demote: bool = True, exclude_max_share: float = 0.5,
+                 exclude_separation: float = 2.0) -> None:
         self.cfg, self.w = cfg, weights
         self.text_model = text_model
         self.intent_threshold = intent_threshold
@@ -36,6 +44,9 @@ class ContrastiveSystem:
         self.diversity = diversity
         self.progress, self.cache = progress, cache
         self.reasoner = reasoner
+        self.exclude_demote = exclude_demote
+        self.exclude_max_share, self.exclude_separation = exclude_max_share, exclude_separation
+        self._neg_memo: dict[str, np.ndarray] = {}
         self.llm_fallbacks = 0  # turns whose LLM rewrite failed and used the raw utterance
         self._llm_turn: str | None = None
         self._text_encoder = text_encoder  # tests inject a small stand-in
@@ -107,6 +118,9 @@ class ContrastiveSystem:
         self.item_ids = tuple(data.item_ids)
         self._rows = {i: dict(r) for i, r in data.items.items()}
         self._pop = dict(zip(data.item_ids, corpus.item_X[:, corpus.space.pop_col].tolist(), strict=False))
+        for i, known in zip(data.item_ids, corpus.item_X[:, corpus.space.pop_known_col], strict=False):
+            if not known:
+                self._pop[i] = float("nan")
         self._pos = {it: j for j, it in enumerate(self.index.ids)}
         self._user_memo: dict[Any, np.ndarray] = {}
         self._text_memo: dict[str, np.ndarray] = {}
@@ -186,18 +200,19 @@ class ContrastiveSystem:
         if x != x:  # unknown value: nothing to glide along
             return self.item_vecs([item])[0]
         y = float(np.clip(x + direction * self.w.glide, slot.lo, slot.hi))
-        X = self.space.item_vectors([self._rows[item]], [float(self._pop.get(item, 0.0))], text_fn=self.enc.encode,
+        X = self.space.item_vectors([self._rows[item]], [float(self._pop.get(item, float("nan")))], text_fn=self.enc.encode,
                                     overrides=[{slot.name: y}])
         return self._np_meta(X)[0]
 
     def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
-        """Cold start: embed new items' metadata (popularity 0) and insert them; no retraining."""
+        """Cold start: embed new items' metadata (popularity unknown) and insert them; no retraining."""
         new = [i for i in items if i not in self._pos]
         if not new:
             return
-        X = self.space.item_vectors([dict(items[i]) for i in new], [0.0] * len(new), text_fn=self.enc.encode)
+        X = self.space.item_vectors([dict(items[i]) for i in new], [float("nan")] * len(new), text_fn=self.enc.encode)
         self._rows.update({i: dict(items[i]) for i in new})
         self.index.add(new, self._np_meta(X))
+        self._neg_memo.clear()
         self._pos = {it: j for j, it in enumerate(self.index.ids)}
 
     # ------------------------------------------------------------------ queries
@@ -236,6 +251,26 @@ class ContrastiveSystem:
     def query(self, r: Request) -> np.ndarray:
         return self.trace(r)[0]
 
+    def demoted(self, negated: Sequence[str]) -> np.ndarray | None:
+        """Items carrying a ruled-out phrase ("no horror": the horror films), as a mask over the index, or None.
+
+        The items near the phrase's text direction, split off by ``exclusion_mask``;
+        they go below every other item (the query's repel alone leaves many in the top 10).
+        """
+        if not negated or not self.exclude_demote:
+            return None
+        mask = np.zeros(len(self.index.ids), bool)
+        for phrase in negated:
+            m = self._neg_memo.get(phrase)
+            if m is None:
+                m = exclusion_mask(self.index.vectors @ self.steer_text(phrase), max_share=self.exclude_max_share,
+                                   min_separation=self.exclude_separation)
+                if len(self._neg_memo) > 10_000:
+                    self._neg_memo.clear()
+                self._neg_memo[phrase] = m
+            mask |= m
+        return mask if mask.any() else None
+
     # ------------------------------------------------------------------ protocol
 
     def recommend(self, requests: Sequence[Request], *, k: int) -> list[Ranking]:
@@ -247,11 +282,17 @@ class ContrastiveSystem:
                 exclude |= set(r.shown)
             diverse = bool(traces) and traces[-1].diversify
             pool = k + len(exclude) + (20 * k if diverse else 0)
-            scores, pos = self.index.search(q[None, :], pool)
-            cand = [(int(p), float(s)) for p, s in zip(pos[0], scores[0], strict=False) if p >= 0 and self.index.ids[p] not in exclude]
-            if len(cand) < k and len(self.index.ids) > pool:  # too much excluded: fall back to exact scores
+            demoted = self.demoted(traces[-1].negated) if traces else None
+            if demoted is None:
+                scores, pos = self.index.search(q[None, :], pool)
+                cand = [(int(p), float(s)) for p, s in zip(pos[0], scores[0], strict=False) if p >= 0 and self.index.ids[p] not in exclude]
+            if demoted is not None or (len(cand) < k and len(self.index.ids) > pool):  # exact scores (demotion, or too much excluded)
                 all_s = self.index.scores(q[None, :])[0]
-                cand = [(int(p), float(all_s[p])) for p in np.argsort(-all_s) if self.index.ids[p] not in exclude]
+                if demoted is not None:
+                    all_s = all_s - 2.0 * demoted  # below every item that is not ruled out
+                order = np.argsort(-all_s, kind="stable")
+                cand = [(int(p), float(all_s[p])) for p in order[: pool + int(demoted.sum() if demoted is not None else len(order))]
+                        if self.index.ids[p] not in exclude]
             if diverse:
                 cand = self._mmr(cand, k)
             cand = cand[:k]
@@ -288,8 +329,13 @@ class ContrastiveSystem:
         n = len(self.item_ids)
         if not requests:
             return np.zeros((0, n))
-        Q = np.stack([self.query(r) for r in requests])
-        return self.index.scores(Q)[:, :n].astype(np.float64)
+        traces = [self.trace(r) for r in requests]
+        S = self.index.scores(np.stack([t[0] for t in traces]))
+        for row, (_, tr, _) in enumerate(traces):
+            demoted = self.demoted(tr[-1].negated) if tr else None
+            if demoted is not None:
+                S[row] -= 2.0 * demoted
+        return S[:, :n].astype(np.float64)
 
 
 def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
@@ -301,7 +347,8 @@ def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
         cfg_args["hidden"] = tuple(int(x) for x in (h.split(",") if isinstance(h, str) else h))
     w_args = {k[2:] if k.startswith("w_") else k: v for k, v in kw.items() if (k[2:] if k.startswith("w_") else k) in wkeys}
     rest = {k: v for k, v in kw.items() if k not in keys and (k[2:] if k.startswith("w_") else k) not in wkeys}
-    bad = set(rest) - {"text_model", "intent_threshold", "hnsw_threshold", "diversity", "progress", "cache", "reasoner", "text_encoder"}
+    bad = set(rest) - {"text_model", "intent_threshold", "hnsw_threshold", "diversity", "progress", "cache", "reasoner", "text_encoder",
+                       "exclude_demote", "exclude_max_share", "exclude_separation"}
     if bad:
         raise BenchError(f"system '{name}': unknown argument(s) {', '.join(sorted(bad))}")
     return ContrastiveSystem(name, TrainConfig(**cfg_args), Weights(**w_args), params=params, **rest)

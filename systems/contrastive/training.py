@@ -40,6 +40,7 @@ class TrainConfig:
     affinity_pairs: int = 1200
     smooth_triples: int = 1024
     title_features: bool = True
+    pop_dropout: float = 0.1  # share of known items shown with unknown popularity each step
 
 
 @dataclass
@@ -93,6 +94,8 @@ def build_corpus(data: TrainData, card: DatasetCard, enc: TextEncoder, cfg: Trai
     user_ids = tuple(sorted(data.users, key=lambda u: (len(u), u)))
     users = [dict(data.users[u]) for u in user_ids]
     space = FeatureSpace(card, data.items, data.users, text_dim=enc.dim, use_text=cfg.title_features)
+    known = pop[~np.isnan(pop)]
+    space.pop_fill = float(np.median(known)) if len(known) else 0.0
     item_X = space.item_vectors(items, pop, text_fn=enc.encode)
     V = max(1, cfg.epochs)
     texts: list[str] = []
@@ -231,6 +234,11 @@ def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: boo
     T = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     item_X, user_X = T(corpus.item_X), T(corpus.user_X)
     n_items = len(corpus.item_ids)
+    sp = corpus.space
+    # items never seen in training are unobserved: neither negatives nor positives of the user-query softmaxes
+    # (interactions, steering added to a user's query); they still learn their metadata <-> text pairs
+    unseen = T(corpus.item_X[:, sp.pop_known_col] == 0)
+    seen_rows = np.flatnonzero(corpus.item_X[:, sp.pop_known_col] == 1)
     steps = max(1, cfg.epochs) * cfg.steps_per_epoch
     losses: list[float] = []
     bar = tqdm(range(steps), desc="contrastive training", disable=not progress, mininterval=1.0)
@@ -271,7 +279,13 @@ def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: boo
     for step in bar:
         v = min(step // cfg.steps_per_epoch, corpus.item_T.shape[0] - 1)
         scale = model.scale()
-        E_items = model.meta(item_X)
+        X_step = item_X
+        if cfg.pop_dropout > 0 and len(seen_rows):  # some known items read as "unknown" so the flag is no cold-item marker
+            hide = torch.from_numpy(seen_rows[rs.random(len(seen_rows)) < cfg.pop_dropout])
+            X_step = item_X.clone()
+            X_step[hide, sp.pop_col] = sp.pop_fill
+            X_step[hide, sp.pop_known_col] = 0.0
+        E_items = model.meta(X_step)
         parts: dict[str, torch.Tensor] = {}
         b = pick(n_items, B)
         same = T(corpus.item_group[b][:, None] == corpus.item_group[b][None, :])
@@ -299,7 +313,7 @@ def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: boo
             q = queries(users, hists, E_items)
             pos = torch.zeros(len(users), n_items, dtype=torch.bool)
             pos[torch.arange(len(users)), torch.tensor(targets)] = True
-            parts["interaction"] = multi_positive_nce(q, E_items, pos, scale, drop & ~pos)
+            parts["interaction"] = multi_positive_nce(q, E_items, pos, scale, (drop | unseen) & ~pos)
         if len(corpus.steer_T):
             b = pick(len(corpus.steer_T), B // 2)
             t = model.text(T(corpus.steer_T[b]))
@@ -307,8 +321,8 @@ def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: boo
             if corpus.seqs:
                 users, hists, _, drop = sample_sessions(len(b))
                 q = F.normalize(queries(users, hists, E_items) + w.text * t, dim=-1)
-                pos = T(corpus.steer_M[b])
-                parts["steer_query"] = cfg.steer_weight * multi_positive_nce(q, E_items, pos, scale, drop & ~pos)
+                pos = T(corpus.steer_M[b]) & ~unseen
+                parts["steer_query"] = cfg.steer_weight * multi_positive_nce(q, E_items, pos, scale, (drop | unseen) & ~pos)
         loss = sum(parts.values())
         opt.zero_grad()
         loss.backward()

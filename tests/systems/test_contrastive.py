@@ -396,3 +396,88 @@ def test_every_variant_is_contrastive_with_its_defaults():
         cfg_diff = {k for k in ref.cfg.__dataclass_fields__ if getattr(s.cfg, k) != getattr(ref.cfg, k)}
         w_diff = {f"w_{k}" for k in ref.w.__dataclass_fields__ if getattr(s.w, k) != getattr(ref.w, k)}
         assert cfg_diff | w_diff == differs, name
+
+
+# ---------------------------------------------------------------- cold-start popularity
+
+
+def test_never_trained_items_have_unknown_popularity_not_zero(small):
+    from systems.contrastive.features import FeatureSpace, popularity_feature
+    from systems.contrastive.pairs import POP_TEXT, item_description
+
+    pop = popularity_feature({"a": 3, "b": 1}, ["a", "b", "c"])
+    assert np.isclose(pop[0], 1.0) and np.isclose(pop[1], np.log(2) / np.log(4)) and np.isnan(pop[2])
+    card = small.card
+    space = FeatureSpace(card, small.items, small.users, text_dim=0, use_text=False)
+    space.pop_fill = 0.4
+    row = dict(small.items[small.item_ids[0]])
+    X = space.item_vectors([row, row, row], [float("nan"), 0.0, 0.7])
+    assert X[0, space.pop_col] == np.float32(0.4) and X[0, space.pop_known_col] == 0.0
+    assert X[1, space.pop_col] == 0.0 and X[1, space.pop_known_col] == 1.0
+    assert X[2, space.pop_col] == np.float32(0.7) and X[2, space.pop_known_col] == 1.0
+    phrases = [t.format(noun=card.item.noun) for _, t in POP_TEXT]
+    for v in range(6):
+        text = item_description(card, row, float("nan"), v)
+        assert not any(p in text for p in phrases)
+    assert any(any(p in item_description(card, row, 0.0, v) for p in phrases) for v in range(6))
+
+
+def test_cold_start_item_is_embedded_with_unknown_popularity(fitted, small):
+    row = dict(small.items[small.item_ids[1]])
+    fitted.add_items({"cold-item": row})
+    got = fitted.item_vecs(["cold-item"])[0]
+    unknown = fitted._np_meta(fitted.space.item_vectors([row], [float("nan")], text_fn=fitted.enc.encode))[0]
+    obscure = fitted._np_meta(fitted.space.item_vectors([row], [0.0], text_fn=fitted.enc.encode))[0]
+    assert np.allclose(got, unknown, atol=1e-6) and not np.allclose(got, obscure, atol=1e-4)
+
+
+# ---------------------------------------------------------------- exclusion ("no horror")
+
+
+def test_exclusion_mask_splits_off_the_items_near_the_negated_phrase():
+    from systems.contrastive.query import exclusion_mask
+
+    rng = np.random.default_rng(3)
+    near = 0.6 + 0.02 * rng.standard_normal(30)  # the "horror" films
+    far = 0.1 + 0.05 * rng.standard_normal(200)
+    sims = np.concatenate([far[:100], near, far[100:]])
+    m = exclusion_mask(sims)
+    assert m[100:130].all() and m.sum() == 30
+    assert not exclusion_mask(0.1 + 0.05 * rng.standard_normal(230)).any()  # one group: nothing resolved
+    assert not exclusion_mask(sims, max_share=0.1).any()  # the upper group would be too big a share
+    assert not exclusion_mask(np.full(10, 0.3)).any()
+
+
+def test_ruled_out_items_go_below_everything_else(fitted, small):
+    u = next(iter(small.users))
+    r = Request(user_id=u, user=small.users[u], history=small.item_ids[:3], conversation=(Turn("no comedy"),),
+                exclude=frozenset(small.item_ids[:3]))
+    q, traces, _ = fitted.trace(r)
+    assert traces[-1].negated == ("comedy",)
+    plain = fitted.index.scores(q[None, :])[0]
+    top = [j for j in np.argsort(-plain) if fitted.index.ids[j] not in r.exclude][:4]
+    saved = dict(fitted._neg_memo)
+    try:
+        fitted._neg_memo["comedy"] = np.isin(np.arange(len(fitted.index.ids)), top)  # pretend these are the comedies
+        [rank] = fitted.recommend([r], k=5)
+        assert not set(rank.items) & {fitted.index.ids[j] for j in top}
+        scores = fitted.score_catalog([r])[0]
+        n = len(small.item_ids)
+        inside = [j for j in top if j < n]  # cold-start items added by earlier tests are not in score_catalog
+        assert scores[inside].max() < np.delete(scores, inside).min()
+        back = Request(user_id=u, user=small.users[u], conversation=(Turn("no comedy"), Turn("go back")))
+        assert fitted.trace(back)[1][-1].negated == ()  # going back also drops what that turn ruled out
+        off = copy_system(fitted, exclude_demote=False)
+        assert set(off.recommend([r], k=5)[0].items) & {fitted.index.ids[j] for j in top}
+    finally:
+        fitted._neg_memo.clear()
+        fitted._neg_memo.update(saved)
+
+
+def copy_system(s, **attrs):
+    import copy
+
+    c = copy.copy(s)
+    for k, v in attrs.items():
+        setattr(c, k, v)
+    return c
