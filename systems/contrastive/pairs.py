@@ -181,6 +181,21 @@ def control_phrases(card: DatasetCard) -> dict[str, list[str]]:
     return {k: list(dict.fromkeys(v)) for k, v in out.items()}
 
 
+def polarity_phrases(card: DatasetCard) -> dict[str, list[str]]:
+    """Train-set phrasings that rule a value out ("exclude") and that ask for one ("other": include, ranges)."""
+    try:
+        from talkwalk_bench.steering import train_phrasings
+    except ImportError:
+        return {}
+    out: dict[str, list[str]] = {"exclude": [], "other": []}
+    for ph in train_phrasings(card):
+        if ph.kind == "exclude":
+            out["exclude"].append(ph.text)
+        elif ph.kind in ("include", "range_bin", "include_range", "before", "after"):
+            out["other"].append(ph.text)
+    return {k: list(dict.fromkeys(v)) for k, v in out.items()}
+
+
 def describe_signature(fn: Any) -> str:
     try:
         return str(inspect.signature(fn))

@@ -118,9 +118,10 @@ def classify(utterance: str, text_vec: np.ndarray | None, prototypes: dict[str, 
     return name if best >= threshold else "steer"
 
 
-def steer_point(base: np.ndarray, utterance: str, steer_text: Callable[[str], np.ndarray], w: Weights) -> np.ndarray:
+def steer_point(base: np.ndarray, utterance: str, steer_text: Callable[[str], np.ndarray], w: Weights,
+                negative: Callable[[str], bool] | None = None) -> np.ndarray:
     """Move toward what the utterance asks for and past what it rules out ("no horror", "without romance")."""
-    keep, negs = split_negation(utterance) if w.negation > 0 else (utterance, [])
+    keep, negs = steer_parts(utterance, w, negative)
     q = normalize(base + w.text * steer_text(keep)) if keep.strip() or not negs else base
     for phrase in negs:
         n = steer_text(phrase)
@@ -128,12 +129,24 @@ def steer_point(base: np.ndarray, utterance: str, steer_text: Callable[[str], np
     return q
 
 
+def steer_parts(utterance: str, w: Weights, negative: Callable[[str], bool] | None = None) -> tuple[str, list[str]]:
+    """(text to move toward, phrases ruled out): negation cues first; else, when ``negative`` says the whole
+    utterance rules something out (a wording without a listed cue), the utterance itself is the ruled-out phrase."""
+    if w.negation <= 0:
+        return utterance, []
+    keep, negs = split_negation(utterance)
+    if not negs and negative is not None and utterance.strip() and negative(utterance):
+        return "", [utterance]
+    return keep, negs
+
+
 def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.ndarray, *, raw_text: Callable[[str], np.ndarray],
                       steer_text: Callable[[str], np.ndarray], item_vec: Callable[[Sequence[str]], np.ndarray],
                       prototypes: dict[str, np.ndarray], threshold: float, w: Weights,
                       anchor: Callable[[str, Sequence[str]], tuple[str | None, str]] | None = None,
                       shift: Callable[[str, float], np.ndarray] | None = None,
-                      rewrite: Callable[[], str | None] | None = None) -> list[TurnTrace]:
+                      rewrite: Callable[[], str | None] | None = None,
+                      negative: Callable[[str], bool] | None = None) -> list[TurnTrace]:
     """Query point after each turn. ``base`` is the no-text query (user + context + history).
 
     A steering turn replaces the text signal; control turns act on the
@@ -176,8 +189,8 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
             stack.append(q)
         elif intent in ("steer", "older", "newer"):
             text = rewrite() if rewrite is not None and t == len(window) - 1 else None
-            q = steer_point(base, text or utt, steer_text, w)
-            neg = tuple(split_negation(text or utt)[1]) if w.negation > 0 else ()
+            q = steer_point(base, text or utt, steer_text, w, negative)
+            neg = tuple(steer_parts(text or utt, w, negative)[1])
             stack.append(q)
         else:
             q = cur
@@ -189,29 +202,25 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
     return out
 
 
-def exclusion_mask(sims: np.ndarray, *, max_share: float = 0.5, min_separation: float = 2.0) -> np.ndarray:
-    """Which items carry a ruled-out phrase: the upper group of a two-group split of their cosines to it.
+def exclusion_mask(sims: np.ndarray, *, z: float = 1.0, max_share: float = 0.5) -> np.ndarray:
+    """Which items carry a ruled-out phrase: those whose cosine to it stands out from the catalog's.
 
-    ``sims`` is every item's cosine to the negated phrase's text vector. The
-    split is Otsu's (the threshold maximising the between-group variance);
-    it is used only when the groups are well apart (gap between the group
-    means >= ``min_separation`` within-group standard deviations) and the
-    upper group holds at most ``max_share`` of the items; otherwise nothing
-    is marked (a phrase the item space does not resolve demotes nothing).
+    ``sims`` is every item's cosine to the negated phrase's text vector; an
+    item is marked when it lies more than ``z`` robust standard deviations
+    (1.4826 * MAD) above the median. At most ``max_share`` of the items are
+    marked (the highest); a flat distribution marks nothing.
     """
-    x = np.sort(np.asarray(sims, dtype=np.float64))
+    x = np.asarray(sims, dtype=np.float64)
     n = len(x)
-    if n < 4 or x[-1] - x[0] < 1e-9:
+    if n < 4:
         return np.zeros(n, bool)
-    c1, c2 = np.cumsum(x), np.cumsum(x * x)
-    k = np.arange(1, n)  # lower group = first k
-    m_lo, m_hi = c1[:-1] / k, (c1[-1] - c1[:-1]) / (n - k)
-    between = k * (n - k) * (m_hi - m_lo) ** 2
-    j = int(np.argmax(between))
-    lo_n, hi_n = j + 1, n - j - 1
-    var_lo = c2[j] / lo_n - m_lo[j] ** 2
-    var_hi = (c2[-1] - c2[j]) / hi_n - m_hi[j] ** 2
-    within = np.sqrt(max((lo_n * var_lo + hi_n * var_hi) / n, 1e-12))
-    if hi_n > max_share * n or (m_hi[j] - m_lo[j]) / within < min_separation:
+    med = float(np.median(x))
+    sd = 1.4826 * float(np.median(np.abs(x - med)))
+    if sd < 1e-9:
         return np.zeros(n, bool)
-    return np.asarray(sims) > (x[j] + x[j + 1]) / 2
+    m = x > med + z * sd
+    cap = int(max_share * n)
+    if m.sum() > cap:
+        m = np.zeros(n, bool)
+        m[np.argsort(-x, kind="stable")[:cap]] = True
+    return m

@@ -36,7 +36,7 @@ class ContrastiveSystem:
                  text_model: str = "", intent_threshold: float = 0.62, hnsw_threshold: int = 100_000,
                  diversity: float = 1.0, progress: bool = True, cache: bool = True, reasoner: Any = None,
                  text_encoder: Any = None, exclude_demote: bool = True, exclude_max_share: float = 0.5,
-                 exclude_separation: float = 2.0) -> None:
+                 exclude_z: float = 1.0, polarity_threshold: float = 1.0) -> None:
         self.cfg, self.w = cfg, weights
         self.text_model = text_model
         self.intent_threshold = intent_threshold
@@ -45,7 +45,8 @@ class ContrastiveSystem:
         self.progress, self.cache = progress, cache
         self.reasoner = reasoner
         self.exclude_demote = exclude_demote
-        self.exclude_max_share, self.exclude_separation = exclude_max_share, exclude_separation
+        self.exclude_max_share, self.exclude_z = exclude_max_share, exclude_z
+        self.polarity_threshold = polarity_threshold  # cue-free negation: the probe's logit must exceed this
         self._neg_memo: dict[str, np.ndarray] = {}
         self.llm_fallbacks = 0  # turns whose LLM rewrite failed and used the raw utterance
         self._llm_turn: str | None = None
@@ -130,6 +131,14 @@ class ContrastiveSystem:
         for intent, texts in control_phrases(card).items():
             protos.setdefault(intent, []).extend(texts)
         self.prototypes = {k: self.enc.encode(v) for k, v in protos.items()}
+        from systems.contrastive.pairs import polarity_phrases
+
+        pol = polarity_phrases(card)
+        self.polarity = None
+        if len(pol) == 2 and all(pol.values()):
+            X = self.enc.encode(pol["exclude"] + pol["other"])
+            self.polarity = fit_probe(X, np.r_[np.ones(len(pol["exclude"])), np.zeros(len(pol["other"]))])
+        self._neg_memo.clear()
         self._fallback = normalize(self.index.vectors[: len(self.item_ids)].mean(0))
 
     # ------------------------------------------------------------------ encoders
@@ -245,11 +254,19 @@ class ContrastiveSystem:
                                    item_vec=self.item_vecs, prototypes=self.prototypes,
                                    threshold=self.intent_threshold, w=self.w, shift=self.shift,
                                    anchor=lambda u, shown: self.anchor(u, list(r.history[-300:]) + list(shown)),
-                                   rewrite=rewrite)
+                                   rewrite=rewrite, negative=self.is_negative)
         return traces[-1].query, traces, traces[-1].intent
 
     def query(self, r: Request) -> np.ndarray:
         return self.trace(r)[0]
+
+    def is_negative(self, utterance: str) -> bool:
+        """Does the utterance rule something out? A linear probe on raw MiniLM, fit on the train phrasings
+        (exclude vs include/range kinds); only asked when no negation cue is found."""
+        if self.polarity is None or not self.exclude_demote:
+            return False
+        w, b = self.polarity
+        return float(self.raw_text(utterance) @ w + b) > self.polarity_threshold
 
     def demoted(self, negated: Sequence[str]) -> np.ndarray | None:
         """Items carrying a ruled-out phrase ("no horror": the horror films), as a mask over the index, or None.
@@ -263,8 +280,8 @@ class ContrastiveSystem:
         for phrase in negated:
             m = self._neg_memo.get(phrase)
             if m is None:
-                m = exclusion_mask(self.index.vectors @ self.steer_text(phrase), max_share=self.exclude_max_share,
-                                   min_separation=self.exclude_separation)
+                m = exclusion_mask(self.index.vectors @ self.steer_text(phrase), z=self.exclude_z,
+                                   max_share=self.exclude_max_share)
                 if len(self._neg_memo) > 10_000:
                     self._neg_memo.clear()
                 self._neg_memo[phrase] = m
@@ -338,6 +355,27 @@ class ContrastiveSystem:
         return S[:, :n].astype(np.float64)
 
 
+def fit_probe(X: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, float]:
+    """Class-balanced L2 logistic regression (LBFGS); returns (weights, bias) of the logit."""
+    import torch
+    import torch.nn.functional as F
+
+    Xt, yt = torch.from_numpy(np.asarray(X, np.float32)), torch.from_numpy(np.asarray(y, np.float32))
+    w = torch.zeros(Xt.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=300)
+    pw = (1 - yt).sum() / yt.sum().clamp(min=1)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(Xt @ w + b, yt, pos_weight=pw) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), float(b.detach())
+
+
 def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
     keys = set(TrainConfig.__dataclass_fields__)
     wkeys = set(Weights.__dataclass_fields__)
@@ -348,7 +386,7 @@ def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
     w_args = {k[2:] if k.startswith("w_") else k: v for k, v in kw.items() if (k[2:] if k.startswith("w_") else k) in wkeys}
     rest = {k: v for k, v in kw.items() if k not in keys and (k[2:] if k.startswith("w_") else k) not in wkeys}
     bad = set(rest) - {"text_model", "intent_threshold", "hnsw_threshold", "diversity", "progress", "cache", "reasoner", "text_encoder",
-                       "exclude_demote", "exclude_max_share", "exclude_separation"}
+                       "exclude_demote", "exclude_max_share", "exclude_z", "polarity_threshold"}
     if bad:
         raise BenchError(f"system '{name}': unknown argument(s) {', '.join(sorted(bad))}")
     return ContrastiveSystem(name, TrainConfig(**cfg_args), Weights(**w_args), params=params, **rest)

@@ -434,18 +434,29 @@ def test_cold_start_item_is_embedded_with_unknown_popularity(fitted, small):
 # ---------------------------------------------------------------- exclusion ("no horror")
 
 
-def test_exclusion_mask_splits_off_the_items_near_the_negated_phrase():
+def test_exclusion_mask_marks_the_items_that_stand_out_toward_the_negated_phrase():
     from systems.contrastive.query import exclusion_mask
 
     rng = np.random.default_rng(3)
     near = 0.6 + 0.02 * rng.standard_normal(30)  # the "horror" films
     far = 0.1 + 0.05 * rng.standard_normal(200)
     sims = np.concatenate([far[:100], near, far[100:]])
-    m = exclusion_mask(sims)
-    assert m[100:130].all() and m.sum() == 30
-    assert not exclusion_mask(0.1 + 0.05 * rng.standard_normal(230)).any()  # one group: nothing resolved
-    assert not exclusion_mask(sims, max_share=0.1).any()  # the upper group would be too big a share
+    m = exclusion_mask(sims, z=3.0)
+    assert m[100:130].all() and m.sum() < 40
+    assert exclusion_mask(sims, z=3.0, max_share=0.05).sum() == int(0.05 * len(sims))  # capped, the highest kept
+    assert exclusion_mask(sims, z=3.0, max_share=0.05)[np.argmax(sims)]
     assert not exclusion_mask(np.full(10, 0.3)).any()
+
+
+def test_a_wording_without_negation_cue_is_ruled_out_when_it_reads_as_exclusion():
+    from systems.contrastive.query import steer_parts
+
+    w = Weights()
+    assert steer_parts("no horror", w) == ("", ["horror"])
+    assert steer_parts("I'm sick of horror", w) == ("I'm sick of horror", [])
+    assert steer_parts("I'm sick of horror", w, lambda u: "sick" in u) == ("", ["I'm sick of horror"])
+    assert steer_parts("a comedy", w, lambda u: "sick" in u) == ("a comedy", [])
+    assert steer_parts("no horror", Weights(negation=0.0), lambda u: True) == ("no horror", [])
 
 
 def test_ruled_out_items_go_below_everything_else(fitted, small):
@@ -481,3 +492,13 @@ def copy_system(s, **attrs):
     for k, v in attrs.items():
         setattr(c, k, v)
     return c
+
+
+def test_polarity_probe_separates_a_direction():
+    from systems.contrastive.system import fit_probe
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((80, 6)).astype(np.float32)
+    y = (X[:, 2] > 0.3).astype(float)
+    w, b = fit_probe(X, y)
+    assert ((X @ w + b > 0) == (y > 0)).mean() > 0.9 and abs(w[2]) == np.abs(w).max()
