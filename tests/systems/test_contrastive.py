@@ -502,3 +502,13 @@ def test_polarity_probe_separates_a_direction():
     y = (X[:, 2] > 0.3).astype(float)
     w, b = fit_probe(X, y)
     assert ((X @ w + b > 0) == (y > 0)).mean() > 0.9 and abs(w[2]) == np.abs(w).max()
+
+
+def test_llm_variant_builds_from_the_registry_with_contrastive_settings():
+    from talkwalk_bench.registry import build_system
+
+    s, args = build_system("contrastive-llm", {"llm_base_url": "http://127.0.0.1:9/v1", "llm_model": "m", "progress": False})
+    ref, _ = build_system("contrastive", {"progress": False})
+    assert s.reasoner is not None and s.reasoner.base_url == "http://127.0.0.1:9/v1" and s.reasoner.model == "m"
+    assert s.diversity == ref.diversity and s.w == ref.w and s.cfg == ref.cfg
+    assert s.meta.name == "contrastive-llm" and "reasoner" not in s.meta.params
