@@ -31,6 +31,7 @@ test: setup
 leaderboards: setup
 	$(BIN)/talkwalk-bench leaderboard results --format md --output leaderboards/README.md
 	$(BIN)/talkwalk-bench leaderboard results --format html --output leaderboards/index.html
+	$(BIN)/talkwalk-bench leaderboard results --format html --output leaderboards/site
 	$(BIN)/talkwalk-bench leaderboard results --format csv --output leaderboards/leaderboard.csv
 	$(BIN)/talkwalk-bench leaderboard results --format json --output leaderboards/leaderboard.json
 

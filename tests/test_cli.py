@@ -149,3 +149,22 @@ def test_list_is_instant_and_imports_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "popularity" in out.stdout and "ranking" in out.stdout
     assert "HEAVY []" in out.stdout
+
+
+def test_leaderboard_marks_rows_not_significantly_different(two_results, tmp_path):
+    import shutil
+
+    folder = tmp_path / "lb"
+    shutil.copytree(two_results, folder)
+    # a twin of popularity with the same per-episode values: indistinguishable from the best
+    data = json.loads((folder / "popularity.json").read_text())
+    data["system"]["name"] = "popularity-twin"
+    data["episodes_file"] = "twin.episodes.jsonl"
+    (folder / "twin.json").write_text(json.dumps(data))
+    shutil.copy(folder / "popularity.episodes.jsonl", folder / "twin.episodes.jsonl")
+    out = tmp_path / "lb.md"
+    assert main(["leaderboard", str(folder), "--output", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    twin = next(line for line in lines if "popularity-twin" in line or "| popularity ≈" in line)
+    assert "≈" in twin
+    assert "≈" not in next(line for line in lines if "| random" in line)
