@@ -133,6 +133,34 @@ def register_system(
     return deco
 
 
+def register_variant(
+    name: str, builder: Callable[..., T], *, like: Callable[..., Any], defaults: Mapping[str, Any] | None = None,
+    description: str = "", **tags: Any,
+) -> Callable[..., T]:
+    """Register ``name`` as a variant of a system: the arguments of ``like`` with other defaults.
+
+    The variant's documented arguments are ``like``'s (so ``-S`` and the
+    result record work as for any system) with ``defaults`` replacing some
+    of their defaults; building it calls ``builder(name, **args)``. This keeps
+    variants that differ only in defaults from repeating the whole signature.
+    """
+    overrides = dict(defaults or {})
+    sig = inspect.signature(like)
+    unknown = sorted(set(overrides) - set(sig.parameters))
+    if unknown:
+        raise BenchError(f"variant '{name}' overrides unknown argument(s) {', '.join(unknown)} of {like.__name__}")
+    params = [p.replace(default=overrides[p.name]) if p.name in overrides else p for p in sig.parameters.values()]
+
+    def factory(**args: Any) -> T:
+        return builder(name, **args)
+
+    factory.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    factory.__name__ = name.replace("-", "_")
+    factory.__doc__ = like.__doc__
+    register_system(name, description=description, **tags)(factory)
+    return factory
+
+
 def system_defaults(name: str) -> dict[str, Any]:
     """The documented arguments of a system's factory, with their defaults."""
     factory = SYSTEMS.get(name)

@@ -44,3 +44,26 @@ def test_entry_point_plugins_load(monkeypatch):
     assert fresh.get("ext-pop")().meta.name == "popularity"
     with pytest.raises(BenchError, match="failed to import"):
         fresh.get("ext-broken")()
+
+
+def test_variant_has_the_base_arguments_with_its_own_defaults(monkeypatch):
+    calls = []
+
+    def base(alpha: float = 0.5, beta: int = 2):
+        """Base doc."""
+
+    def builder(name, **args):
+        calls.append((name, args))
+        return object()
+
+    fresh: Registry = Registry("system")
+    monkeypatch.setattr(registry, "SYSTEMS", fresh)
+    registry.register_variant("base-b", builder, like=base, defaults={"beta": 7}, description="b")
+    assert system_defaults("base-b") == {"alpha": 0.5, "beta": 7}
+    assert resolve_system_args("base-b", {"alpha": 0.1}) == {"alpha": 0.1, "beta": 7}
+    with pytest.raises(BenchError, match="has no argument 'gama'"):
+        resolve_system_args("base-b", {"gama": 1})
+    fresh.get("base-b")(**resolve_system_args("base-b", {}))
+    assert calls == [("base-b", {"alpha": 0.5, "beta": 7})]
+    with pytest.raises(BenchError, match="unknown argument"):
+        registry.register_variant("base-c", builder, like=base, defaults={"delta": 1})

@@ -5,10 +5,11 @@ Registration only: RecBole and torch are imported when a system is built and fit
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
-from talkwalk_bench.registry import register_system
+from talkwalk_bench.registry import register_system, register_variant
 
 # OpenMP threads that spin while waiting slow every step when the machine is shared;
 # this only works if set before the OpenMP runtime starts (first torch import).
@@ -48,37 +49,18 @@ def sasrec(
     return SASRecSystem(extra, **args)
 
 
-@register_system(
-    "sasrec-filter",
-    description="Traditional pipeline: SASRec ranking, then filters/re-ranks by attribute words found in the utterance",
-)
-def sasrec_filter(
-    epochs: int = 3,
-    train_batch_size: int = 256,
-    eval_batch_size: int = 4096,
-    learning_rate: float = 0.001,
-    n_layers: int = 2,
-    n_heads: int = 2,
-    hidden_size: int = 64,
-    inner_size: int = 256,
-    hidden_dropout_prob: float = 0.2,
-    attn_dropout_prob: float = 0.2,
-    hidden_act: str = "gelu",
-    layer_norm_eps: float = 1e-12,
-    initializer_range: float = 0.02,
-    loss_type: str = "CE",
-    max_seq_length: int = 50,
-    weight_decay: float = 0.0,
-    stopping_step: int = 10,
-    valid_metric: str = "MRR@10",
-    threads: int = 1,
-    device: str = "cpu",
-    cache: bool = True,
-    **recbole: Any,
-):
+def _filter(name: str, **args: Any):
     """Items that keep every hard constraint come first, softly demoted ones next, the rest last."""
-    args = dict(locals())
-    extra = args.pop("recbole")
     from systems.sasrec.filter import SASRecFilter
 
-    return SASRecFilter(extra, **args)
+    known = set(inspect.signature(sasrec).parameters) - {"recbole"}
+    extra = {k: v for k, v in args.items() if k not in known}  # further RecBole settings, as for sasrec
+    return SASRecFilter(extra, **{k: v for k, v in args.items() if k in known})
+
+
+register_variant(
+    "sasrec-filter",
+    _filter,
+    like=sasrec,
+    description="Traditional pipeline: SASRec ranking, then filters/re-ranks by attribute words found in the utterance",
+)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from talkwalk_bench.registry import register_system
+from talkwalk_bench.registry import register_system, register_variant
 
 
 def _build(name: str, **params: Any) -> Any:
@@ -49,63 +49,18 @@ def semid(
     return _build("semid", **{k: v for k, v in locals().items()})
 
 
-@register_system(
+register_variant(
     "semid-align",
+    _build,
+    like=semid,
+    defaults={"steps_a": 360, "steps_b": 0},
     description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)",
 )
-def semid_align(
-    base_model: str = "smollm2",
-    embedder: str = "contrastive",
-    widths: str = "",
-    rqvae_steps: int = 1500,
-    spread: bool = True,
-    init: str = "projected",
-    mix: str = "full",
-    steps_a: int = 360,
-    steps_b: int = 0,
-    batch_size: int = 8,
-    lr_a: float = 3e-3,
-    lr_b: float = 5e-4,
-    lora_r: int = 8,
-    max_len: int = 128,
-    max_history: int = 10,
-    bf16: bool = True,
-    infer_bf16: bool = True,
-    beam: int = 10,
-    decoder: str = "trie",
-    catalog_chunk: int = 32,
-    rec_batch: int = 16,
-    threads: int = 0,
-) -> Any:
-    return _build("semid-align", **{k: v for k, v in locals().items()})
 
-
-@register_system(
+register_variant(
     "semid-poc",
+    _build,
+    like=semid,
+    defaults={"embedder": "minilm", "init": "mean", "mix": "content"},
     description="Semantic-id LLM trained on content only (no interaction logs), cold-start catalog (seeds 003/004)",
 )
-def semid_poc(
-    base_model: str = "smollm2",
-    embedder: str = "minilm",
-    widths: str = "",
-    rqvae_steps: int = 1500,
-    spread: bool = True,
-    init: str = "mean",
-    mix: str = "content",
-    steps_a: int = 240,
-    steps_b: int = 120,
-    batch_size: int = 8,
-    lr_a: float = 3e-3,
-    lr_b: float = 5e-4,
-    lora_r: int = 8,
-    max_len: int = 128,
-    max_history: int = 10,
-    bf16: bool = True,
-    infer_bf16: bool = True,
-    beam: int = 10,
-    decoder: str = "trie",
-    catalog_chunk: int = 32,
-    rec_batch: int = 16,
-    threads: int = 0,
-) -> Any:
-    return _build("semid-poc", **{k: v for k, v in locals().items()})
