@@ -11,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from talkwalk_bench.errors import SpecError
 from talkwalk_bench.metrics import beyond as bm
-from talkwalk_bench.metrics.ranking import hit_matrix, ranking_metrics
 from talkwalk_bench.metrics.stats import Estimate
 from talkwalk_bench.tasks.base import Episode, Family, register_family
-from talkwalk_bench.tasks.ranking import next_item_requests, sample_users
+from talkwalk_bench.tasks.ranking import next_item_episodes, play_next_item
 
 
 class BeyondParams(BaseModel):
@@ -81,18 +80,10 @@ class BeyondFamily(Family):
         return bm.long_tail_items(self.counts, self.params.tail_ratio)
 
     def episodes(self) -> list[Episode]:
-        split = self.ctx.split
-        held = split.test_item if self.ctx.stage == "test" else split.valid_item
-        users = sample_users(list(held), self.params.max_users, self.ctx.seed)
-        return [Episode(id=f"u{u}", user_id=u, data={"targets": [held[u]]}) for u in users]
+        return next_item_episodes(self)
 
     def play(self, episodes: Sequence[Episode]) -> list[dict[str, Any]]:
-        k_max = self.spec.k_max
-        rankings = self.ctx.recommend(next_item_requests(self, episodes), k_max)
-        ranked = [list(r.items[:k_max]) for r in rankings]
-        targets = [ep.data["targets"] for ep in episodes]
-        H, n_rel = hit_matrix(ranked, targets, k_max)
-        acc = ranking_metrics(H, n_rel, self.spec.k, ["Hit", "nDCG"])
+        _, ranked, targets, acc = play_next_item(self, episodes, ["Hit", "nDCG"])
         out = []
         for i, lst in enumerate(ranked):
             m: dict[str, float | None] = {name: float(v[i]) for name, v in acc.items()}

@@ -30,6 +30,24 @@ def next_item_requests(family: Family, episodes: Sequence[Episode]) -> list[Requ
     return out
 
 
+def next_item_episodes(family: Family) -> list[Episode]:
+    """One episode per (sampled) user with a held-out item at the task's stage; target = that item."""
+    split = family.ctx.split
+    held = split.test_item if family.ctx.stage == "test" else split.valid_item
+    users = sample_users(list(held), family.params.max_users, family.ctx.seed)
+    return [Episode(id=f"u{u}", user_id=u, data={"targets": [held[u]]}) for u in users]
+
+
+def play_next_item(family: Family, episodes: Sequence[Episode], metrics: Sequence[str]):
+    """Ask for top-K_max lists; returns (rankings, ranked ids, targets, per-episode ranking metric values)."""
+    k_max = family.spec.k_max
+    rankings = family.ctx.recommend(next_item_requests(family, episodes), k_max)
+    ranked = [list(r.items[:k_max]) for r in rankings]
+    targets = [ep.data["targets"] for ep in episodes]
+    H, n_rel = hit_matrix(ranked, targets, k_max)
+    return rankings, ranked, targets, ranking_metrics(H, n_rel, family.spec.k, metrics)
+
+
 def sample_users(users: list[str], max_users: int | None, seed: int) -> list[str]:
     if max_users is None or max_users >= len(users):
         return users
@@ -47,18 +65,11 @@ class RankingFamily(Family):
         return [m for m in (self.spec.metrics or RANKING_METRICS)]
 
     def episodes(self) -> list[Episode]:
-        split = self.ctx.split
-        held = split.test_item if self.ctx.stage == "test" else split.valid_item
-        users = sample_users(list(held), self.params.max_users, self.ctx.seed)
-        return [Episode(id=f"u{u}", user_id=u, data={"targets": [held[u]]}) for u in users]
+        return next_item_episodes(self)
 
     def play(self, episodes: Sequence[Episode]) -> list[dict[str, Any]]:
         k_max = self.spec.k_max
-        rankings = self.ctx.recommend(next_item_requests(self, episodes), k_max)
-        ranked = [list(r.items[:k_max]) for r in rankings]
-        targets = [ep.data["targets"] for ep in episodes]
-        H, n_rel = hit_matrix(ranked, targets, k_max)
-        values = ranking_metrics(H, n_rel, self.spec.k, self.metric_names())
+        rankings, ranked, targets, values = play_next_item(self, episodes, self.metric_names())
         return [
             {"ranked": ranked[i], "targets": targets[i], "scores": [round(float(s), 6) for s in rankings[i].scores[:k_max]],
              "metrics": {name: float(v[i]) for name, v in values.items()}}
