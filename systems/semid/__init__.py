@@ -30,8 +30,9 @@ def semid(
     spread: bool = True,
     init: str = "projected",
     mix: str = "full",
-    steps_a: int = 240,
-    steps_b: int = 120,
+    explain: float = 0.05,
+    steps_a: int = 160,
+    steps_b: int = 280,
     batch_size: int = 8,
     lr_a: float = 3e-3,
     lr_b: float = 5e-4,
@@ -53,7 +54,7 @@ register_variant(
     "semid-align",
     _build,
     like=semid,
-    defaults={"steps_a": 360, "steps_b": 0},
+    defaults={"steps_a": 360, "steps_b": 0, "explain": 0.0},
     description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)",
 )
 

@@ -3,8 +3,11 @@
 Kinds (seeds 000 and 003): ``next_item`` (real training histories -> the next
 item), ``steered`` (history + a request phrased with this module's *training*
 templates -> an item satisfying it, the user's own later item when one does),
-``predict_semantic_id`` (description -> id) and ``predict_attribute`` (id ->
-attribute). Evaluation phrasings of the suites are never used here.
+``predict_semantic_id`` (description -> id), ``predict_attribute`` (id ->
+attribute) and ``explain`` (history, request and the recommended id -> a short
+explanation built from the card: what the item is, which request it meets,
+which history items it shares a genre or era with). Evaluation phrasings of the
+suites are never used here.
 """
 
 from __future__ import annotations
@@ -184,6 +187,49 @@ MIXES = {
 }
 
 
+EXPLAIN_PROMPT = " Why this one?\n"
+
+
+def explanation(
+    card: Any,
+    items: Mapping[str, Mapping[str, Any]],
+    item_id: str,
+    history: Sequence[str] = (),
+    request: str = "",
+) -> str:
+    """A short, true explanation of a recommendation, assembled from the card's attributes."""
+    row = dict(items.get(item_id, {}))
+    if card is None:
+        return f"It is {item_id}."
+    noun = card.item.noun
+    title_attr = card.item.title or next((n for n, a in card.item.attributes.items() if a.kind == "text"), None)
+    multi = [n for n, a in card.item.attributes.items() if a.kind == "multi_categorical"]
+    ordinal = [n for n, a in card.item.attributes.items() if a.kind == "ordinal"]
+    mine = {n: set(card.item.attributes[n].value_of(row) or ()) for n in multi}
+    bins = {n: card.item.attributes[n].bin_of(card.item.attributes[n].value_of(row)) for n in ordinal}
+    title = str(card.item.attributes[title_attr].value_of(row) or "") if title_attr else ""
+    what = ", ".join(sorted(v for n in multi for v in mine[n]))
+    when = " ".join(f"from the {b.label}" for b in bins.values() if b is not None)
+    article = "an" if (what or noun)[:1].lower() in "aeiou" else "a"
+    parts = [" ".join(x for x in (f'"{title}"' if title else "It", "is", article, what, noun, when) if x) + "."]
+    if request:
+        parts.append(f'It fits "{request}".')
+    for h in reversed(list(history)):
+        hrow = dict(items.get(h, {}))
+        name = str(card.item.attributes[title_attr].value_of(hrow)) if title_attr else h
+        for n in multi:
+            shared = sorted(mine[n] & set(card.item.attributes[n].value_of(hrow) or ()))
+            if shared:
+                parts.append(f"Like {name}, it is {', '.join(shared)}.")
+                return " ".join(parts)
+        for n in ordinal:
+            b = bins[n]
+            if b is not None and card.item.attributes[n].bin_of(card.item.attributes[n].value_of(hrow)) is b:
+                parts.append(f"Like {name}, it is from the {b.label}.")
+                return " ".join(parts)
+    return " ".join(parts)
+
+
 def make_examples(
     n: int,
     *,
@@ -195,10 +241,18 @@ def make_examples(
     max_history: int = 10,
     eos: str = "",
     seed: int = 0,
+    explain: float = 0.0,
 ) -> list[Example]:
-    """``n`` training examples drawn from the mixture ``mix`` (deterministic in ``seed``)."""
+    """``n`` training examples drawn from the mixture ``mix`` (deterministic in ``seed``).
+
+    ``explain`` is the share of ``explain`` examples (0 keeps the mixture, and the
+    examples drawn, exactly as without it).
+    """
     rng = random.Random(seed)
     weights = dict(MIXES[mix])
+    if explain > 0:
+        weights = {k: v * (1 - explain) for k, v in weights.items()}
+        weights["explain"] = explain
     users = [u for u, s in sequences.items() if len(s) >= 2] if mix == "full" else []
     if not users:
         weights.pop("next_item", None)
@@ -220,6 +274,22 @@ def make_examples(
             out.append(
                 Example(rec_prompt(hist, max_history=max_history), target_text(sids[seq[t]]), kind)
             )
+        elif kind == "explain":
+            phrase, hist_items = "", []
+            if users:
+                seq = [it for it in sequences[rng.choice(users)] if it in sids]
+                t = rng.randrange(1, len(seq))
+                hist_items, target = seq[max(0, t - max_history) : t], seq[t]
+            else:
+                target = rng.choice(catalog)
+            if cons and rng.random() < 0.5:
+                fits = [c for c in cons if target in c.items]
+                if fits:
+                    phrase = rng.choice(rng.choice(fits).phrases)
+            hist = [sids[it] for it in hist_items]
+            prompt = rec_prompt(hist, phrase, max_history=max_history) + target_text(sids[target])
+            text = explanation(card, items, target, hist_items, phrase)
+            out.append(Example(prompt + EXPLAIN_PROMPT, f" {text}{eos}", kind))
         elif kind == "steered":
             c = rng.choice(cons)
             phrase = rng.choice(c.phrases)

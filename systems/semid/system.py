@@ -57,7 +57,7 @@ class SemIdRecommender:
         keep = {
             k: v
             for k, v in self.p.items()
-            if k not in INFERENCE_ONLY
+            if k not in INFERENCE_ONLY and not (k == "explain" and not v)
         }
         payload = json.dumps(
             {"v": VERSION, "data": data.key, "seed": seed, "name": self.meta.name, **keep},
@@ -172,6 +172,7 @@ class SemIdRecommender:
                 mix=self.p["mix"],
                 max_history=self.p["max_history"],
                 eos=tok.eos_token or "",
+                explain=float(self.p.get("explain", 0.0)),
             )
             info: dict[str, Any] = {"ids": self.table.stats, "widths": list(self.table.widths)}
             if self.p["steps_a"] > 0:

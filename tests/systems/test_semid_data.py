@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from systems.semid.data import constraints, make_examples, rec_prompt, target_text
+from systems.semid.data import EXPLAIN_PROMPT, constraints, make_examples, rec_prompt, target_text
 from systems.semid.lm import REC, SID_END, SID_START
 from talkwalk_bench.data.card import load_card
 
@@ -73,3 +73,36 @@ def test_next_item_targets_follow_their_history_in_a_real_sequence():
                 + SID_END
             )
         )
+
+
+def test_explain_share_zero_draws_exactly_the_examples_drawn_without_it():
+    a = make_examples(120, sids=SIDS, items=ITEMS, card=CARD, sequences=SEQS, seed=5)
+    b = make_examples(120, sids=SIDS, items=ITEMS, card=CARD, sequences=SEQS, seed=5, explain=0.0)
+    assert a == b and "explain" not in {e.kind for e in a}
+
+
+def test_explanations_state_only_true_attributes_and_a_real_shared_history_item():
+    inv = {target_text(s): it for it, s in SIDS.items()}
+    ex = [
+        e
+        for e in make_examples(
+            400, sids=SIDS, items=ITEMS, card=CARD, sequences=SEQS, seed=2, explain=0.5, eos="</s>"
+        )
+        if e.kind == "explain"
+    ]
+    assert len(ex) > 50
+    for e in ex:
+        assert e.prompt.endswith(EXPLAIN_PROMPT) and e.target.endswith("</s>")
+        it = inv[e.prompt[: -len(EXPLAIN_PROMPT)].rsplit(SID_START, 1)[1]]
+        genre = ITEMS[it]["class"][0]
+        text = e.target
+        assert f'"Film{it}" is ' in text and genre in text
+        assert not any(g in text.split(" film")[0] for g in GENRES if g != genre)
+        if "Like Film" in text:
+            other = text.split("Like Film", 1)[1].split(",", 1)[0]
+            history = {inv[seg.split(SID_END)[0] + SID_END] for seg in e.prompt.split(SID_START)[1:-1]}
+            assert other in history
+            shared = ITEMS[other]["class"][0] == genre or (
+                int(ITEMS[other]["release_year"]) // 10 == int(ITEMS[it]["release_year"]) // 10
+            )
+            assert shared
