@@ -80,24 +80,35 @@ class ContrastiveSystem:
         self.card = card
         card_hash = hashlib.sha256(card.model_dump_json().encode()).hexdigest()[:16]
         self.enc = self._text_encoder or TextEncoder(self.text_model, cache=self.cache)
+        self.qenc = None  # the query-side copy whose top layers train (-S unfreeze_layers); None = frozen text
+        if self.cfg.unfreeze_layers:
+            from systems.contrastive.text import QueryEncoder
+
+            self.qenc = QueryEncoder(self.text_model, self.cfg.unfreeze_layers)
+            if self.qenc.dim != self.enc.dim:
+                raise BenchError(f"-S unfreeze_layers={self.cfg.unfreeze_layers}: the tuned text model is {self.qenc.dim}-d "
+                                 f"but the description encoder is {self.enc.dim}-d; use the same -S text_model for both")
         key = self._key(data, card_hash, seed)
         art = cache_dir() / "contrastive" / "models" / key
         self.artifact_dir = art
         corpus = build_corpus(data, card, self.enc, self.cfg, seed, progress=self.progress)
         self.corpus_stats = {**corpus.stats, "steering_source": corpus.steer_source}
         self.space = corpus.space
-        if (art / "model.pt").exists() and (art / "meta.json").exists():
+        tuned_ok = self.qenc is None or (art / "text_layers.pt").exists()
+        if (art / "model.pt").exists() and (art / "meta.json").exists() and tuned_ok:
             from systems.contrastive.model import SharedSpace
 
             model = SharedSpace(corpus.space.dim, self.enc.dim, tuple(self.cfg.hidden), adapter=self.cfg.adapter)
             model.load_state_dict(torch.load(art / "model.pt", weights_only=True))
             model.eval()
+            if self.qenc is not None:
+                self.qenc.load_top_state_dict(torch.load(art / "text_layers.pt", weights_only=True))
             meta = json.loads((art / "meta.json").read_text())
             self.losses = meta.get("losses", [])
             self.index = ItemIndex.load(art, hnsw_threshold=self.hnsw_threshold)
             self.loaded_from_cache = True
         else:
-            model, self.losses = train(corpus, self.cfg, self.w, seed, progress=self.progress)
+            model, self.losses = train(corpus, self.cfg, self.w, seed, progress=self.progress, query_encoder=self.qenc)
             self.loaded_from_cache = False
         self.model = model
         with torch.no_grad():
@@ -110,10 +121,14 @@ class ContrastiveSystem:
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)
                 torch.save(model.state_dict(), tmp / "model.pt")
+                extra: dict[str, Any] = {}
+                if self.qenc is not None:  # only the trained layers; the rest is the packaged model
+                    torch.save(self.qenc.top_state_dict(), tmp / "text_layers.pt")
+                    extra["text_layers"] = {"unfrozen": self.cfg.unfreeze_layers, "fingerprint": self.qenc.fingerprint()}
                 self.index.save(tmp)
                 (tmp / "meta.json").write_text(json.dumps({
                     "card_hash": card_hash, "train_key": data.key, "seed": seed, "config": config_dict(self.cfg),
-                    "weights": asdict(self.w), "stats": self.corpus_stats, "losses": self.losses}, indent=1))
+                    "weights": asdict(self.w), "stats": self.corpus_stats, "losses": self.losses, **extra}, indent=1))
                 shutil.rmtree(art, ignore_errors=True)
                 os.replace(tmp, art)
         self.item_ids = tuple(data.item_ids)
@@ -154,7 +169,8 @@ class ContrastiveSystem:
         if v is None:
             import torch
 
-            raw = self.enc.encode([text])
+            # what the user says: the tuned query-side encoder when its top layers were trained
+            raw = (self.qenc or self.enc).encode([text])
             with torch.no_grad():
                 v = self.model.text(torch.from_numpy(raw)).numpy()[0]
             if len(self._text_memo) > 100_000:
@@ -163,6 +179,7 @@ class ContrastiveSystem:
         return v
 
     def raw_text(self, text: str) -> np.ndarray:
+        """Frozen MiniLM: the intent prototypes and the polarity probe live in this space (never the tuned one)."""
         return self.enc.encode([text])[0]
 
     def user_vec(self, user: Mapping[str, Any]) -> np.ndarray | None:
@@ -389,4 +406,13 @@ def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
                        "exclude_demote", "exclude_max_share", "exclude_z", "polarity_threshold"}
     if bad:
         raise BenchError(f"system '{name}': unknown argument(s) {', '.join(sorted(bad))}")
+    n = cfg_args.get("unfreeze_layers", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise BenchError(f"-S unfreeze_layers={n}: give a whole number >= 0 (0 keeps the text encoder frozen)")
+    if n:
+        from systems.contrastive.text import num_layers
+
+        top = num_layers(str(rest.get("text_model", "") or ""))
+        if top is not None and n > top:
+            raise BenchError(f"-S unfreeze_layers={n}: the text model has {top} transformer layers; give 0..{top}")
     return ContrastiveSystem(name, TrainConfig(**cfg_args), Weights(**w_args), params=params, **rest)

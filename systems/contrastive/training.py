@@ -41,6 +41,8 @@ class TrainConfig:
     smooth_triples: int = 1024
     title_features: bool = True
     pop_dropout: float = 0.1  # share of known items shown with unknown popularity each step
+    unfreeze_layers: int = 0  # >0: the top N text-model layers train on a query-side copy (steering phrasings)
+    lr_text: float = 5e-5  # learning rate of those layers
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Corpus:
     seqs: list[np.ndarray]  # item indices per user, time order
     rates: list[np.ndarray]
     steer_source: str = ""
+    steer_texts: list[str] = field(default_factory=list)  # the phrasings behind steer_T (query-side encoder input)
     stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -212,14 +215,21 @@ def build_corpus(data: TrainData, card: DatasetCard, enc: TextEncoder, cfg: Trai
         steer_T=E([p.text for p in phrases]) if phrases else np.zeros((0, d), np.float32),
         steer_M=np.stack([p.mask for p in phrases]) if phrases else np.zeros((0, len(items)), bool),
         seq_user=np.array(seq_user, dtype=int), seqs=seqs, rates=rates, steer_source=source,
+        steer_texts=[p.text for p in phrases],
         stats={"items": len(items), "users": len(users), "composites": len(comp_S), "affinity": len(aff_S),
                "ordinal": len(ord_S), "smooth_triples": len(sm_meta[0]), "phrasings": len(phrases),
                "interaction_users": len(seqs), "distinct_texts": len(uniq), "variants": V},
     )
 
 
-def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: bool = True) -> tuple[Any, list[float]]:
-    """Train the shared space; returns (model, loss per step)."""
+def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: bool = True,
+          query_encoder: Any = None) -> tuple[Any, list[float]]:
+    """Train the shared space; returns (model, loss per step).
+
+    With ``query_encoder`` (a ``QueryEncoder``, ``cfg.unfreeze_layers`` > 0) the steering phrasings are
+    encoded by it every step and its top layers train at ``cfg.lr_text``; descriptions keep their
+    frozen embeddings.
+    """
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -230,7 +240,10 @@ def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: boo
     rs = np.random.default_rng(seed)
     d = corpus.item_T.shape[-1]
     model = SharedSpace(corpus.space.dim, d, tuple(cfg.hidden), adapter=cfg.adapter)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters()), "lr": cfg.lr, "weight_decay": 1e-4}]
+    if query_encoder is not None:
+        groups.append({"params": query_encoder.top_parameters(), "lr": cfg.lr_text, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups)
     T = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     item_X, user_X = T(corpus.item_X), T(corpus.user_X)
     n_items = len(corpus.item_ids)
@@ -316,7 +329,10 @@ def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: boo
             parts["interaction"] = multi_positive_nce(q, E_items, pos, scale, (drop | unseen) & ~pos)
         if len(corpus.steer_T):
             b = pick(len(corpus.steer_T), B // 2)
-            t = model.text(T(corpus.steer_T[b]))
+            if query_encoder is not None:
+                t = model.text(query_encoder.forward([corpus.steer_texts[j] for j in b]))
+            else:
+                t = model.text(T(corpus.steer_T[b]))
             parts["steer_text"] = cfg.steer_weight * multi_positive_nce(t, E_items, T(corpus.steer_M[b]), scale)
             if corpus.seqs:
                 users, hists, _, drop = sample_sessions(len(b))
@@ -335,8 +351,13 @@ def train(corpus: Corpus, cfg: TrainConfig, w: Weights, seed: int, progress: boo
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The training config as recorded in the artifact key; the text-tuning fields only when they are in use,
+    so a frozen-text config keeps the key it had before they existed (and its cached model)."""
     out = asdict(cfg)
     out["hidden"] = list(cfg.hidden)
+    if not cfg.unfreeze_layers:
+        for k in ("unfreeze_layers", "lr_text"):
+            out.pop(k)
     return out
 
 
