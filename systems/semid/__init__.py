@@ -26,6 +26,7 @@ def semid(
     base_model: str = "smollm2",
     embedder: str = "contrastive",
     widths: str = "",
+    quantizer: str = "rqvae",
     rqvae_steps: int = 1500,
     spread: bool = True,
     init: str = "projected",

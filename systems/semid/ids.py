@@ -259,6 +259,50 @@ def train_rqvae(
     }
 
 
+def residual_kmeans(
+    emb: np.ndarray,
+    widths: Sequence[int],
+    *,
+    iters: int = 25,
+    redo: int = 3,
+    seed: int = 0,
+    spread: bool = True,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Residual k-means with faiss (GRID's alternative to the RQ-VAE); returns codes [n, levels].
+
+    Level l clusters the residuals left by levels < l into ``widths[l]`` centroids
+    on the L2-normalised embeddings (best of ``redo`` runs); no encoder is trained. The last level is
+    spread like the RQ-VAE's.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(emb, dtype=np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    residual = x.copy()
+    codes = np.zeros((len(x), len(widths)), dtype=np.int64)
+    books = []
+    for lv, w in enumerate(widths):
+        k = int(min(w, len(x)))
+        km = faiss.Kmeans(x.shape[1], k, niter=iters, nredo=redo, seed=seed + lv, verbose=False)
+        km.train(residual)
+        _, a = km.index.search(residual, 1)
+        codes[:, lv] = a[:, 0]
+        books.append(km.centroids.copy())
+        if lv < len(widths) - 1:
+            residual = residual - km.centroids[a[:, 0]]
+    raw = _collision_share(codes)
+    if spread and len(widths) > 1:
+        codes = spread_last_level(codes, residual, books[-1])
+    err = x - sum(b[codes[:, lv]] for lv, b in enumerate(books))
+    return codes, {
+        "collision_rate_nearest": raw,
+        "spread_last_level": bool(spread),
+        "recon_mse": float((err**2).mean()),
+        "iters": iters,
+        "kind": "rkmeans",
+    }
+
+
 def build_table(
     item_ids: Sequence[str],
     emb: np.ndarray,
@@ -268,9 +312,15 @@ def build_table(
     steps: int = 1500,
     seed: int = 0,
     spread: bool = True,
+    quantizer: str = "rqvae",
 ) -> SemanticIdTable:
     widths = tuple(widths or default_widths(len(item_ids)))
-    base, train_info = train_rqvae(emb, widths, steps=steps, seed=seed, spread=spread)
+    if quantizer == "rqvae":
+        base, train_info = train_rqvae(emb, widths, steps=steps, seed=seed, spread=spread)
+    elif quantizer == "rkmeans":
+        base, train_info = residual_kmeans(emb, widths, seed=seed, spread=spread)
+    else:
+        raise ValueError(f"-S quantizer={quantizer}: choose rqvae or rkmeans")
     codes = disambiguate(base)
     stats = {"rqvae": train_info, **codebook_stats(base, widths)}
     if labels is not None:

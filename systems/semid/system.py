@@ -26,6 +26,8 @@ class SemIdRecommender:
 
     def __init__(self, name: str, **params: Any) -> None:
         self.p = dict(params)
+        if self.p.get("quantizer", "rqvae") not in ("rqvae", "rkmeans"):
+            raise BenchError(f"-S quantizer={self.p['quantizer']}: choose rqvae (default) or rkmeans")
         if self.p["decoder"] != "trie":
             raise BenchError(
                 f"-S decoder={self.p['decoder']}: only 'trie' is available here "
@@ -57,7 +59,9 @@ class SemIdRecommender:
         keep = {
             k: v
             for k, v in self.p.items()
-            if k not in INFERENCE_ONLY and not (k == "explain" and not v)
+            if k not in INFERENCE_ONLY
+            and not (k == "explain" and not v)
+            and not (k == "quantizer" and v == "rqvae")
         }
         payload = json.dumps(
             {"v": VERSION, "data": data.key, "seed": seed, "name": self.meta.name, **keep},
@@ -98,6 +102,7 @@ class SemIdRecommender:
                     self.p.get("spread", True),
                     texts,
                 ]
+                + ([] if self.p.get("quantizer", "rqvae") == "rqvae" else [self.p["quantizer"]])
             ).encode()
         ).hexdigest()[:16]
         tpath = cache_dir() / "semid" / "ids" / f"{ids_key}.json"
@@ -122,6 +127,7 @@ class SemIdRecommender:
                 steps=self.p["rqvae_steps"],
                 seed=seed,
                 spread=self.p.get("spread", True),
+                quantizer=self.p.get("quantizer", "rqvae"),
             )
             tmp = tpath.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.table.to_json()))

@@ -93,6 +93,30 @@ def test_rqvae_uses_codebooks_and_groups_clusters():
     )
 
 
+def test_residual_kmeans_level_one_recovers_the_clusters_and_ids_are_unique():
+    pytest.importorskip("faiss")
+    from systems.semid.ids import build_table
+
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(4, 16)) * 3
+    lab = rng.integers(0, 4, 120)
+    emb = centers[lab] + 0.2 * rng.normal(size=(120, 16))
+    t = build_table(
+        [str(i) for i in range(120)],
+        emb,
+        widths=(4, 4, 8),
+        labels=[frozenset([int(x)]) for x in lab],
+        quantizer="rkmeans",
+    )
+    assert t.stats["rqvae"]["kind"] == "rkmeans"
+    assert len({t.sid(str(i)) for i in range(120)}) == 120
+    # four well separated clusters, four level-1 codes: each cluster on exactly one code
+    l1 = t.codes[:, 0]
+    assert all(len(set(l1[lab == c])) == 1 for c in range(4)) and len(set(l1)) == 4
+    with pytest.raises(ValueError, match="quantizer"):
+        build_table(["a", "b"], emb[:2], widths=(2, 2), quantizer="pq")
+
+
 def test_spread_last_level_gives_distinct_codes_nearest_first():
     # items 0,1,2 share the prefix (0, 0); item 3 is alone on (1, 0)
     codes = np.array([[0, 0, 1], [0, 0, 1], [0, 0, 1], [1, 0, 2]])
