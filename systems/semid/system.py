@@ -28,11 +28,19 @@ class SemIdRecommender:
         self.p = dict(params)
         if self.p.get("quantizer", "rqvae") not in ("rqvae", "rkmeans"):
             raise BenchError(f"-S quantizer={self.p['quantizer']}: choose rqvae (default) or rkmeans")
-        if self.p["decoder"] != "trie":
+        if self.p["decoder"] not in ("trie", "outlines", "vllm"):
             raise BenchError(
-                f"-S decoder={self.p['decoder']}: only 'trie' is available here "
-                "(outlines is not installed and vllm needs a GPU host; see docs/semid.md)"
+                f"-S decoder={self.p['decoder']}: choose trie (default), outlines or vllm "
+                "(see docs/semid.md, Decoding)"
             )
+        if self.p["decoder"] == "outlines":
+            from systems.semid.outlines_backend import check_available
+
+            check_available()
+        elif self.p["decoder"] == "vllm":
+            from systems.semid.vllm_backend import check_available
+
+            check_available()
         self.meta = SystemMeta(
             name=name,
             version=VERSION,
@@ -63,6 +71,8 @@ class SemIdRecommender:
             and not (k == "explain" and not v)
             and not (k == "quantizer" and v == "rqvae")
         }
+        if "decoder" in keep:  # inference only, but kept as "trie" so existing keys do not move
+            keep["decoder"] = "trie"
         payload = json.dumps(
             {"v": VERSION, "data": data.key, "seed": seed, "name": self.meta.name, **keep},
             sort_keys=True,
@@ -259,6 +269,9 @@ class SemIdRecommender:
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
         size = max(1, int(self.p.get("rec_batch", 16)))
         got: dict[int, list] = {}
+        if self.p["decoder"] != "trie":  # sampling backends (docs/semid.md, Decoding)
+            got.update(enumerate(self._sampler().decode(prompts, excludes, k=k)))
+            order = []
         for start in range(0, len(order), size):
             part = order[start : start + size]
             res = beam_search_batch(
@@ -282,6 +295,21 @@ class SemIdRecommender:
                 )
             )
         return out
+
+    def _sampler(self) -> Any:
+        """The ``decoder=outlines`` or ``decoder=vllm`` backend, built on first use."""
+        if getattr(self, "_sampler_obj", None) is None:
+            if self.p["decoder"] == "outlines":
+                from systems.semid.outlines_backend import OutlinesSampler
+
+                self._sampler_obj = OutlinesSampler(
+                    self.model, self.tok, self.trie, self.level_tokens
+                )
+            else:
+                from systems.semid.vllm_backend import VllmSampler
+
+                self._sampler_obj = VllmSampler.from_system(self)
+        return self._sampler_obj
 
     def score_catalog(self, requests: Sequence[Request]) -> np.ndarray:
         """Log-probability of every catalog item under the constrained decoder (catalog order)."""
