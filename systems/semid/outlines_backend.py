@@ -106,16 +106,17 @@ def sample_distinct(
     *,
     k: int,
     oversample: int = 2,
+    max_samples: int = 64,
 ) -> list[list[tuple[Sid, float]]]:
     """Top-``k`` distinct, valid, non-excluded ids per request, by repeated grammar-constrained sampling.
 
     ``sample(jobs)`` draws ``n`` completions of request ``i`` under ``grammar``
     for each job ``(i, grammar, n)``. Each round asks, for every unfinished
-    request, for ``oversample`` x the missing count under a grammar without the
-    excluded and already returned ids. Results are sorted by score (best
-    first); when a sample has no score, the list keeps the sampling order
-    with score ``-rank``. A round in which a request gets no new valid id means the
-    grammar was not enforced: ``SystemFailure``.
+    request, for ``oversample`` x the missing count (at most ``max_samples``)
+    under a grammar without the excluded and already returned ids. Results
+    are sorted by score (best first); when a sample has no score, the list
+    keeps the sampling order with score ``-rank``. A round in which a request
+    gets no new valid id means the grammar was not enforced: ``SystemFailure``.
     """
     n = len(excludes)
     banned = [{s for s in map(tuple, e) if trie.is_valid(s)} for e in excludes]
@@ -126,7 +127,11 @@ def sample_distinct(
         if not todo:
             break
         jobs = [
-            (i, id_grammar(trie, level_tokens, banned[i]), oversample * (want[i] - len(found[i])))
+            (
+                i,
+                id_grammar(trie, level_tokens, banned[i]),
+                min(max_samples, oversample * (want[i] - len(found[i]))),
+            )
             for i in todo
         ]
         for (i, _, _), got in zip(jobs, sample(jobs), strict=True):

@@ -103,6 +103,23 @@ def test_sample_distinct_drops_invalid_and_repeated_and_fails_when_unconstrained
         sample_distinct(lambda jobs: [[(bad, 0.0)] for _ in jobs], trie, lm.levels, [[]], k=1)
 
 
+def test_sample_distinct_caps_samples_and_ranks_unscored_by_sampling_order(lm):
+    trie = PrefixTrie(SIDS)
+    asked = []
+
+    def fake(jobs):  # one new id per round, no scores
+        out = []
+        for _, _, n in jobs:
+            asked.append(n)
+            out.append([(spell(SIDS[10 - len(asked)], lm.levels), None)] * n)
+        return out
+
+    got = sample_distinct(fake, trie, lm.levels, [[]], k=3, max_samples=4)[0]
+    assert [s for s, _ in got] == [SIDS[9], SIDS[8], SIDS[7]]
+    assert [v for _, v in got] == [0.0, -1.0, -2.0]
+    assert asked == [4, 4, 2]
+
+
 # ---- outlines ---------------------------------------------------------------------------
 
 
