@@ -46,6 +46,7 @@ def semid(
     decoder: str = "trie",
     catalog_chunk: int = 32,
     rec_batch: int = 16,
+    explain_top: int = 0,
     threads: int = 0,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})

@@ -18,7 +18,7 @@ from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
 VERSION = "2"
 # arguments that change inference only; they are left out of the training cache key
-INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch")
+INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top")
 
 
 class SemIdRecommender:
@@ -45,7 +45,10 @@ class SemIdRecommender:
             name=name,
             version=VERSION,
             params=dict(params),
-            capabilities=frozenset({"scores", "semantic_ids", "steering"}),
+            capabilities=frozenset(
+                {"scores", "semantic_ids", "steering"}
+                | ({"explanations"} if int(self.p.get("explain_top", 0)) > 0 else set())
+            ),
         )
         self.fit_info: dict[str, Any] = {}
 
@@ -287,14 +290,44 @@ class SemIdRecommender:
         out = []
         for i in range(len(requests)):
             items = tuple(self.table.item(s) for s, _ in got[i])
+            why = None
+            if int(self.p.get("explain_top", 0)) > 0 and got[i]:
+                why = self.explain(prompts[i], [s for s, _ in got[i][: int(self.p["explain_top"])]])
             out.append(
                 Ranking(
                     items,
                     tuple(float(v) for _, v in got[i]),
+                    explanation=why,
                     trace={"semantic_ids": [list(s) for s, _ in got[i]]},
                 )
             )
         return out
+
+    def explain(self, prompt_ids: Sequence[int], sids: Sequence[Sequence[int]], max_new_tokens: int = 48) -> str:
+        """The model's own short explanation of each recommended id (greedy; trained by the ``explain`` kind).
+
+        Free text in the base vocabulary (the id tokens are suppressed): it is what
+        the model says, and may be wrong.
+        """
+        import torch
+
+        no_ids = list(range(self.vocab["n_old"], len(self.tok)))
+        no_ids += [t for t in self.tok.all_special_ids if t != self.tok.eos_token_id and t < self.vocab["n_old"]]
+        texts = []
+        for sid in sids:
+            tail = self.tok(D.target_text(sid) + D.EXPLAIN_PROMPT, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([list(prompt_ids) + tail])
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    suppress_tokens=no_ids,
+                    pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id,
+                )
+            texts.append(self.tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).strip())
+        return " | ".join(t for t in texts if t) or None
 
     def _sampler(self) -> Any:
         """The ``decoder=outlines`` or ``decoder=vllm`` backend, built on first use."""

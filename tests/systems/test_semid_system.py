@@ -126,4 +126,17 @@ def test_unknown_decoder_is_a_one_line_error(env):
     from talkwalk_bench.errors import BenchError
 
     with pytest.raises(BenchError, match="decoder"):
-        build_system("semid", {"decoder": "outlines"})
+        build_system("semid", {"decoder": "greedy"})
+
+
+def test_explain_top_fills_the_explanation_from_the_model_and_declares_it(env):
+    plain = fitted("semid-align", env)
+    r = Request("0", history=("4", "5"), conversation=(Turn("something funny"),))
+    assert not plain.meta.has("explanations") and plain.recommend([r], k=3)[0].explanation is None
+    s = fitted("semid-align", env, explain_top=1)
+    assert s.meta.has("explanations")
+    assert s._cache_key(env[1], 0) == plain._cache_key(env[1], 0)  # inference only
+    rank = s.recommend([r], k=3)[0]
+    assert isinstance(rank.explanation, str) and rank.explanation
+    again = s.explain(s._prompt_ids(r), [s.semantic_id(rank.items[0])])
+    assert again == rank.explanation
