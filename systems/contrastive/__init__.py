@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from talkwalk_bench.registry import register_system
+from talkwalk_bench.registry import register_system, register_variant
 
 
 def _build(name: str, args: dict[str, Any], **fixed: Any):
@@ -32,7 +32,7 @@ def _build(name: str, args: dict[str, Any], **fixed: Any):
 
 
 def _defaults(epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hidden: str, adapter: bool,
-              smooth_weight: float, use_steering: bool, use_interactions: bool, w_text: float, w_user: float,
+              smooth_weight: float, use_user: bool, use_steering: bool, use_interactions: bool, w_text: float, w_user: float,
               w_context: float, w_history: float, w_attract: float, w_repulsion: float, w_glide: float, w_negation: float, window: int,
               history_window: int, diversity: float, intent_threshold: float, hnsw_threshold: int,
               text_model: str, progress: bool, steer_weight: float, exclude_demote: bool, exclude_max_share: float,
@@ -42,7 +42,8 @@ def _defaults(epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hid
 
 @register_system("contrastive", description="Seed 001: one contrastive space for metadata and language, FAISS search, steerable query")
 def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 256, lr: float = 1e-3,
-                hidden: str = "512,256", adapter: bool = True, smooth_weight: float = 1.0, use_steering: bool = True,
+                hidden: str = "512,256", adapter: bool = True, smooth_weight: float = 1.0, use_user: bool = True,
+                use_steering: bool = True,
                 use_interactions: bool = True, w_text: float = 1.0, w_user: float = 0.3, w_context: float = 0.3,
                 w_history: float = 1.0, w_attract: float = 1.0, w_repulsion: float = 0.6, w_glide: float = 25.0, w_negation: float = 0.5, window: int = 4,
                 history_window: int = 20, diversity: float = 1.0, intent_threshold: float = 0.62,
@@ -52,19 +53,19 @@ def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 2
     return _build("contrastive", _defaults(**locals()))
 
 
-@register_system("contrastive-no-smooth", description="contrastive without the interpolation smoothing loss")
-def contrastive_no_smooth(epochs: int = 3, steps_per_epoch: int = 120, progress: bool = True):
-    return _build("contrastive-no-smooth", dict(epochs=epochs, steps_per_epoch=steps_per_epoch, progress=progress), smooth_weight=0.0)
+def _variant(name: str, **args: Any):
+    return _build(name, args)
 
 
-@register_system("contrastive-no-user", description="contrastive without user metadata (no user pairs, no profile in the query)")
-def contrastive_no_user(epochs: int = 3, steps_per_epoch: int = 120, progress: bool = True):
-    return _build("contrastive-no-user", dict(epochs=epochs, steps_per_epoch=steps_per_epoch, progress=progress), use_user=False, w_user=0.0)
-
-
-@register_system("contrastive-no-steer", description="contrastive trained without steering phrasings (descriptions only)")
-def contrastive_no_steer(epochs: int = 3, steps_per_epoch: int = 120, progress: bool = True):
-    return _build("contrastive-no-steer", dict(epochs=epochs, steps_per_epoch=steps_per_epoch, progress=progress), use_steering=False)
+# ablations and options as named variants: `contrastive`'s arguments, some defaults changed
+register_variant("contrastive-no-smooth", _variant, like=contrastive, defaults={"smooth_weight": 0.0},
+                 description="contrastive without the interpolation smoothing loss")
+register_variant("contrastive-no-user", _variant, like=contrastive, defaults={"use_user": False, "w_user": 0.0},
+                 description="contrastive without user metadata (no user pairs, no profile in the query)")
+register_variant("contrastive-no-steer", _variant, like=contrastive, defaults={"use_steering": False},
+                 description="contrastive trained without steering phrasings (descriptions only)")
+register_variant("contrastive-ft2", _variant, like=contrastive, defaults={"unfreeze_layers": 2},
+                 description="contrastive with MiniLM's top 2 layers fine-tuned on the query side (-S unfreeze_layers=2)")
 
 
 def contrastive_llm(llm_base_url: str = "", llm_model: str = "", **args: Any):

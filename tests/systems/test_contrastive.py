@@ -512,3 +512,23 @@ def test_llm_variant_builds_from_the_registry_with_contrastive_settings():
     assert s.reasoner is not None and s.reasoner.base_url == "http://127.0.0.1:9/v1" and s.reasoner.model == "m"
     assert s.diversity == ref.diversity and s.w == ref.w and s.cfg == ref.cfg
     assert s.meta.name == "contrastive-llm" and "reasoner" not in s.meta.params
+
+
+def test_variants_take_every_contrastive_argument_and_change_only_their_own_defaults():
+    from talkwalk_bench.registry import build_system, system_defaults
+
+    base = system_defaults("contrastive")
+    changed = {
+        "contrastive-no-smooth": {"smooth_weight": 0.0},
+        "contrastive-no-user": {"use_user": False, "w_user": 0.0},
+        "contrastive-no-steer": {"use_steering": False},
+        "contrastive-ft2": {"unfreeze_layers": 2},
+    }
+    for name, diff in changed.items():
+        d = system_defaults(name)
+        assert set(d) == set(base)
+        assert {k: v for k, v in d.items() if base[k] != v} == diff
+        s, _ = build_system(name, {"epochs": 1})
+        assert s.cfg.epochs == 1 and s.meta.name == name
+    s, _ = build_system("contrastive-no-user")
+    assert s.cfg.use_user is False and s.cfg.smooth_weight == 1.0
