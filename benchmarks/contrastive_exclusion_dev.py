@@ -24,6 +24,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results/contrastive_exclusion_dev.json")
     ap.add_argument("--z", default="0.5,1.0,1.5,2.0,2.5")
+    ap.add_argument("--margins", default="0.05,0.1,0.2,0.3",
+                    help="ground_margin grid for grounding the phrase in a metadata prototype")
+    ap.add_argument("--system", default="contrastive")
     a = ap.parse_args()
     import torch
 
@@ -37,7 +40,7 @@ def main() -> None:
 
     card = load_card("ml-100k")
     ds = load_dataset("ml-100k")
-    system, _ = build_system("contrastive", {"progress": False})
+    system, _ = build_system(a.system, {"progress": False})
     system.fit(leave_one_out(ds).train_data(card), seed=0)
     rows = [dict(ds.items[i]) for i in system.index.ids]
     cases = []
@@ -55,11 +58,11 @@ def main() -> None:
                     negs = split_negation(utt)[1]
                     if negs:
                         sims = system.index.vectors @ system.steer_text(negs[0])
-                        cases.append((utt, sims, truth))
+                        cases.append((utt, sims, truth, negs[0], (_name, value)))
     table = []
     for z in [float(x) for x in a.z.split(",")]:
         prec, rec, none = [], [], 0
-        for _, sims, truth in cases:
+        for _, sims, truth, _, _ in cases:
             m = exclusion_mask(sims, z=z)
             if not m.any():
                 none += 1
@@ -71,8 +74,29 @@ def main() -> None:
                       "recall": round(float(np.mean(rec)), 3), "nothing_marked": round(none / len(cases), 3),
                       "cases": len(cases)})
         print(table[-1], flush=True)
+    # grounding: the phrase's nearest single-value metadata prototype, else the z=1.0 direction mask
+    grounded = []
+    for g in [float(x) for x in a.margins.split(",")]:
+        system.ground_margin = g
+        prec, rec, hit, used = [], [], 0, 0
+        for _, sims, truth, neg, value in cases:
+            v = system.ground(neg)
+            if v is not None:
+                used += 1
+                hit += v == value
+                m = system._carries(*v)
+            else:
+                m = exclusion_mask(sims, z=1.0)
+            prec.append(float((m & truth).sum() / m.sum()) if m.any() else 0.0)
+            rec.append(float((m & truth).sum() / truth.sum()))
+        grounded.append({"ground_margin": g, "grounded": round(used / len(cases), 3),
+                         "grounded_correct": round(hit / max(used, 1), 3),
+                         "precision": round(float(np.mean(prec)), 3), "recall": round(float(np.mean(rec)), 3),
+                         "cases": len(cases)})
+        print(grounded[-1], flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"source": "steering train templates (exclude)", "table": table}, indent=1))
+    Path(a.out).write_text(json.dumps({"source": "steering train templates (exclude)", "system": a.system,
+                                       "table": table, "grounded": grounded}, indent=1))
 
 
 if __name__ == "__main__":

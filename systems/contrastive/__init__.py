@@ -36,7 +36,8 @@ def _defaults(epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hid
               w_context: float, w_history: float, w_attract: float, w_repulsion: float, w_glide: float, w_negation: float, window: int,
               history_window: int, diversity: float, intent_threshold: float, hnsw_threshold: int,
               text_model: str, progress: bool, steer_weight: float, exclude_demote: bool, exclude_max_share: float,
-              exclude_z: float, polarity_threshold: float, unfreeze_layers: int, lr_text: float) -> dict[str, Any]:
+              exclude_z: float, polarity_threshold: float, ground_margin: float, ground_min: float, unfreeze_layers: int,
+              lr_text: float) -> dict[str, Any]:
     return dict(locals())
 
 
@@ -49,7 +50,8 @@ def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 2
                 history_window: int = 20, diversity: float = 1.0, intent_threshold: float = 0.62,
                 hnsw_threshold: int = 100_000, text_model: str = "", progress: bool = True, steer_weight: float = 2.0,
                 exclude_demote: bool = True, exclude_max_share: float = 0.5, exclude_z: float = 1.0,
-                polarity_threshold: float = 1.0, unfreeze_layers: int = 0, lr_text: float = 5e-5):
+                polarity_threshold: float = 1.0, ground_margin: float = 0.1, ground_min: float = 0.6,
+                unfreeze_layers: int = 0, lr_text: float = 5e-5):
     return _build("contrastive", _defaults(**locals()))
 
 

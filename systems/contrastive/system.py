@@ -36,7 +36,8 @@ class ContrastiveSystem:
                  text_model: str = "", intent_threshold: float = 0.62, hnsw_threshold: int = 100_000,
                  diversity: float = 1.0, progress: bool = True, cache: bool = True, reasoner: Any = None,
                  text_encoder: Any = None, exclude_demote: bool = True, exclude_max_share: float = 0.5,
-                 exclude_z: float = 1.0, polarity_threshold: float = 1.0) -> None:
+                 exclude_z: float = 1.0, polarity_threshold: float = 1.0, ground_margin: float = 0.1,
+                 ground_min: float = 0.6) -> None:
         self.cfg, self.w = cfg, weights
         self.text_model = text_model
         self.intent_threshold = intent_threshold
@@ -47,6 +48,7 @@ class ContrastiveSystem:
         self.exclude_demote = exclude_demote
         self.exclude_max_share, self.exclude_z = exclude_max_share, exclude_z
         self.polarity_threshold = polarity_threshold  # cue-free negation: the probe's logit must exceed this
+        self.ground_margin, self.ground_min = ground_margin, ground_min  # ground_margin <= 0: no grounding
         self._neg_memo: dict[str, np.ndarray] = {}
         self.llm_fallbacks = 0  # turns whose LLM rewrite failed and used the raw utterance
         self._llm_turn: str | None = None
@@ -154,7 +156,61 @@ class ContrastiveSystem:
             X = self.enc.encode(pol["exclude"] + pol["other"])
             self.polarity = fit_probe(X, np.r_[np.ones(len(pol["exclude"])), np.zeros(len(pol["other"]))])
         self._neg_memo.clear()
+        self._ground_protos()
         self._fallback = normalize(self.index.vectors[: len(self.item_ids)].mean(0))
+
+    def _ground_protos(self) -> None:
+        """One text prototype per categorical item value: the mean steering-text vector of its card texts.
+
+        The card's language bridge (the value's description and aliases, the texts
+        the space was trained to align) encoded like an utterance. A ruled-out
+        phrase is grounded in the value whose prototype is nearest when that
+        cosine is at least ``ground_min`` and beats the runner-up by ``ground_margin``
+        (both chosen on the steering *train* templates and on made-up phrases,
+        ``benchmarks/contrastive_exclusion_dev.py``). Ordinal bins are left to
+        the direction mask: "nothing before 1970" is a range, not a bin.
+        """
+        self._ground_labels, P = [], []
+        for name, attr in self.card.item.attributes.items():
+            if attr.kind not in ("multi_categorical", "categorical"):
+                continue
+            for label, spec in attr.values.items():
+                texts = [t for t in (spec.description, *spec.aliases) if t]
+                if texts:
+                    v = np.mean([self.steer_text(t) for t in texts], axis=0)
+                    P.append(v / max(float(np.linalg.norm(v)), 1e-12))
+                    self._ground_labels.append((name, label))
+        self._ground_P = np.array(P, np.float32) if P else np.zeros((0, self.index.dim), np.float32)
+
+    def _carries(self, name: str, label: str) -> np.ndarray:
+        """Mask over the index: items whose metadata has this value (or lies in this bin); memoised."""
+        memo = self.__dict__.setdefault("_carry_memo", {})
+        if (name, label) in memo and len(memo[(name, label)]) == len(self.index.ids):
+            return memo[(name, label)]
+        attr = self.card.item.attributes[name]
+        out = np.zeros(len(self.index.ids), bool)
+        for j, it in enumerate(self.index.ids):
+            v = attr.value_of(self._rows.get(it, {}))
+            if attr.kind == "multi_categorical":
+                out[j] = label in v
+            elif attr.kind == "ordinal":
+                b = attr.bin_of(v)
+                out[j] = b is not None and b.label == label
+            else:
+                out[j] = v is not None and str(v) == label
+        memo[(name, label)] = out
+        return out
+
+    def ground(self, phrase: str) -> tuple[str, str] | None:
+        """The item value a phrase names (attribute, value), or None when no prototype is clearly nearest."""
+        if self.ground_margin <= 0 or not len(self._ground_P):
+            return None
+        s = self._ground_P @ self.steer_text(phrase)
+        order = np.argsort(-s, kind="stable")
+        gap = float(s[order[0]] - s[order[1]]) if len(s) > 1 else float("inf")
+        if s[order[0]] < self.ground_min or gap < self.ground_margin:
+            return None
+        return self._ground_labels[int(order[0])]
 
     # ------------------------------------------------------------------ encoders
 
@@ -297,8 +353,12 @@ class ContrastiveSystem:
         for phrase in negated:
             m = self._neg_memo.get(phrase)
             if m is None:
-                m = exclusion_mask(self.index.vectors @ self.steer_text(phrase), z=self.exclude_z,
-                                   max_share=self.exclude_max_share)
+                value = self.ground(phrase)
+                if value is not None:  # the phrase names one item value: rule out exactly its items
+                    m = self._carries(*value)
+                else:
+                    m = exclusion_mask(self.index.vectors @ self.steer_text(phrase), z=self.exclude_z,
+                                       max_share=self.exclude_max_share)
                 if len(self._neg_memo) > 10_000:
                     self._neg_memo.clear()
                 self._neg_memo[phrase] = m
@@ -403,7 +463,7 @@ def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
     w_args = {k[2:] if k.startswith("w_") else k: v for k, v in kw.items() if (k[2:] if k.startswith("w_") else k) in wkeys}
     rest = {k: v for k, v in kw.items() if k not in keys and (k[2:] if k.startswith("w_") else k) not in wkeys}
     bad = set(rest) - {"text_model", "intent_threshold", "hnsw_threshold", "diversity", "progress", "cache", "reasoner", "text_encoder",
-                       "exclude_demote", "exclude_max_share", "exclude_z", "polarity_threshold"}
+                       "exclude_demote", "exclude_max_share", "exclude_z", "polarity_threshold", "ground_margin", "ground_min"}
     if bad:
         raise BenchError(f"system '{name}': unknown argument(s) {', '.join(sorted(bad))}")
     n = cfg_args.get("unfreeze_layers", 0)

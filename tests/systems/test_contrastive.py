@@ -532,3 +532,18 @@ def test_variants_take_every_contrastive_argument_and_change_only_their_own_defa
         assert s.cfg.epochs == 1 and s.meta.name == name
     s, _ = build_system("contrastive-no-user")
     assert s.cfg.use_user is False and s.cfg.smooth_weight == 1.0
+
+
+def test_a_ruled_out_phrase_naming_a_value_demotes_exactly_that_values_items(fitted, small):
+    card = small.card
+    name = next(n for n, a in card.item.attributes.items() if a.kind == "multi_categorical")
+    attr = card.item.attributes[name]
+    phrase = attr.values["Comedy"].aliases[0]
+    s = copy_system(fitted, ground_min=0.2, _neg_memo={})
+    assert s.ground(phrase) == (name, "Comedy")
+    assert s.ground("qqq zzz") is None  # names no value: left to the direction mask
+    truth = np.array(["Comedy" in attr.value_of(dict(small.items.get(i, {}))) for i in s.index.ids])
+    assert truth.any() and not truth.all()
+    np.testing.assert_array_equal(s.demoted((phrase,)), truth)
+    off = copy_system(fitted, ground_margin=0.0, _neg_memo={})
+    assert off.ground(phrase) is None
