@@ -542,7 +542,7 @@ def test_a_ruled_out_phrase_naming_a_value_demotes_exactly_that_values_items(fit
     s = copy_system(fitted, ground_min=0.2, _neg_memo={})
     assert s.ground(phrase) == (name, "Comedy")
     assert s.ground("qqq zzz") is None  # names no value: left to the direction mask
-    truth = np.array(["Comedy" in attr.value_of(dict(small.items.get(i, {}))) for i in s.index.ids])
+    truth = np.array(["Comedy" in attr.value_of(dict(s._rows.get(i, {}))) for i in s.index.ids])  # incl. cold-start items
     assert truth.any() and not truth.all()
     np.testing.assert_array_equal(s.demoted((phrase,)), truth)
     off = copy_system(fitted, ground_margin=0.0, _neg_memo={})
