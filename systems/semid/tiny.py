@@ -5,6 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# a toy id space for decoder tests: 4-level ids over widths (3, 4, 4, 2), two collisions
+TOY_WIDTHS = (3, 4, 4, 2)
+TOY_SIDS = [
+    (0, 0, 0, 0),
+    (0, 0, 0, 1),
+    (0, 1, 2, 0),
+    (0, 3, 3, 0),
+    (1, 0, 1, 0),
+    (1, 2, 2, 0),
+    (1, 2, 3, 0),
+    (2, 1, 0, 0),
+    (2, 1, 0, 1),
+    (2, 3, 1, 0),
+]
+
 WORDS = (
     "user history request which film is this what the genre of a an and with for me something "
     "i want show funny scary old new recent film films movie action comedy drama romance horror "

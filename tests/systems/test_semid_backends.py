@@ -14,23 +14,11 @@ pytest.importorskip("transformers")
 from systems.semid.decode import PrefixTrie, beam_search, item_log_probs  # noqa: E402
 from systems.semid.lm import extend_vocabulary  # noqa: E402
 from systems.semid.outlines_backend import id_grammar, sample_distinct  # noqa: E402
-from systems.semid.tiny import tiny_llama, tiny_tokenizer  # noqa: E402
+from systems.semid.tiny import TOY_SIDS, TOY_WIDTHS, tiny_llama, tiny_tokenizer  # noqa: E402
 from talkwalk_bench.errors import BenchError, SystemFailure  # noqa: E402
 from talkwalk_bench.registry import build_system  # noqa: E402
 
-WIDTHS = (3, 4, 4, 2)
-SIDS = [
-    (0, 0, 0, 0),
-    (0, 0, 0, 1),
-    (0, 1, 2, 0),
-    (0, 3, 3, 0),
-    (1, 0, 1, 0),
-    (1, 2, 2, 0),
-    (1, 2, 3, 0),
-    (2, 1, 0, 0),
-    (2, 1, 0, 1),
-    (2, 3, 1, 0),
-]
+WIDTHS, SIDS = TOY_WIDTHS, TOY_SIDS
 
 
 def byte_level_tokenizer():

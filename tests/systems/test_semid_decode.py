@@ -16,22 +16,10 @@ from systems.semid.decode import (  # noqa: E402
     beam_search_batch,
     item_log_probs,
 )
-from systems.semid.tiny import tiny_llama  # noqa: E402
+from systems.semid.tiny import TOY_SIDS, TOY_WIDTHS, tiny_llama  # noqa: E402
 
-# 4-level ids over widths (3, 4, 4, 2); the first 20 base tokens are "text"
-WIDTHS = (3, 4, 4, 2)
-SIDS = [
-    (0, 0, 0, 0),
-    (0, 0, 0, 1),
-    (0, 1, 2, 0),
-    (0, 3, 3, 0),
-    (1, 0, 1, 0),
-    (1, 2, 2, 0),
-    (1, 2, 3, 0),
-    (2, 1, 0, 0),
-    (2, 1, 0, 1),
-    (2, 3, 1, 0),
-]
+# the toy 4-level ids of tiny.py; the first 20 base tokens are "text"
+WIDTHS, SIDS = TOY_WIDTHS, TOY_SIDS
 N_TEXT = 20
 
 
