@@ -50,6 +50,7 @@ class ContrastiveSystem:
         self.polarity_threshold = polarity_threshold  # cue-free negation: the probe's logit must exceed this
         self.ground_margin, self.ground_min = ground_margin, ground_min  # ground_margin <= 0: no grounding
         self._neg_memo: dict[str, np.ndarray] = {}
+        self._carry_memo: dict[tuple[str, str], np.ndarray] = {}
         self.llm_fallbacks = 0  # turns whose LLM rewrite failed and used the raw utterance
         self._llm_turn: str | None = None
         self._text_encoder = text_encoder  # tests inject a small stand-in
@@ -183,22 +184,14 @@ class ContrastiveSystem:
         self._ground_P = np.array(P, np.float32) if P else np.zeros((0, self.index.dim), np.float32)
 
     def _carries(self, name: str, label: str) -> np.ndarray:
-        """Mask over the index: items whose metadata has this value (or lies in this bin); memoised."""
-        memo = self.__dict__.setdefault("_carry_memo", {})
-        if (name, label) in memo and len(memo[(name, label)]) == len(self.index.ids):
-            return memo[(name, label)]
-        attr = self.card.item.attributes[name]
-        out = np.zeros(len(self.index.ids), bool)
-        for j, it in enumerate(self.index.ids):
-            v = attr.value_of(self._rows.get(it, {}))
-            if attr.kind == "multi_categorical":
-                out[j] = label in v
-            elif attr.kind == "ordinal":
-                b = attr.bin_of(v)
-                out[j] = b is not None and b.label == label
-            else:
-                out[j] = v is not None and str(v) == label
-        memo[(name, label)] = out
+        """Mask over the index: items whose categorical ``name`` has the value ``label``; memoised."""
+        out = self._carry_memo.get((name, label))
+        if out is None:
+            attr = self.card.item.attributes[name]
+            multi = attr.kind == "multi_categorical"
+            values = (attr.value_of(self._rows.get(it, {})) for it in self.index.ids)
+            out = np.array([(label in v) if multi else (v is not None and str(v) == label) for v in values], bool)
+            self._carry_memo[(name, label)] = out
         return out
 
     def ground(self, phrase: str) -> tuple[str, str] | None:
@@ -295,6 +288,7 @@ class ContrastiveSystem:
         self._rows.update({i: dict(items[i]) for i in new})
         self.index.add(new, self._np_meta(X))
         self._neg_memo.clear()
+        self._carry_memo.clear()
         self._pos = {it: j for j, it in enumerate(self.index.ids)}
 
     # ------------------------------------------------------------------ queries
