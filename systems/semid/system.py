@@ -19,6 +19,9 @@ from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 VERSION = "2"
 # arguments that change inference only; they are left out of the training cache key
 INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top")
+# training arguments added after models were cached: at these values they stay out of the key,
+# so models trained before they existed keep their cache entries
+ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae"}
 
 
 class SemIdRecommender:
@@ -70,9 +73,7 @@ class SemIdRecommender:
         keep = {
             k: v
             for k, v in self.p.items()
-            if k not in INFERENCE_ONLY
-            and not (k == "explain" and not v)
-            and not (k == "quantizer" and v == "rqvae")
+            if k not in INFERENCE_ONLY and not (k in ADDED_LATER and v == ADDED_LATER[k])
         }
         if "decoder" in keep:  # inference only, but kept as "trie" so existing keys do not move
             keep["decoder"] = "trie"
@@ -115,7 +116,7 @@ class SemIdRecommender:
                     self.p.get("spread", True),
                     texts,
                 ]
-                + ([] if self.p.get("quantizer", "rqvae") == "rqvae" else [self.p["quantizer"]])
+                + ([] if self.p.get("quantizer", "rqvae") == ADDED_LATER["quantizer"] else [self.p["quantizer"]])
             ).encode()
         ).hexdigest()[:16]
         tpath = cache_dir() / "semid" / "ids" / f"{ids_key}.json"
