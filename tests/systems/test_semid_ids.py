@@ -17,6 +17,14 @@ from systems.semid.ids import (
 )
 
 
+def four_clusters(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """120 points around 4 well separated centres in 16-d, and their cluster labels."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(4, 16)) * 3
+    lab = rng.integers(0, 4, 120)
+    return centers[lab] + 0.2 * rng.normal(size=(120, 16)), lab
+
+
 def test_default_widths_scale_with_catalog():
     assert default_widths(1682) == (16, 32, 32)
     assert default_widths(100) == (8, 16, 16)
@@ -73,10 +81,7 @@ def test_rqvae_uses_codebooks_and_groups_clusters():
     torch.set_num_threads(1)
     from systems.semid.ids import build_table
 
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(4, 16)) * 3
-    lab = rng.integers(0, 4, 120)
-    emb = centers[lab] + 0.2 * rng.normal(size=(120, 16))
+    emb, lab = four_clusters(0)
     t = build_table(
         [str(i) for i in range(120)],
         emb,
@@ -97,10 +102,7 @@ def test_residual_kmeans_level_one_recovers_the_clusters_and_ids_are_unique():
     pytest.importorskip("faiss")
     from systems.semid.ids import build_table
 
-    rng = np.random.default_rng(1)
-    centers = rng.normal(size=(4, 16)) * 3
-    lab = rng.integers(0, 4, 120)
-    emb = centers[lab] + 0.2 * rng.normal(size=(120, 16))
+    emb, lab = four_clusters(1)
     t = build_table(
         [str(i) for i in range(120)],
         emb,
