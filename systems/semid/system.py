@@ -31,6 +31,8 @@ class SemIdRecommender:
         self.p = dict(params)
         if self.p.get("quantizer", "rqvae") not in ("rqvae", "rkmeans"):
             raise BenchError(f"-S quantizer={self.p['quantizer']}: choose rqvae (default) or rkmeans")
+        if not 0 <= float(self.p.get("explain", 0.0)) < 1:
+            raise BenchError(f"-S explain={self.p['explain']}: give the share of explanation examples, 0 <= x < 1")
         if self.p["decoder"] not in ("trie", "outlines", "vllm"):
             raise BenchError(
                 f"-S decoder={self.p['decoder']}: choose trie (default), outlines or vllm "

@@ -127,6 +127,10 @@ def test_unknown_decoder_is_a_one_line_error(env):
 
     with pytest.raises(BenchError, match="decoder"):
         build_system("semid", {"decoder": "greedy"})
+    with pytest.raises(BenchError, match="-S quantizer=pq"):
+        build_system("semid", {"quantizer": "pq"})
+    with pytest.raises(BenchError, match="-S explain=1.5"):
+        build_system("semid", {"explain": 1.5})
 
 
 def test_explain_top_fills_the_explanation_from_the_model_and_declares_it(env):
