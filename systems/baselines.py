@@ -67,8 +67,12 @@ class RandomRanker(_CatalogRanker):
         self._seed = seed + self.seed_offset
 
     def _rng(self, r: Request) -> np.random.Generator:
-        # one stream per (seed, session): the same request gets the same list in any batch order
-        return np.random.default_rng([self._seed, zlib.crc32((r.session_id or r.user_id).encode())])
+        # one stream per request: (seed, session, the conversation so far). The same request gets the
+        # same list in any batch order, and every new turn is a new draw; seeding by session alone
+        # returned one list for every turn of a conversation, which made random look perfectly
+        # reversible and blind to the text in a way a noise floor should not be.
+        key = (r.session_id or r.user_id) + "".join(f"\x1f{t.utterance}\x1e{','.join(t.shown)}" for t in r.conversation)
+        return np.random.default_rng([self._seed, zlib.crc32(key.encode())])
 
     def recommend(self, requests: Sequence[Request], *, k: int) -> list[Ranking]:
         out = []
@@ -90,6 +94,6 @@ def popularity() -> Popularity:
     return Popularity()
 
 
-@register_system("random", description="Uniformly random ranking, seeded")
+@register_system("random", description="Uniformly random ranking, a new seeded draw for every request")
 def random(seed_offset: int = 0) -> RandomRanker:
     return RandomRanker(seed_offset=seed_offset)

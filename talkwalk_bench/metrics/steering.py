@@ -79,19 +79,25 @@ def _kl2(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def steering_precision(target_js: float, off_target_js: float) -> float | None:
-    """Share of the distribution shift that lands on the requested attribute.
+    """Balance of the distribution shift between the requested attribute and the others.
 
-    precision = JS_target / (JS_target + JS_off), with JS the Jensen-Shannon
-    divergence between the attribute's distribution in the list before and
-    after the steer. 1 = only the requested attribute moved; 0 = only the
-    others moved; undefined (None) when nothing moved.
+    precision = (JS_target - JS_off) / (JS_target + JS_off), with JS the
+    Jensen-Shannon divergence between an attribute's distribution in the
+    list before and after the steer. 1 = only the requested attribute moved;
+    0 = it moved no more than the others (a noise system: on ml-100k the JS
+    noise floors of genre and decade are within 0.01 bits of each other);
+    -1 = only the others moved. Undefined (None) when nothing moved (a
+    text-ignoring system).
+
+    The share form JS_target / (JS_target + JS_off) put noise at 0.5, which
+    reads as "half precise"; this is the same quantity as 2 * share - 1.
     """
     if np.isnan(target_js) or np.isnan(off_target_js):
         return None
     total = target_js + off_target_js
     if total <= 0:
         return None
-    return float(target_js / total)
+    return float((target_js - off_target_js) / total)
 
 
 def entropy_bits(p: Sequence[float]) -> float:
@@ -139,10 +145,120 @@ def jaccard_at_k(a: Sequence[str], b: Sequence[str], k: int) -> float:
     return 1.0 if not union else len(sa & sb) / len(union)
 
 
-def preference_sensitivity(a: Sequence[str], b: Sequence[str], k: int) -> float:
-    """preference_sensitivity@K = 1 - Jaccard@K between two lists for the same history
-    under different steering. 0 = the text changed nothing."""
+def preference_sensitivity(share_s_in_s: float, share_s_in_a: float, share_a_in_a: float, share_a_in_s: float) -> float:
+    """Directional sensitivity for two requests S and S' made from the same state.
+
+    sensitivity = 1/2 [(share(P_S, L_S) - share(P_S, L_S')) + (share(P_S', L_S') - share(P_S', L_S))]
+
+    with share(P, L) the constraint-following share of predicate P in list L.
+    Each request's own predicate must be better satisfied by its own list
+    than by the list made for the other request. A system that ignores the
+    text (L_S = L_S') scores exactly 0; a noise system scores 0 in
+    expectation (both lists are exchangeable); a list that moves *away* from
+    what was asked scores below 0. In [-1, 1].
+
+    This replaces 1 - Jaccard(L_S, L_S'), which measures only that the
+    lists differ: a random ranker scored 0.997 on it, first of all systems.
+    """
+    return 0.5 * ((share_s_in_s - share_s_in_a) + (share_a_in_a - share_a_in_s))
+
+
+def list_change(a: Sequence[str], b: Sequence[str], k: int) -> float:
+    """1 - Jaccard@K between two lists: how much they differ, whatever the direction (noise scores ~1)."""
     return 1.0 - jaccard_at_k(a, b, k)
+
+
+def chance_normalised(share: float, chance: float) -> float | None:
+    """Constraint following placed on a scale where chance is 0: (s - c) / (1 - c) above chance, (s - c) / c below.
+
+    1 = every item satisfies the request, 0 = the share expected of a list
+    drawn without regard to the request, -1 = no item satisfies it. Applied
+    to a request kind's mean share and mean chance (never per request: a
+    per-request ratio is biased for noise once the two slopes differ).
+
+    The one-slope form (s - c) / (1 - c) is unbounded below when c is near 1:
+    on ml-100k a kind with chance 0.91 (``exclude``) maps a share of 0.16 to
+    -8.1, so one failing easy kind outweighs every other kind in a macro
+    average (text-only: -0.68 one-slope against +0.11 two-slope, with
+    ``include`` at +0.86). Scaling the part below chance by c keeps every
+    kind in [-1, 1] while leaving the part above chance, and the sign,
+    unchanged. None when c is 0 or 1 (no room on one side).
+    """
+    if not (0.0 < chance < 1.0) or not np.isfinite(share):
+        return None
+    return float((share - chance) / (1.0 - chance) if share >= chance else (share - chance) / chance)
+
+
+def region_bits(n_satisfied: int, k: int) -> float:
+    """Cross-entropy, in bits, of a request's region under a top-K list: -log2((n + 1/2) / (K + 1)).
+
+    n of the K items satisfy the request; the add-half (Jeffreys) smoothing
+    keeps an empty region finite. 0.07 bits at n = K = 10, 4.46 bits at n = 0.
+    """
+    if k < 1 or not 0 <= n_satisfied <= k:
+        raise ValueError("need 0 <= n_satisfied <= k, k >= 1")
+    return float(-np.log2((n_satisfied + 0.5) / (k + 1)))
+
+
+def region_entropy_reduction(n_before: int, n_after: int, k: int) -> float:
+    """steering_entropy_reduction = H(P; L_before) - H(P; L_after), in bits, with H = ``region_bits``.
+
+    How many bits of uncertainty about "is this what I asked for?" the steer
+    removed, measured on the request's own region of the catalog. 0 when the
+    list did not change with respect to the request (a text-ignoring system,
+    exactly), 0 in expectation for noise, >= 0 whenever the steered list
+    satisfies the request at least as often as the neutral one (the oracle),
+    negative when the steer moved the list away from the request.
+
+    The attribute-entropy version, (H(L0) - H(LS)) / H(L0) over the
+    requested attribute's distribution in the list, rewards narrowing
+    whatever its direction: "before 1980" spreads a 1990s-heavy list over
+    four decades, so perfect compliance scored negative.
+    """
+    return region_bits(n_before, k) - region_bits(n_after, k)
+
+
+def mass_entropy_reduction(mass_before: float, mass_after: float) -> float | None:
+    """The same cross-entropy reduction over the full catalog: log2(m_after / m_before).
+
+    m is the probability mass a system's softmaxed catalog scores put on the
+    request's region (unseen items only). None when either mass is 0.
+    """
+    if not (mass_before > 0 and mass_after > 0) or not (np.isfinite(mass_before) and np.isfinite(mass_after)):
+        return None
+    return float(np.log2(mass_after / mass_before))
+
+
+def undo_share(rbo_steer: float, rbo_back: float) -> tuple[float, float] | None:
+    """(moved, undone) for one go-back: moved = 1 - RBO(L0, LS), undone = RBO(L0, LB) - RBO(L0, LS).
+
+    None when the steer did not move the list (moved = 0): there is nothing
+    to undo, and a list that never moved is not evidence of reversibility.
+    The task reports reversibility = sum(undone) / sum(moved) over the
+    episodes where the list moved (``ratio_of_sums``): 1 = "go back"
+    restored the neutral list, 0 = it stayed where the steer took it (or a
+    noise system: every list is as far from L0 as any other), negative = it
+    went further away. A per-episode ratio undone / moved is unstable when
+    the move is tiny (a swap at rank 10 divides by ~0.01).
+    """
+    moved = 1.0 - rbo_steer
+    if moved <= 1e-12:
+        return None
+    return moved, rbo_back - rbo_steer
+
+
+def diversity_slope(ild_variety: float, ild_neutral: float, ild_close: float) -> float | None:
+    """Least-squares slope of ILD against the requested diversity (-1 "stay close", 0 neutral, +1 "more variety").
+
+    slope = (ILD_variety - ILD_close) / 2 (the neutral point has no weight
+    in a three-point slope at -1, 0, 1; it is kept for the ordering check).
+    0 for a system that ignores the text, 0 in expectation for noise,
+    positive when diversity follows the request. None when any ILD is undefined.
+    """
+    vals = (ild_variety, ild_neutral, ild_close)
+    if any(v is None or not np.isfinite(v) for v in vals):
+        return None
+    return float((ild_variety - ild_close) / 2.0)
 
 
 def rbo(a: Sequence[str], b: Sequence[str], p: float = 0.9, depth: int | None = None) -> float:
@@ -226,6 +342,74 @@ def hit_and_rr(items: Sequence[str], target: str, k: int) -> tuple[float, float]
         if it == target:
             return 1.0, 1.0 / r
     return 0.0, 0.0
+
+
+def ratio_of_sums(num: np.ndarray, den: np.ndarray, *, seed: int = 0, n_resamples: int = 2000,
+                  confidence: float = 0.95) -> tuple[float, float, float] | None:
+    """sum(num) / sum(den) over episodes with a percentile bootstrap CI (episodes resampled): (value, low, high)."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    if num.size == 0 or den.sum() <= 0:
+        return None
+    value = float(num.sum() / den.sum())
+    if num.size == 1:
+        return value, value, value
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, num.size, size=(n_resamples, num.size))
+    d = den[idx].sum(axis=1)
+    r = num[idx].sum(axis=1) / np.where(d > 0, d, np.nan)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.nanquantile(r, [alpha, 1.0 - alpha])
+    return value, float(min(lo, value)), float(max(hi, value))
+
+
+def macro_chance_normalised(shares: np.ndarray, chances: np.ndarray, counts: np.ndarray, *, seed: int = 0,
+                            n_resamples: int = 2000, confidence: float = 0.95
+                            ) -> tuple[float, float, float, dict[int, float | None]] | None:
+    """Macro average over request kinds of ``chance_normalised(mean share, mean chance)``, with a bootstrap CI.
+
+    ``shares``, ``chances`` and ``counts`` are (episodes x kinds): the sum of
+    the episode's shares and chances over its requests of each kind, and how
+    many there were. Episodes are resampled whole (an episode's requests of
+    different kinds stay together); a kind missing from a resample is left
+    out of that resample's average. Returns (value, low, high, per-kind value).
+    """
+    S, C, N = (np.asarray(a, dtype=np.float64) for a in (shares, chances, counts))
+    if S.ndim != 2 or S.shape[0] == 0:
+        return None
+
+    def macro(s: np.ndarray, c: np.ndarray, n: np.ndarray) -> np.ndarray:
+        # s, c, n: (resamples x kinds) sums; returns (resamples,) macro averages
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ms, mc = s / n, c / n
+            up = (ms - mc) / (1.0 - mc)
+            down = (ms - mc) / mc
+            v = np.where(ms >= mc, up, down)
+        ok = (n > 0) & (mc > 0) & (mc < 1) & np.isfinite(v)
+        v = np.where(ok, v, 0.0)
+        return v.sum(axis=1) / np.maximum(ok.sum(axis=1), 1) + np.where(ok.any(axis=1), 0.0, np.nan)
+
+    per_kind = {}
+    tot_s, tot_c, tot_n = S.sum(0), C.sum(0), N.sum(0)
+    for j in range(S.shape[1]):
+        per_kind[j] = chance_normalised(tot_s[j] / tot_n[j], tot_c[j] / tot_n[j]) if tot_n[j] > 0 else None
+    value = float(macro(tot_s[None], tot_c[None], tot_n[None])[0])
+    if not np.isfinite(value):
+        return None
+    n = S.shape[0]
+    if n == 1:
+        return value, value, value, per_kind
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_resamples)
+    block = max(1, min(n_resamples, 5_000_000 // max(n, 1)))
+    for b0 in range(0, n_resamples, block):
+        nb = min(block, n_resamples - b0)
+        draws = rng.integers(0, n, size=(nb, n)) + (np.arange(nb) * n)[:, None]
+        W = np.bincount(draws.ravel(), minlength=nb * n).reshape(nb, n).astype(np.float64)
+        boot[b0:b0 + nb] = macro(W @ S, W @ C, W @ N)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.nanquantile(boot, [alpha, 1.0 - alpha])
+    return value, float(min(lo, value)), float(max(hi, value)), per_kind
 
 
 def mean_or_none(values: Iterable[float | None]) -> float | None:

@@ -433,28 +433,44 @@ class SteerabilityFamily(Family):
         n_cand = len(self.iv.item_ids) - len(set(hidx.tolist()))
         m: dict[str, float | None] = {}
         chance: dict[str, float | None] = {}
-        skind = e.data["steer"]["kind"]
-        requests = [(skind, sp, LS), (skind, ap, LA)]
+        requests = [("steer", e.data["steer"]["kind"], sp, LS), ("alt", e.data["alt"]["kind"], ap, LA)]
         if anchored is not None:
-            requests.append((anchored[0].kind, anchored[0].predicate, LR))
+            requests.append(("anchored", anchored[0].kind, anchored[0].predicate, LR))
+
+        def share(p: Predicate, lst: list[str], k: int) -> float:
+            return M.satisfied_share(lst, lambda it: self.iv.satisfies(p, it), k)
+
+        # per request: its share, the share of the system's own neutral list on the same predicate, chance
+        per_request: dict[str, dict[str, Any]] = {}
+        for name, kind, p, lst in requests:
+            c = self._support(p, hidx) / max(1, n_cand)
+            sc: dict[str, Any] = {"kind": kind, "chance": c}
+            for k in ks:
+                sc[f"share@{k}"] = share(p, lst, k)
+                sc[f"neutral_share@{k}"] = share(p, L0, k)
+            n_after = round(sc[f"share@{kmax}"] * kmax)
+            n_before = round(sc[f"neutral_share@{kmax}"] * kmax)
+            sc["entropy_reduction_bits"] = M.region_entropy_reduction(n_before, n_after, kmax)
+            per_request[name] = sc
+
         for k in ks:
-            shares, chances = [], []
-            per_kind: dict[str, list[tuple[float, float]]] = {}
-            for kind, p, lst in requests:
-                s = M.satisfied_share(lst, lambda it, p=p: self.iv.satisfies(p, it), k)
-                c = self._support(p, hidx) / max(1, n_cand)
-                shares.append(s)
-                chances.append(c)
-                per_kind.setdefault(kind, []).append((s, c))
-            m[f"constraint_following@{k}"] = float(np.mean(shares))
-            chance[f"constraint_following@{k}"] = float(np.mean(chances))
+            per_kind: dict[str, list[tuple[float, float, float]]] = {}
+            for name, kind, _, _ in requests:
+                sc = per_request[name]
+                per_kind.setdefault(kind, []).append((sc[f"share@{k}"], sc["chance"], sc[f"share@{k}"] - sc[f"neutral_share@{k}"]))
+            allr = [x for vals in per_kind.values() for x in vals]
+            m[f"constraint_following@{k}"] = float(np.mean([s for s, _, _ in allr]))
+            chance[f"constraint_following@{k}"] = float(np.mean([c for _, c, _ in allr]))
+            m[f"steering_lift@{k}"] = float(np.mean([d for _, _, d in allr]))
             for kind, vals in per_kind.items():
-                m[f"constraint_following@{k}/{kind}"] = float(np.mean([s for s, _ in vals]))
-                chance[f"constraint_following@{k}/{kind}"] = float(np.mean([c for _, c in vals]))
+                m[f"constraint_following@{k}/{kind}"] = float(np.mean([s for s, _, _ in vals]))
+                chance[f"constraint_following@{k}/{kind}"] = float(np.mean([c for _, c, _ in vals]))
+                m[f"steering_lift@{k}/{kind}"] = float(np.mean([d for _, _, d in vals]))
             cand = self._candidates(hist)
             m[f"attribute_control@{k}"] = M.mean_or_none(self._control(p, lst[:k]) for p, lst in ((sp, LS), (ap, LA)))
             chance[f"attribute_control@{k}"] = M.mean_or_none(self._control(p, cand) for p in (sp, ap))
-            m[f"preference_sensitivity@{k}"] = M.preference_sensitivity(LS, LA, k)
+            m[f"preference_sensitivity@{k}"] = M.preference_sensitivity(
+                per_request["steer"][f"share@{k}"], share(sp, LA, k), per_request["alt"][f"share@{k}"], share(ap, LS, k))
             hit, rr = M.hit_and_rr(LS, e.data["target"], k)
             m[f"relevance_under_steering@{k}"] = hit
             m[f"relevance_under_steering/RR@{k}"] = rr
@@ -475,56 +491,62 @@ class SteerabilityFamily(Family):
         m["steering_precision/off_target_js"] = o_js
         m["steering_precision"] = (M.steering_precision(t_js, o_js) if t_js is not None and o_js is not None else None)
 
-        # entropy reduction
-        def topk_entropy(lst):
-            return sum(M.entropy_bits(M.distribution(self._attr_values(a, lst), self._support_of(a))) for a in targets)
-
-        topk_red = M.entropy_reduction(topk_entropy(L0), topk_entropy(LS))
-        m["steering_entropy_reduction/topk"] = topk_red
+        # entropy reduction: bits of uncertainty about the request's own region, neutral list -> steered list
+        m["steering_entropy_reduction"] = float(np.mean([sc["entropy_reduction_bits"] for sc in per_request.values()]))
         if ent_scores is not None:
             mask = np.ones(len(self.iv.item_ids), dtype=bool)
             mask[hidx] = False
-            h0 = M.entropy_bits(M.softmax(ent_scores[0][i], mask))
-            h1 = M.entropy_bits(M.softmax(ent_scores[1][i], mask))
-            m["steering_entropy_reduction"] = M.entropy_reduction(h0, h1)
-        else:
-            m["steering_entropy_reduction"] = topk_red
+            region = self._mask(sp) & mask
+            mb = float(M.softmax(ent_scores[0][i], mask)[region].sum())
+            ma = float(M.softmax(ent_scores[1][i], mask)[region].sum())
+            m["steering_entropy_reduction/scores"] = M.mass_entropy_reduction(mb, ma)
 
-        # reversibility and diversity
-        m["reversibility"] = M.rbo(L0, LB, p=self.params.rbo_p, depth=kmax)
+        # reversibility: how much of the steer's move "go back" undoes (summarised as a ratio of sums)
+        rbo_s = M.rbo(L0, LS, p=self.params.rbo_p, depth=kmax)
+        rbo_b = M.rbo(L0, LB, p=self.params.rbo_p, depth=kmax)
+        undo = M.undo_share(rbo_s, rbo_b)
+        m["reversibility/moved"] = None if undo is None else undo[0]
+        m["reversibility/undone"] = None if undo is None else undo[1]
+        m["reversibility/rbo_back"] = rbo_b
+
         ild_v, ild_n, ild_c = self._ild(LV), self._ild(L0), self._ild(LC)
-        m["diversity_gradient"] = M.diversity_ordering(ild_v, ild_n, ild_c)
+        m["diversity_gradient"] = M.diversity_slope(ild_v, ild_n, ild_c)
+        m["diversity_gradient/ordered"] = M.diversity_ordering(ild_v, ild_n, ild_c)
         m["ild/more_variety"] = None if math.isnan(ild_v) else ild_v
         m["ild/neutral"] = None if math.isnan(ild_n) else ild_n
         m["ild/stay_close"] = None if math.isnan(ild_c) else ild_c
-        chance["diversity_gradient"] = 1.0 / 6.0
+        chance["diversity_gradient/ordered"] = 1.0 / 6.0
 
         if traces is not None:
             m["steering_traceability"] = self._traceability(traces[i], sp)
+
+        def clean(x: float | None) -> float | None:
+            return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
         return {
             "target": e.data["target"],
             "requests": {
                 "neutral": e.data["neutral"],
-                "steer": {**e.data["steer"], "support": self._support(sp, hidx), "consistent": self.iv.satisfies(sp, e.data["target"])},
-                "alt": {**e.data["alt"], "support": self._support(ap, hidx)},
+                "steer": {**e.data["steer"], "support": self._support(sp, hidx), "consistent": self.iv.satisfies(sp, e.data["target"]),
+                          "scores": per_request["steer"]},
+                "alt": {**e.data["alt"], "support": self._support(ap, hidx), "scores": per_request["alt"]},
                 "more_variety": e.data["more_variety"], "stay_close": e.data["stay_close"], "go_back": e.data["go_back"],
                 "anchored": None if anchored is None else {"kind": anchored[0].kind, "utterance": anchored[1],
                                                            "predicate": anchored[0].predicate.to_dict(),
-                                                           "support": self._support(anchored[0].predicate, hidx)},
+                                                           "support": self._support(anchored[0].predicate, hidx),
+                                                           "scores": per_request["anchored"]},
             },
             "lists": {"neutral": L0, "steer": LS, "alt": LA, "more_variety": LV, "stay_close": LC, "go_back": LB, "anchored": LR},
             "chance": chance,
-            "metrics": {name: (None if m[name] is None or (isinstance(m[name], float) and math.isnan(m[name])) else float(m[name]))
-                        for name in self._ordered(m)},
+            "metrics": {name: clean(m[name]) for name in self._ordered(m)},
         }
 
     def _ordered(self, m: dict[str, Any]) -> list[str]:
         """Headline metrics first (leaderboards show the first columns), then per-kind and component values."""
         k = max(self.spec.k) if 10 not in self.spec.k else 10
-        head = [f"constraint_following@{k}", f"attribute_control@{k}", f"preference_sensitivity@{k}", "steering_precision",
-                "steering_entropy_reduction/topk", "steering_entropy_reduction", "reversibility", "diversity_gradient",
-                "steering_traceability", f"relevance_under_steering@{k}"]
+        head = [f"constraint_following@{k}", f"steering_lift@{k}", f"preference_sensitivity@{k}", "steering_entropy_reduction",
+                "diversity_gradient", f"attribute_control@{k}", "steering_precision", "steering_traceability",
+                f"relevance_under_steering@{k}"]
         return [n for n in head if n in m] + [n for n in m if n not in head]
 
     # -- traceability ----------------------------------------------------------
@@ -578,9 +600,66 @@ class SteerabilityFamily(Family):
             "docs": "docs/steering.md",
         }
 
+    def _request_scores(self, records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Per ok episode, the scored requests (steer, alt, anchored when played)."""
+        out = []
+        for r in records:
+            if r.get("status", "ok") != "ok":
+                continue
+            reqs = r.get("requests", {})
+            out.append([reqs[n]["scores"] for n in ("steer", "alt", "anchored") if reqs.get(n) and "scores" in reqs[n]])
+        return out
+
+    def _normalised(self, records: list[dict[str, Any]]) -> dict[str, Estimate]:
+        """constraint_following_norm@K: per kind, chance_normalised(mean share, mean chance); macro average over kinds."""
+        eps = self._request_scores(records)
+        kinds = sorted({sc["kind"] for ep in eps for sc in ep})
+        if not eps or not kinds:
+            return {}
+        col = {kd: j for j, kd in enumerate(kinds)}
+        out: dict[str, Estimate] = {}
+        boot = self.spec.bootstrap
+        for k in self.spec.k:
+            S, C, N = (np.zeros((len(eps), len(kinds))) for _ in range(3))
+            for i, ep in enumerate(eps):
+                for sc in ep:
+                    j = col[sc["kind"]]
+                    S[i, j] += sc[f"share@{k}"]
+                    C[i, j] += sc["chance"]
+                    N[i, j] += 1
+            res = M.macro_chance_normalised(S, C, N, seed=self.ctx.seed, n_resamples=boot.n_resamples, confidence=boot.confidence)
+            name = f"constraint_following_norm@{k}"
+            if res is None:
+                out[name] = not_available("no request kind with a chance level strictly between 0 and 1")
+                continue
+            value, lo, hi, per_kind = res
+            out[name] = Estimate(value, lo, hi, len(eps))
+            for kind, j in col.items():
+                has = N[:, j] > 0
+                sub = M.macro_chance_normalised(S[has][:, [j]], C[has][:, [j]], N[has][:, [j]], seed=self.ctx.seed,
+                                                n_resamples=boot.n_resamples, confidence=boot.confidence)
+                out[f"{name}/{kind}"] = (Estimate(sub[0], sub[1], sub[2], int(has.sum())) if sub is not None else
+                                         not_available(f"no {kind} request with a chance level strictly between 0 and 1",
+                                                       int(has.sum())))
+        return out
+
+    def _reversibility(self, records: list[dict[str, Any]]) -> Estimate:
+        ok = [r for r in records if r.get("status", "ok") == "ok"]
+        pairs = [(r["metrics"].get("reversibility/undone"), r["metrics"].get("reversibility/moved")) for r in ok]
+        pairs = [(u, mv) for u, mv in pairs if u is not None and mv is not None]
+        if not pairs:
+            return not_available("the steer never moved the list (L0 = LS in every episode), so there is nothing to undo")
+        boot = self.spec.bootstrap
+        res = M.ratio_of_sums(np.array([u for u, _ in pairs]), np.array([mv for _, mv in pairs]), seed=self.ctx.seed,
+                              n_resamples=boot.n_resamples, confidence=boot.confidence)
+        if res is None:
+            return not_available("the steer never moved the list, so there is nothing to undo")
+        return Estimate(res[0], res[1], res[2], len(pairs))
+
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Estimate]:
         meta = getattr(self.ctx.system, "meta", None)
-        out: dict[str, Estimate] = {}
+        out: dict[str, Estimate] = self._normalised(records)
+        out["reversibility"] = self._reversibility(records)
         if meta is None or not meta.has("query_trace"):
             name = getattr(meta, "name", "the system")
             out["steering_traceability"] = not_available(
@@ -602,11 +681,13 @@ class SteerabilityFamily(Family):
             kinds[r["requests"]["steer"]["kind"]] = kinds.get(r["requests"]["steer"]["kind"], 0) + 1
         return {
             "chance": {n: c for n, c in chance.items() if c is not None},
-            "entropy_source": ("softmax of the system's score_catalog scores over the unseen catalog (bits)" if has_scores
-                               else "the requested attributes' distribution over the top-K list (bits)"),
-            "entropy_topk_source": "steering_entropy_reduction/topk: the requested attributes' distribution over the top-K list (bits), for every system",
+            "entropy_source": "steering_entropy_reduction: -log2 of the request's smoothed share in the top-K list, neutral minus steered "
+                              "(bits), for every system"
+                              + ("; /scores: log2 of the softmaxed score_catalog mass on the request's region, steered over neutral"
+                                 if has_scores else ""),
             "chance_definition": "share of the user's unseen catalog satisfying the request (constraint_following, attribute_control), "
-                                 "K / unseen items (relevance), 1/6 for three exchangeable lists (diversity_gradient)",
+                                 "K / unseen items (relevance), 1/6 for three exchangeable lists (diversity_gradient/ordered); "
+                                 "constraint_following_norm puts each kind's chance at 0",
             "diversity_features": "cosine over [categorical multi-hot, ordinal bin one-hot], each block unit length",
             "phrasing_source": self.template_source,
             "steer_kinds": kinds,

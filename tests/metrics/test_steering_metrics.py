@@ -45,8 +45,10 @@ def test_js_divergence_hand_values():
 
 
 def test_steering_precision():
-    assert M.steering_precision(0.3, 0.1) == pytest.approx(0.75)
-    assert M.steering_precision(0.0, 0.2) == 0.0
+    assert M.steering_precision(0.3, 0.1) == pytest.approx(0.5)
+    assert M.steering_precision(0.2, 0.2) == 0.0  # the requested attribute moved no more than the others
+    assert M.steering_precision(0.0, 0.2) == -1.0
+    assert M.steering_precision(0.2, 0.0) == 1.0
     assert M.steering_precision(0.0, 0.0) is None
     assert M.steering_precision(float("nan"), 0.1) is None
 
@@ -74,12 +76,83 @@ def test_softmax_matches_scipy_and_masks():
     assert M.entropy_bits(M.softmax(np.zeros(8))) == pytest.approx(3.0)
 
 
-def test_jaccard_and_preference_sensitivity():
+def test_jaccard_and_list_change():
     assert M.jaccard_at_k(["1", "2", "3"], ["2", "3", "4"], 3) == pytest.approx(0.5)
-    assert M.preference_sensitivity(["1", "2", "3"], ["2", "3", "4"], 3) == pytest.approx(0.5)
-    assert M.preference_sensitivity(["1", "2"], ["2", "1"], 2) == 0.0  # order does not matter
-    assert M.preference_sensitivity(["1", "2", "3"], ["1", "9", "8"], 1) == 0.0  # only the top-K counts
-    assert M.preference_sensitivity([], [], 3) == 0.0
+    assert M.list_change(["1", "2", "3"], ["2", "3", "4"], 3) == pytest.approx(0.5)
+    assert M.list_change(["1", "2"], ["2", "1"], 2) == 0.0  # order does not matter
+    assert M.list_change([], [], 3) == 0.0
+
+
+def test_preference_sensitivity_is_directional():
+    # each list satisfies its own request more than the other's: (0.8 - 0.2 + 0.6 - 0.4) / 2
+    assert M.preference_sensitivity(0.8, 0.2, 0.6, 0.4) == pytest.approx(0.4)
+    # the same list for both requests (a text-ignoring system): exactly 0, whatever it holds
+    assert M.preference_sensitivity(0.3, 0.3, 0.7, 0.7) == 0.0
+    # lists that differ but swap the requests: negative, although 1 - Jaccard would be 1
+    assert M.preference_sensitivity(0.1, 0.9, 0.2, 0.8) < 0
+
+
+def test_chance_normalised_two_slopes():
+    assert M.chance_normalised(1.0, 0.9) == pytest.approx(1.0)
+    assert M.chance_normalised(0.9, 0.9) == 0.0
+    assert M.chance_normalised(0.0, 0.9) == pytest.approx(-1.0)
+    assert M.chance_normalised(0.45, 0.9) == pytest.approx(-0.5)  # one slope would say -4.5
+    assert M.chance_normalised(0.55, 0.1) == pytest.approx(0.5)
+    assert M.chance_normalised(0.5, 0.0) is None and M.chance_normalised(0.5, 1.0) is None
+
+
+def test_macro_chance_normalised_averages_kinds_not_requests():
+    # kind 0: 3 episodes x 1 request at chance 0.5, shares 1, 1, 1 -> +1
+    # kind 1: 1 episode x 2 requests at chance 0.9, shares 0.45 each -> -0.5
+    S = np.array([[1.0, 0.9], [1.0, 0.0], [1.0, 0.0]])
+    C = np.array([[0.5, 1.8], [0.5, 0.0], [0.5, 0.0]])
+    N = np.array([[1, 2], [1, 0], [1, 0]])
+    value, lo, hi, per_kind = M.macro_chance_normalised(S, C, N, n_resamples=200)
+    assert value == pytest.approx(0.25)
+    assert per_kind == {0: pytest.approx(1.0), 1: pytest.approx(-0.5)}
+    assert lo <= value <= hi
+
+
+def test_macro_chance_normalised_noise_is_zero_within_its_ci():
+    # random top-10 lists, request by request, for kinds at chance 0.05, 0.3 and 0.9 (the kink sits at chance)
+    chances = np.array([0.05, 0.3, 0.9])
+    covered, values = 0, []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        S = np.stack([rng.binomial(10, c, size=200) / 10 for c in chances], axis=1)
+        value, lo, hi, _ = M.macro_chance_normalised(S, np.tile(chances, (200, 1)), np.ones((200, 3)), n_resamples=300, seed=seed)
+        covered += lo <= 0.0 <= hi
+        values.append(value)
+    assert covered >= 34  # ~95 % intervals: at most a few of 40 miss 0
+    assert abs(np.mean(values)) < 0.02
+
+
+def test_region_entropy_reduction():
+    assert M.region_bits(10, 10) == pytest.approx(-math.log2(10.5 / 11))
+    assert M.region_entropy_reduction(4, 4, 10) == 0.0
+    assert M.region_entropy_reduction(2, 10, 10) > 0 > M.region_entropy_reduction(10, 2, 10)
+    assert M.region_entropy_reduction(0, 10, 10) == pytest.approx(math.log2(10.5 / 0.5))
+    with pytest.raises(ValueError):
+        M.region_bits(11, 10)
+    assert M.mass_entropy_reduction(0.1, 0.4) == pytest.approx(2.0)
+    assert M.mass_entropy_reduction(0.0, 0.4) is None
+
+
+def test_undo_share_and_ratio_of_sums():
+    assert M.undo_share(1.0, 0.3) is None  # the steer did not move the list: nothing to undo
+    moved, undone = M.undo_share(0.2, 1.0)
+    assert moved == pytest.approx(0.8) and undone == pytest.approx(0.8)
+    assert M.undo_share(0.2, 0.2)[1] == 0.0  # go back left the list where the steer took it
+    value, lo, hi = M.ratio_of_sums(np.array([0.8, 0.0, 0.4]), np.array([0.8, 0.4, 0.8]), n_resamples=200)
+    assert value == pytest.approx(1.2 / 2.0) and lo <= value <= hi
+    assert M.ratio_of_sums(np.array([0.0]), np.array([0.0])) is None
+
+
+def test_diversity_slope():
+    assert M.diversity_slope(0.8, 0.5, 0.2) == pytest.approx(0.3)
+    assert M.diversity_slope(0.5, 0.5, 0.5) == 0.0
+    assert M.diversity_slope(0.2, 0.5, 0.8) == pytest.approx(-0.3)
+    assert M.diversity_slope(float("nan"), 0.5, 0.2) is None
 
 
 def test_rbo_hand_values():
