@@ -40,6 +40,7 @@ class CellOutcome:
 def plan(systems: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], out_dir: Path, dataset: str | None = None,
          system_args: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
     from talkwalk_bench.data.dataset import resolve_dataset
+    from talkwalk_bench.paths import inside
     from talkwalk_bench.registry import SYSTEMS
     from talkwalk_bench.tasks.spec import load_spec
 
@@ -50,7 +51,9 @@ def plan(systems: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], out
         for system in systems:
             SYSTEMS.entry(system)
             for seed in seeds:
-                out = Path(out_dir) / spec.name / f"{system}__{ds_name}__seed{seed}.json"
+                if seed < 0 or seed >= 2**32:
+                    raise BenchError(f"--seeds: seed {seed} is out of range; seeds are whole numbers from 0 to 2**32 - 1")
+                out = inside(Path(out_dir) / spec.name / f"{system}__{ds_name}__seed{seed}.json", Path(out_dir))
                 args = tuple(sorted((system_args or {}).get(system, {}).items()))
                 cells.append(Cell(system, task, int(seed), str(out), dataset, args))
     return cells

@@ -23,3 +23,23 @@ def cache_dir() -> Path:
     """Trained-model cache: $TALKWALK_CACHE_DIR or ~/.cache/talkwalk-bench."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "talkwalk-bench"
     return Path(os.environ.get("TALKWALK_CACHE_DIR", default))
+
+
+def safe_name(value: str, what: str) -> str:
+    """A name used as a file or folder name: no separators, no ``..``, nothing hidden or empty."""
+    bad = (not value or value in (".", "..") or value.startswith(".") or "/" in value or "\\" in value
+           or "\0" in value or any(ord(c) < 32 for c in value))
+    if bad:
+        raise ValueError(f"{what} {value!r} is used as a file name: use letters, digits, '-', '_' or '.' "
+                         "(no '/', '\\\\', leading '.' or '..')")
+    return value
+
+
+def inside(path: Path, root: Path, what: str = "output") -> Path:
+    """``path``, after checking it stays under ``root`` (names from specs must not climb out of it)."""
+    from talkwalk_bench.errors import BenchError
+
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise BenchError(f"{path}: {what} would be written outside {root}; check the task, suite and system names")
+    return path

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from talkwalk_bench.errors import SpecError, UnknownNameError
-from talkwalk_bench.paths import tasks_dir
+from talkwalk_bench.paths import safe_name, tasks_dir
 from talkwalk_bench.registry import did_you_mean
 from talkwalk_bench.yamlio import load_model
 
@@ -19,6 +19,24 @@ class SuiteRun(BaseModel):
     systems: list[str]
     system_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("task")
+    @classmethod
+    def _task_file_name(cls, v: str) -> str:
+        p = Path(v)
+        safe_name(p.stem if p.suffix in (".yaml", ".yml") else v, "task name")  # it names a results folder
+        return v
+
+    @field_validator("systems")
+    @classmethod
+    def _file_names(cls, v: list[str]) -> list[str]:
+        return [safe_name(s, "system name") for s in v]  # each names a result file
+
+    @property
+    def task_dir(self) -> str:
+        """The folder of this task's results: the task name, or a spec file's stem."""
+        p = Path(self.task)
+        return p.stem if p.suffix in (".yaml", ".yml") else self.task
+
 
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -27,6 +45,18 @@ class Suite(BaseModel):
     dataset: str | None = None
     seeds: list[int] = Field(default_factory=lambda: [0])
     runs: list[SuiteRun]
+
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, v: str) -> str:
+        return safe_name(v, "suite name")  # it names the default output folder
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v or any(s < 0 or s >= 2**32 for s in v):
+            raise ValueError("seeds must be a non-empty list of whole numbers from 0 to 2**32 - 1")
+        return v
 
 
 def suite_files() -> dict[str, Path]:

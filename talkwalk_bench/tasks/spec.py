@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from talkwalk_bench.errors import SpecError, UnknownNameError
-from talkwalk_bench.paths import tasks_dir
+from talkwalk_bench.paths import safe_name, tasks_dir
 from talkwalk_bench.registry import did_you_mean
 from talkwalk_bench.yamlio import read_yaml, validate
 
@@ -48,6 +48,11 @@ class TaskSpec(Strict):
     batch_size: int = Field(256, ge=1)
     bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, v: str) -> str:
+        return safe_name(v, "task name")  # it names the run's output folder
 
     @field_validator("k")
     @classmethod
