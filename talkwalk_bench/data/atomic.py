@@ -7,6 +7,7 @@ Types: ``token`` (str), ``token_seq`` (tuple of str, space-separated),
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,27 @@ class AtomicTable:
         return [dict(zip(names, vals, strict=True)) for vals in zip(*self.columns.values(), strict=True)]
 
 
+_TYPED = re.compile(r"[^\t]*?:(?:" + "|".join(sorted(FIELD_TYPES, key=len, reverse=True)) + r")(?=$|[^\w])")
+_SEPARATORS = {",": "','", ";": "';'", "|": "'|'", " ": "spaces"}
+
+
+def _other_separator(text: str) -> str | None:
+    """The separator a line uses instead of tabs, if it has no tab and one of the usual others."""
+    if "\t" in text:
+        return None
+    counts = {sep: text.count(sep) for sep in _SEPARATORS}
+    sep, n = max(counts.items(), key=lambda kv: kv[1])
+    return _SEPARATORS[sep] if n else None
+
+
 def _parse_header(path: Path, line: str) -> list[tuple[str, str]]:
+    text = line.rstrip("\r\n")
+    sep = _other_separator(text)
+    if sep and len(_TYPED.findall(text)) > 1:
+        raise DataFormatError(
+            f"{path}:1: the header's fields are separated by {sep}; atomic files are tab-separated: "
+            f"put a tab between fields (header and every row)"
+        )
     fields = []
     for col, raw in enumerate(line.rstrip("\r\n").split("\t"), start=1):
         name, sep, ftype = raw.rpartition(":")
@@ -94,6 +115,12 @@ def read_atomic(path: str | Path, *, required: tuple[str, ...] = ()) -> AtomicTa
                     continue
                 parts = line.split("\t")
                 if len(parts) != n:
+                    sep = _other_separator(line) if len(parts) == 1 else None
+                    if sep:
+                        raise DataFormatError(
+                            f"{path}:{lineno}: expected {n} tab-separated columns, found values separated by {sep}; "
+                            "atomic files are tab-separated: put a tab between values"
+                        )
                     raise DataFormatError(
                         f"{path}:{lineno}: expected {n} tab-separated columns, found {len(parts)}; "
                         f"the file may be truncated or use spaces instead of tabs"

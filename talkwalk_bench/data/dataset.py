@@ -47,6 +47,8 @@ class Dataset:
     user_ids: tuple[str, ...]
     item_types: dict[str, str] = field(default_factory=dict)
     user_types: dict[str, str] = field(default_factory=dict)
+    untimed: bool = False  # no timestamp column: file order is the order (only with allow_untimed)
+    unknown_items: int = 0  # interaction items missing from the item file (only with allow_unknown_items)
 
     @property
     def n_items(self) -> int:
@@ -90,19 +92,29 @@ def fingerprint_files(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def load_dataset(ref: str) -> Dataset:
+def load_dataset(ref: str, *, allow_untimed: bool = False, allow_unknown_items: bool = False) -> Dataset:
+    """Load a dataset; a missing timestamp column, an empty interaction file and
+    interactions on items the item file does not list are errors unless allowed."""
     name, folder = resolve_dataset(ref)
-    return _load(name, str(folder.resolve()))
+    return _load(name, str(folder.resolve()), allow_untimed, allow_unknown_items)
 
 
 @lru_cache(maxsize=4)
-def _load(name: str, folder_str: str) -> Dataset:
+def _load(name: str, folder_str: str, allow_untimed: bool = False, allow_unknown_items: bool = False) -> Dataset:
     folder = Path(folder_str)
     inter_path = folder / f"{name}.inter"
     inter = read_atomic(inter_path, required=("user_id", "item_id"))
     files = [inter_path]
 
     n = len(inter)
+    if n == 0:
+        raise DataFormatError(f"{inter_path}: no interactions (the file has a header only); add rows, one interaction per line")
+    if "timestamp" not in inter.columns and not allow_untimed:
+        # without time the leave-one-out split would silently follow file order
+        raise DataFormatError(
+            f"{inter_path}:1: no 'timestamp' field, so the time-ordered split is undefined; add a 'timestamp:float' "
+            "column, or pass --allow-untimed to order each user's interactions by file position"
+        )
     users = np.array(inter.columns["user_id"], dtype=object)
     items = np.array(inter.columns["item_id"], dtype=object)
     if "timestamp" in inter.columns:
@@ -143,6 +155,13 @@ def _load(name: str, folder_str: str) -> Dataset:
     # Catalog: every item with metadata, then items seen only in interactions.
     catalog = list(item_table)
     seen = set(catalog)
+    unknown = [it for it in dict.fromkeys(interactions.item_ids.tolist()) if it not in seen] if item_table else []
+    if unknown and not allow_unknown_items:
+        raise DataFormatError(
+            f"{inter_path}: {len(unknown)} item(s) in the interactions are not in {item_path.name} "
+            f"(e.g. {', '.join(map(repr, unknown[:3]))}); add them to the item file, or pass --allow-unknown-items "
+            "to add them to the catalog without metadata"
+        )
     for it in dict.fromkeys(interactions.item_ids.tolist()):
         if it not in seen:
             catalog.append(it)
@@ -163,4 +182,6 @@ def _load(name: str, folder_str: str) -> Dataset:
         user_ids=tuple(all_users),
         item_types=item_types,
         user_types=user_types,
+        untimed="timestamp" not in inter.columns,
+        unknown_items=len(unknown),
     )
