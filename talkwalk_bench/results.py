@@ -1,14 +1,19 @@
 """Versioned result files: one JSON per run plus a JSONL of per-episode records.
 
 The schema version is the first field of every result. Writes are atomic
-(temporary file + rename), so a crash never leaves a half-written result.
+(temporary file + rename), so a crash never leaves a half-written result, and
+one run at a time holds a result path (``OutputLock``), so two runs never mix
+their result and episode files.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from talkwalk_bench.errors import BenchError, ResultFileError
 from talkwalk_bench.yamlio import first_error
@@ -26,6 +31,9 @@ SCHEMA_VERSION = 1
 # Metrics where smaller is better: the gate and the leaderboard read them reversed.
 LOWER_IS_BETTER_PREFIXES = ("latency", "turns_to_satisfaction", "Gini", "popularity_bias", "invalid", "duplicate", "copy")
 TRACKED_PACKAGES = ("talkwalk-bench", "numpy", "scipy", "pandas", "torch", "recbole", "faiss-cpu", "transformers", "sentence-transformers", "peft", "openai")
+
+
+INVALID_PREFIX = "invalid: not a finite number"
 
 
 def lower_is_better(metric: str) -> bool:
@@ -43,6 +51,23 @@ class MetricEntry(Strict):
     n: int = 0
     reason: str | None = None  # why the value is n/a
     chance: float | None = None  # the metric's value for a system that ignores the request
+
+    @model_validator(mode="after")
+    def _finite(self) -> MetricEntry:
+        # NaN/inf is no score: it would rank first or pass a gate by accident, so it is
+        # recorded as n/a with the reason and every reader treats it as missing.
+        if self.value is not None and not math.isfinite(self.value):
+            self.reason = f"{INVALID_PREFIX} (value was {self.value})" + (f"; {self.reason}" if self.reason else "")
+            self.value = None
+        for attr in ("ci_low", "ci_high", "chance"):
+            v = getattr(self, attr)
+            if v is not None and not math.isfinite(v):
+                setattr(self, attr, None)
+        return self
+
+    @property
+    def invalid(self) -> bool:
+        return self.value is None and (self.reason or "").startswith(INVALID_PREFIX)
 
 
 class SystemInfo(Strict):
@@ -73,7 +98,8 @@ class DatasetInfo(Strict):
 
 class Result(Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
-    status: Literal["started", "success", "error"]
+    # degraded: it ran, but a part it depends on (the judge) gave no usable answer
+    status: Literal["started", "success", "degraded", "error"]
     error: str | None = None
     run_id: str
     created_at: str
@@ -147,10 +173,18 @@ def check_writable(path: Path) -> None:
         raise BenchError(f"{path}: output is not writable ({exc.strerror or exc}); choose another --output") from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp creates 0600; outputs are read by others (CI, leaderboards) like any file
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -183,6 +217,9 @@ def read_result(path: str | Path) -> Result:
         raise ResultFileError(f"{path}: corrupt result (invalid JSON at line {exc.lineno}, column {exc.colno}); rerun to regenerate it") from None
     if not isinstance(data, dict):
         raise ResultFileError(f"{path}: not a result file (top level is {type(data).__name__}, expected an object)")
+    if not looks_like_result(data):
+        raise ResultFileError(f"{path}: not a result file (no schema_version, status or metrics); "
+                              "pass a result JSON written by `talkwalk-bench run`")
     sv = data.get("schema_version")
     if sv != SCHEMA_VERSION:
         raise ResultFileError(
@@ -193,6 +230,11 @@ def read_result(path: str | Path) -> Result:
         return Result.model_validate(data)
     except ValidationError as exc:
         raise ResultFileError(f"{path}: invalid result: {first_error(exc)}; rerun to regenerate it") from None
+
+
+def looks_like_result(data: Any) -> bool:
+    """A JSON object with any of the keys every result version has (else it is some other JSON)."""
+    return isinstance(data, dict) and any(k in data for k in ("schema_version", "status", "metrics", "run_id"))
 
 
 def read_episodes(path: Path) -> list[dict[str, Any]]:
@@ -230,3 +272,80 @@ class EpisodeWriter:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def lock_path(result_path: Path) -> Path:
+    return result_path.with_name(f".{result_path.name}.lock")
+
+
+class OutputLock:
+    """An exclusive lock on one result path, held for the whole run.
+
+    Two runs writing one ``--output`` at once would interleave their result and
+    episode files; the second fails at once with a message naming the holder.
+    It is an ``flock`` on a hidden file beside the result, so the kernel drops
+    it when the holder dies, ``kill -9`` included.
+    """
+
+    def __init__(self, result_path: Path, holder: dict[str, Any] | None = None) -> None:
+        self.result_path = Path(result_path)
+        self.path = lock_path(self.result_path)
+        self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), **(holder or {})}
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    os.close(fd)
+                    raise BenchError(f"{self.path}: cannot lock the output ({exc.strerror}); choose another --output") from None
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise BenchError(f"{self.result_path}: another run is writing this result ({holder}); "
+                                 "wait for it to finish or choose another --output") from None
+            # a holder that finished unlinks the file; a lock on that old inode guards nothing
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(self.holder).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)  # while still holding it, so no one else's lock is removed
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict) or "pid" not in info:
+        return "holder unknown"
+    what = " ".join(str(info[k]) for k in ("system", "task") if info.get(k))
+    return f"pid {info['pid']} on {info.get('host', '?')}" + (f", {what}" if what else "") + f", since {info.get('since', '?')}"

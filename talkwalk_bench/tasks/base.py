@@ -120,6 +120,9 @@ class Family:
     name: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
     needs_card: ClassVar[bool] = False
+    # Task options (-O KEY=VALUE) the family reads; "judge" stands for every judge_* option.
+    # None: look the family up in FAMILY_OPTIONS. Any other key is rejected before a run starts.
+    options: ClassVar[tuple[str, ...] | None] = None
 
     @classmethod
     def parse_params(cls, spec: TaskSpec, path: Path | str = "") -> BaseModel:
@@ -165,6 +168,23 @@ class Family:
 
 
 FAMILIES: Registry[type[Family]] = Registry("task family", lambda: _load_families())
+
+# -O options of the families that do not declare ``options`` on their class.
+FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "steering": ("judge",),
+    "conversation": ("judge", "simulator"),
+}
+
+
+def option_names(family_cls: type[Family]) -> list[str]:
+    """Every -O key a family reads (judge options spelt out)."""
+    from talkwalk_bench.judge.client import JudgeConfig
+
+    declared = family_cls.options if family_cls.options is not None else FAMILY_OPTIONS.get(family_cls.name, ())
+    out: list[str] = []
+    for key in declared:
+        out.extend(JudgeConfig.OPTION_KEYS if key == "judge" else [key])
+    return out
 
 
 def _load_families() -> None:

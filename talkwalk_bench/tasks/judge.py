@@ -55,6 +55,7 @@ class JudgeFamily(Family):
     name = "judge"
     Params = JudgeParams
     needs_card = True
+    options = ("judge", "judge_reference")
 
     @cached_property
     def _steering(self) -> tuple[Any, Any, dict[str, tuple[str, ...]]]:

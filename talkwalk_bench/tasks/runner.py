@@ -17,12 +17,13 @@ from tqdm.auto import tqdm
 from talkwalk_bench.data.dataset import load_dataset
 from talkwalk_bench.errors import BenchError, SystemFailure
 from talkwalk_bench.metrics.stats import mean_ci_many
-from talkwalk_bench.paths import runs_dir
-from talkwalk_bench.registry import SYSTEMS, build_system
+from talkwalk_bench.paths import inside, runs_dir
+from talkwalk_bench.registry import SYSTEMS, build_system, did_you_mean
 from talkwalk_bench.results import (
     DatasetInfo,
     EpisodeWriter,
     MetricEntry,
+    OutputLock,
     Result,
     SystemInfo,
     TaskInfo,
@@ -34,7 +35,7 @@ from talkwalk_bench.results import (
     read_result,
     write_result,
 )
-from talkwalk_bench.tasks.base import FAMILIES, TaskContext
+from talkwalk_bench.tasks.base import FAMILIES, TaskContext, option_names
 from talkwalk_bench.tasks.spec import load_spec
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,22 +56,54 @@ class RunConfig:
     card: Path | None = None
     steering_file: Path | None = None
     options: dict[str, Any] | None = None
+    allow_untimed: bool = False  # an interaction file without timestamps: order by file position
+    allow_unknown_items: bool = False  # interactions on items the item file does not list
+    allow_degraded: bool = False  # a run whose judge answered nothing still counts as success
 
 
 def default_output(system: str, task: str, dataset: str, seed: int) -> Path:
     return runs_dir() / task / f"{system}__{dataset}__seed{seed}.json"
 
 
+MAX_SEED = 2**32 - 1  # numpy's generators take seeds in [0, 2**32)
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Arguments that would only fail after training (in the bootstrap, in a writer) fail here, first."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        raise BenchError(f"--seed {cfg.seed!r}: a seed is a whole number from 0 to {MAX_SEED}; pass e.g. --seed 0")
+
+
+def check_options(family_cls: type, spec_name: str, options: dict[str, Any]) -> None:
+    """Every -O key must be one this task's family reads; others would be silently ignored."""
+    known = option_names(family_cls)
+    unknown = sorted(set(options) - set(known))
+    if not unknown:
+        return
+    key = unknown[0]
+    if not known:
+        raise BenchError(f"-O {key}: task '{spec_name}' ({family_cls.name}) takes no -O options; "
+                         "episode settings such as max_users belong in the spec's episodes: (copy the spec and edit it)")
+    raise BenchError(f"-O {key}: task '{spec_name}' ({family_cls.name}) has no option '{key}'."
+                     f"{did_you_mean(key, sorted(known))} Its options: {', '.join(sorted(known))}")
+
+
 def run(cfg: RunConfig) -> Result:
     """Run and return the result (status success or error); raises BenchError on bad input."""
     t_start = time.perf_counter()
+    check_config(cfg)
     spec, spec_path = load_spec(cfg.task)
     family_cls = FAMILIES.get(spec.family)
     params = family_cls.parse_params(spec, spec_path)
-    dataset = load_dataset(cfg.dataset or spec.dataset)
+    check_options(family_cls, spec.name, dict(cfg.options or {}))
+    dataset = load_dataset(cfg.dataset or spec.dataset, allow_untimed=cfg.allow_untimed,
+                           allow_unknown_items=cfg.allow_unknown_items)
     SYSTEMS.entry(cfg.system)  # unknown name fails here, before anything is written
-    out = Path(cfg.output) if cfg.output else default_output(cfg.system, spec.name, dataset.name, cfg.seed)
-    ep_path = episodes_path(out)
+    if cfg.output:
+        out = Path(cfg.output)
+    else:
+        out = default_output(cfg.system, spec.name, dataset.name, cfg.seed)
+        inside(out, runs_dir(), "the default output")
 
     ctx = TaskContext(spec=spec, params=params, dataset=dataset, seed=cfg.seed, card_path=cfg.card,
                       steering_file=cfg.steering_file, options=dict(cfg.options or {}))
@@ -88,7 +121,26 @@ def run(cfg: RunConfig) -> Result:
                         main_score=spec.main_score, spec_path=str(spec_path))
     dsinfo = DatasetInfo(name=dataset.name, fingerprint=dataset.fingerprint, n_users=dataset.n_users,
                          n_items=dataset.n_items, n_interactions=len(dataset.interactions), path=str(dataset.path))
+    check_writable(out)
+    # one run at a time per output: taken before looking at what is there, held to the end
+    with OutputLock(out, {"system": cfg.system, "task": spec.name}):
+        return _run_locked(cfg, out, t_start, spec, family, ctx, episodes, system, sysinfo, taskinfo, dsinfo)
 
+
+def _good_result(path: Path) -> bool:
+    try:
+        return read_result(path).status == "success"
+    except BenchError:
+        return False
+
+
+def staging_path(out: Path) -> Path:
+    """Where a --force run writes while a good result stays in place (hidden: leaderboards skip it)."""
+    return out.with_name(f".{out.stem}.replacing{out.suffix}")
+
+
+def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: TaskContext, episodes, system,
+                sysinfo: SystemInfo, taskinfo: TaskInfo, dsinfo: DatasetInfo) -> Result:
     done: list[dict[str, Any]] = []
     if out.exists() and not cfg.force:
         if not cfg.resume:
@@ -98,13 +150,22 @@ def run(cfg: RunConfig) -> Result:
         if prev.status == "success":
             return prev
         wanted = {e.id for e in episodes}
-        done = [r for r in read_episodes(ep_path) if r.get("status") == "ok" and r.get("episode") in wanted]
-    check_writable(out)
+        done = [r for r in read_episodes(episodes_path(out)) if r.get("status") == "ok" and r.get("episode") in wanted]
+    # --force over a good result: write beside it and publish only once the new run has succeeded
+    staged = cfg.force and out.exists() and _good_result(out)
+    target = staging_path(out) if staged else out
+    ep_path = episodes_path(target)
 
+    protocol = family.protocol()
+    if ctx.dataset.untimed:
+        protocol["order"] = "file order: the interaction file has no timestamp (allowed with --allow-untimed)"
+    if ctx.dataset.unknown_items:
+        protocol["unknown_items"] = (f"{ctx.dataset.unknown_items} items in the interactions are not in the item file "
+                                     "and were added without metadata (allowed with --allow-unknown-items)")
     result = Result(status="started", run_id=uuid.uuid4().hex[:12], created_at=now(), system=sysinfo, task=taskinfo,
-                    dataset=dsinfo, protocol=family.protocol(), seed=cfg.seed, env=environment(),
-                    n_episodes=len(episodes), episodes_file=ep_path.name)
-    write_result(out, result)
+                    dataset=dsinfo, protocol=protocol, seed=cfg.seed, env=environment(),
+                    n_episodes=len(episodes), episodes_file=episodes_path(out).name)
+    write_result(target, result)
     writer = EpisodeWriter(ep_path, done)
     ctx.system = system
     timings: dict[str, float] = {}
@@ -160,26 +221,57 @@ def run(cfg: RunConfig) -> Result:
             if name in result.metrics:
                 result.metrics[name].chance = c
         result.extras = _jsonable({"gate_metrics": spec.gate.metrics, "gate_tolerance": spec.gate.tolerance, **extras})
-        result.status = "success"
-    except (BenchError, KeyboardInterrupt) as exc:
+        degraded = judge_failed(result.extras)
+        if degraded and not cfg.allow_degraded:
+            result.status = "degraded"
+            result.error = f"{degraded}; check the judge endpoint (or pass --allow-degraded to accept the run)"
+        else:
+            if degraded:
+                result.extras["allowed_degraded"] = degraded
+            result.status = "success"
+    except (BenchError, KeyboardInterrupt, Exception) as exc:
         result.status = "error"
-        result.error = str(exc) if isinstance(exc, BenchError) else "interrupted; rerun with --resume to continue"
+        if isinstance(exc, BenchError):
+            result.error = str(exc)
+        elif isinstance(exc, KeyboardInterrupt):
+            result.error = "interrupted; rerun with --resume to continue"
+        else:  # a harness fault: still recorded, never a result left "started"
+            result.error = f"internal error: {type(exc).__name__}: {_one_line(exc)}"
         result.n_failed = sum(1 for r in read_episodes(ep_path) if r.get("status") == "failed")
         timings["total_s"] = time.perf_counter() - t_start
         result.timings = timings
         result.finished_at = now()
-        write_result(out, result)
+        write_result(target, result)
         writer.close()
-        if isinstance(exc, KeyboardInterrupt):
+        if not isinstance(exc, BenchError):
             raise
-        raise _with_result(exc, out, result) from exc.__cause__
+        if staged:
+            exc.args = (f"{exc}; the earlier result {out} is kept, this run's is {target}",)
+        raise _with_result(exc, target, result) from exc.__cause__
     writer.close()
     timings["total_s"] = time.perf_counter() - t_start
     result.timings = timings
     result.finished_at = now()
-    write_result(out, result)
-    result.__dict__.setdefault("_path", out)
+    write_result(target, result)
+    if staged and result.status == "success":
+        os.replace(ep_path, episodes_path(out))
+        os.replace(target, out)
+        target = out
+    result.__dict__.setdefault("_path", target)
     return result
+
+
+def judge_failed(extras: dict[str, Any]) -> str | None:
+    """Why a run's judge gave nothing usable (every judgment failed), or None."""
+    info = extras.get("judge")
+    if not isinstance(info, dict) or not info.get("available"):
+        return None
+    n, failed = info.get("judgments_in_records") or 0, info.get("failed_in_records") or 0
+    if n and failed >= n:
+        reasons = (info.get("this_process") or {}).get("failure_reasons") or {}
+        why = ", ".join(f"{k}: {v}" for k, v in list(reasons.items())[:3])
+        return f"every one of the {n} judgments failed" + (f" ({why})" if why else "")
+    return None
 
 
 def _with_result(exc: BenchError, out: Path, result: Result) -> BenchError:
