@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from talkwalk_bench.errors import BenchError
-from talkwalk_bench.results import Result, lower_is_better
+from talkwalk_bench.registry import did_you_mean
+from talkwalk_bench.results import MetricEntry, Result, lower_is_better
 
 
 @dataclass
@@ -36,22 +37,36 @@ def compare(baseline: Result, current: Result, *, tolerance: float | None = None
         raise BenchError("baseline and current ran on different data (dataset fingerprints differ); regenerate the baseline")
     if current.status != "success":
         raise BenchError(f"current run has status '{current.status}' ({current.error}); fix the run first")
+    if tolerance is not None and not (tolerance >= 0 and np.isfinite(tolerance)):
+        raise BenchError(f"--tolerance {tolerance}: a tolerance is a finite number >= 0")
     names = metrics or _gate_metrics(baseline)
+    known = sorted(set(baseline.metrics) | set(current.metrics))
+    for m in names:
+        if m not in known:  # a typo would otherwise gate nothing and pass
+            raise BenchError(f"--metric {m}: neither result has a metric '{m}'.{did_you_mean(m, known)} "
+                             f"Metrics: {', '.join(known)}")
     checks = []
     for m in names:
         b = baseline.metrics.get(m)
         c = current.metrics.get(m)
         tol = tolerance if tolerance is not None else (tolerances or {}).get(m, _spec_tolerance(baseline))
-        if b is None or b.value is None:
-            checks.append(Check(m, None, c.value if c else None, tol, True, "no baseline value"))
-            continue
-        if c is None or c.value is None:
-            checks.append(Check(m, b.value, None, tol, False, "missing in current run"))
-            continue
-        delta = c.value - b.value
-        worse = -delta if not lower_is_better(m) else delta
-        checks.append(Check(m, b.value, c.value, tol, worse <= tol + 1e-12))
+        for side, e in (("baseline", b), ("current", c)):
+            if e is not None and e.invalid:
+                checks.append(Check(m, None, None, tol, False, f"{side} value is invalid ({e.reason}); rerun it"))
+                break
+        else:
+            checks.append(_check(m, b, c, tol))
     return checks
+
+
+def _check(m: str, b: MetricEntry | None, c: MetricEntry | None, tol: float) -> Check:
+    if b is None or b.value is None:
+        return Check(m, None, c.value if c else None, tol, True, "no baseline value")
+    if c is None or c.value is None:
+        return Check(m, b.value, None, tol, False, "missing in current run")
+    delta = c.value - b.value
+    worse = -delta if not lower_is_better(m) else delta
+    return Check(m, b.value, c.value, tol, worse <= tol + 1e-12)
 
 
 def _gate_metrics(r: Result) -> list[str]:
@@ -84,8 +99,12 @@ def read_tolerances(path: Path) -> dict[str, float]:
     try:
         data = json.loads(Path(path).read_text())
         tol = data["tolerances"]
-        return {str(k): float(v) for k, v in tol.items()}
+        out = {str(k): float(v) for k, v in tol.items()}
     except FileNotFoundError:
         raise BenchError(f"{path}: tolerance file not found; write one with `talkwalk-bench gate --calibrate`") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         raise BenchError(f"{path}: not a tolerance file (expected JSON with a 'tolerances' mapping of metric -> number)") from None
+    bad = sorted(k for k, v in out.items() if not (v >= 0 and np.isfinite(v)))
+    if bad:
+        raise BenchError(f"{path}: tolerance of '{bad[0]}' is {out[bad[0]]}; tolerances are finite numbers >= 0 (recalibrate with --calibrate)")
+    return out

@@ -25,6 +25,7 @@ from talkwalk_bench.metrics.stats import paired_significant
 from talkwalk_bench.results import (
     Result,
     episodes_path,
+    looks_like_result,
     lower_is_better,
     read_episodes,
     read_result,
@@ -54,17 +55,35 @@ class Board:
     versions: dict[str, Any]
 
 
+def _other_json(path: Path) -> bool:
+    """A well-formed JSON file that is no result (a leaderboard's own JSON, a tolerance file)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # unreadable or corrupt: read_result says why
+    return not looks_like_result(data)
+
+
 def collect(paths: list[Path]) -> tuple[list[tuple[Path, Result]], list[str]]:
-    """Expand folders, read and validate every result; errors stop with the file named."""
+    """Expand folders, read and validate every result; errors stop with the file named.
+
+    Inside a folder, JSON files that are not results at all are skipped with a
+    note; a file named on the command line must be a result.
+    """
     files: list[Path] = []
+    skipped: list[str] = []
     for p in paths:
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*.json") if not f.name.startswith(".")))
+            for f in sorted(f for f in p.rglob("*.json") if not f.name.startswith(".")):
+                if _other_json(f):
+                    skipped.append(f"{f}: not a result file")
+                else:
+                    files.append(f)
         elif p.exists():
             files.append(p)
         else:
             raise ResultFileError(f"{p}: no such result file or folder")
-    results, skipped = [], []
+    results = []
     for f in files:
         r = read_result(f)
         if r.status != "success":
@@ -109,6 +128,10 @@ def _combine(runs: list[tuple[Path, Result]], names: list[str]) -> dict[str, dic
     for m in names:
         entries = [r.metrics[m] for _, r in runs if m in r.metrics]
         vals = [e.value for e in entries if e.value is not None]
+        invalid = [e for e in entries if e.invalid]
+        if invalid:  # one seed's NaN must not vanish into the mean of the others
+            out[m] = {"value": None, "reason": f"{invalid[0].reason} in {len(invalid)} of {len(entries)} seed(s)"}
+            continue
         if not vals:
             reason = next((e.reason for e in entries if e.reason), "not reported")
             out[m] = {"value": None, "reason": reason}
