@@ -58,6 +58,9 @@ class JudgeConfig:
     cache_path: str | None = None
     breaker: int = 6  # after this many calls in a row fail on transport, stop calling
     json_mode: bool = True  # send response_format={"type": "json_object"}
+    # all judging in one run stops asking after this many seconds (0: no limit), so an
+    # endpoint that hangs cannot hold a run for retries x timeout x calls
+    deadline_s: float = 600.0
 
     OPTION_KEYS = {
         "judge_model": ("model", str), "judge_base_url": ("base_url", str), "judge_temperature": ("temperature", float),
@@ -65,6 +68,7 @@ class JudgeConfig:
         "judge_parse_retries": ("parse_retries", int), "judge_backoff": ("backoff_s", float),
         "judge_concurrency": ("concurrency", int), "judge_cache": ("cache", bool), "judge_cache_path": ("cache_path", str),
         "judge_breaker": ("breaker", int), "judge_json_mode": ("json_mode", bool),
+        "judge_deadline": ("deadline_s", float),
     }
     ENV = {"judge_model": "TALKWALK_JUDGE_MODEL", "judge_base_url": "TALKWALK_JUDGE_BASE_URL"}
 
@@ -88,6 +92,8 @@ class JudgeConfig:
         cfg = cls(**kw)
         if cfg.concurrency < 1 or cfg.max_retries < 0 or cfg.parse_retries < 0:
             raise BenchError("-O judge_concurrency must be >= 1 and judge_retries, judge_parse_retries >= 0")
+        if not (cfg.deadline_s >= 0 and cfg.timeout_s > 0) or cfg.deadline_s == float("inf"):
+            raise BenchError("-O judge_deadline must be a number of seconds >= 0 (0: no limit) and judge_timeout > 0")
         return cfg
 
     def missing(self) -> str | None:
@@ -108,7 +114,8 @@ class JudgeConfig:
         """What goes into the result (never the key)."""
         return {"model": self.model, "base_url": self.endpoint, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "max_retries": self.max_retries, "parse_retries": self.parse_retries,
-                "concurrency": self.concurrency, "json_mode": self.json_mode, "api_key_set": api_key() is not None}
+                "concurrency": self.concurrency, "json_mode": self.json_mode, "deadline_s": self.deadline_s,
+                "api_key_set": api_key() is not None}
 
 
 @dataclass
@@ -164,6 +171,9 @@ class Judge:
         self.stats = JudgeStats()
         self._lock = threading.Lock()
         self._consecutive_transport = 0
+        # time spent judging (not the system's time between batches) counts against the deadline
+        self._spent = 0.0
+        self._batch_started: float | None = None
         if cache is None and config.cache:
             cache = JudgeCache(config.cache_path)
         self.cache = cache
@@ -200,10 +210,18 @@ class Judge:
     def judge_many(self, jobs: list[tuple[Rubric, dict[str, Any]]]) -> list[Judgment]:
         if not jobs:
             return []
-        if self.config.concurrency == 1 or len(jobs) == 1:
-            return [self.judge(r, v) for r, v in jobs]
-        with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="judge") as pool:
-            return list(pool.map(lambda job: self.judge(*job), jobs))
+        outer = self._batch_started is None
+        if outer:
+            self._batch_started = time.monotonic()
+        try:
+            if self.config.concurrency == 1 or len(jobs) == 1:
+                return [self.judge(r, v) for r, v in jobs]
+            with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="judge") as pool:
+                return list(pool.map(lambda job: self.judge(*job), jobs))
+        finally:
+            if outer:
+                self._spent += time.monotonic() - self._batch_started
+                self._batch_started = None
 
     def describe(self) -> dict[str, Any]:
         return {**self.config.describe(), **self.stats.as_dict(),
@@ -239,6 +257,7 @@ class Judge:
         delay = self.config.backoff_s
         last = ""
         for attempt in range(self.config.max_retries + 1):
+            self._check_deadline()
             if attempt:
                 with self._lock:
                     self.stats.retries += 1
@@ -279,6 +298,13 @@ class Judge:
             return text
         self._transport_failed()
         raise _Transport(last)
+
+    def _check_deadline(self) -> None:
+        batch = self._batch_started
+        spent = self._spent + (time.monotonic() - batch if batch is not None else 0.0)
+        if self.config.deadline_s and spent > self.config.deadline_s:
+            raise _Transport(f"deadline: judging passed -O judge_deadline={self.config.deadline_s:g}s; "
+                             "raise it or fix the endpoint")
 
     def _transport_failed(self) -> None:
         with self._lock:

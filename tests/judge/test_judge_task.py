@@ -80,8 +80,10 @@ def test_without_an_endpoint_judge_metrics_are_na_with_the_reason(tmp_path, monk
 
 def test_garbage_answers_are_failures_not_scores(serve, tmp_path):
     eng = ScriptedEngine(lambda m, n: "lovely list!")
-    res, eps, _ = _run(tmp_path, "garbage", _opts(serve(eng), tmp_path, judge_parse_retries=0))
-    assert res.status == "success"
+    res, eps, out = _run(tmp_path, "garbage", _opts(serve(eng), tmp_path, judge_parse_retries=0))
+    # every judgment failed: the run is no success, and says why
+    assert res.status == "degraded" and read_result(out).status == "degraded"
+    assert "every one of the 24 judgments failed" in res.error and "--allow-degraded" in res.error
     assert res.metrics["judge_instruction_following"].value is None
     assert "unparseable" in res.metrics["judge_instruction_following"].reason
     assert res.extras["judge"]["failed_in_records"] == 24
