@@ -1,8 +1,8 @@
 """talkwalk-bench: run, list, validate, leaderboard, gate, suite.
 
-Every option has an environment-variable default (named in --help). Errors a
-user can fix print as one line without a traceback; set TALKWALK_DEBUG=1 for
-the traceback.
+Options that say so in --help take their default from an environment variable,
+checked like the option itself. Errors a user can fix print as one line
+without a traceback; set TALKWALK_DEBUG=1 for the traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from talkwalk_bench.argtypes import Parser, env_flag, number, whole
 from talkwalk_bench.errors import BenchError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,13 +27,19 @@ def _env(name: str, default: Any = None) -> Any:
     return os.environ.get(name, default)
 
 
-def parse_kv(pairs: list[str] | None) -> dict[str, Any]:
+MAX_SEED = 2**32 - 1
+
+
+def parse_kv(pairs: list[str] | None, flag: str = "-S") -> dict[str, Any]:
     """``key=value`` pairs; values are parsed as YAML scalars (``3`` -> int, ``true`` -> bool)."""
     out: dict[str, Any] = {}
     for p in pairs or []:
         key, sep, raw = p.partition("=")
-        if not sep or not key:
-            raise BenchError(f"-S {p!r}: expected key=value, e.g. -S epochs=5")
+        if not sep or not key.strip():
+            example = "-S epochs=5" if flag == "-S" else "-O judge_model=NAME"
+            raise BenchError(f"{flag} {p!r}: expected key=value, e.g. {example}")
+        if key.strip() in out:
+            raise BenchError(f"{flag} {key.strip()} is given twice; keep one")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
@@ -50,9 +57,14 @@ def cmd_run(a: argparse.Namespace) -> int:
                         resume=a.resume, force=a.force, progress=not a.no_progress,
                         card=Path(a.card) if a.card else None,
                         steering_file=Path(a.steering_file) if a.steering_file else None,
-                        options=_judge_options(a, parse_kv(a.option))))
+                        options=_judge_options(a, parse_kv(a.option, "-O")),
+                        allow_untimed=a.allow_untimed, allow_unknown_items=a.allow_unknown_items,
+                        allow_degraded=a.allow_degraded))
     out = res.__dict__.get("_path")
     _print_result(res, out)
+    if res.status != "success":
+        print(f"error: {res.error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -67,6 +79,9 @@ def _judge_options(a: argparse.Namespace, options: dict[str, Any]) -> dict[str, 
 def _print_result(res, out) -> None:
     main = res.task.main_score
     print(f"{res.system.name} on {res.task.name} ({res.dataset.name}, seed {res.seed}): {res.status}")
+    for note in ("order", "unknown_items"):
+        if "allow" in str(res.protocol.get(note, "")):
+            print(f"  note: {res.protocol[note]}")
     for name, m in res.metrics.items():
         if m.value is None:
             line = f"  {name:<28} n/a ({m.reason})"
@@ -81,19 +96,19 @@ def _print_result(res, out) -> None:
 
 def cmd_suite(a: argparse.Namespace) -> int:
     from talkwalk_bench import leaderboard as lb
-    from talkwalk_bench.paths import runs_dir
+    from talkwalk_bench.paths import inside, runs_dir
     from talkwalk_bench.suite import load_suite
     from talkwalk_bench.tasks.runner import RunConfig, run
 
     suite = load_suite(a.suite)
     out_dir = Path(a.output_dir) if a.output_dir else runs_dir() / suite.name
-    seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else suite.seeds
+    seeds = _seeds(a.seeds) if a.seeds else suite.seeds
     failures = []
     for spec in suite.runs:
         for system in spec.systems:
             for seed in seeds:
                 dataset = a.dataset or suite.dataset
-                out = out_dir / spec.task / f"{system}__seed{seed}.json"
+                out = inside(out_dir / spec.task_dir / f"{system}__seed{seed}.json", out_dir)
                 try:
                     res = run(RunConfig(system=system, task=spec.task, dataset=dataset, seed=seed, output=out,
                                         system_args=spec.system_args.get(system, {}), resume=not a.force, force=a.force,
@@ -112,6 +127,16 @@ def cmd_suite(a: argparse.Namespace) -> int:
     for f in failures:
         print(f"error: {f}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise BenchError(f"--seeds {text!r} (or $TALKWALK_SEEDS): expected comma-separated whole numbers from 0 to {MAX_SEED}, e.g. 0,1,2")
+    return seeds
 
 
 def cmd_list(a: argparse.Namespace) -> int:
@@ -182,6 +207,8 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     from talkwalk_bench import leaderboard as lb
     from talkwalk_bench.results import atomic_write_text
 
+    if a.format not in lb.FORMATS:  # a default from $TALKWALK_LB_FORMAT is not checked by argparse
+        raise BenchError(f"--format (or $TALKWALK_LB_FORMAT) is {a.format!r}; use one of {', '.join(lb.FORMATS)}")
     results, skipped = lb.collect([Path(p) for p in a.results])
     for s in skipped:
         print(f"skipped {s}", file=sys.stderr)
@@ -241,22 +268,25 @@ def cmd_gate(a: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="talkwalk-bench", description="Benchmark steerable recommenders: ranking, steering, conversations.")
+    p = Parser(prog="talkwalk-bench", description="Benchmark steerable recommenders: ranking, steering, conversations.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="run one system on one task")
     r.add_argument("--system", default=_env("TALKWALK_SYSTEM"), required=_env("TALKWALK_SYSTEM") is None, help="system name (env TALKWALK_SYSTEM)")
     r.add_argument("--task", default=_env("TALKWALK_TASK"), required=_env("TALKWALK_TASK") is None, help="task name or spec file (env TALKWALK_TASK)")
     r.add_argument("--dataset", default=_env("TALKWALK_DATASET"), help="bundled name or folder of atomic files; default: the task's (env TALKWALK_DATASET)")
-    r.add_argument("--seed", type=int, default=int(_env("TALKWALK_SEED", 0)), help="seed for episodes and training (env TALKWALK_SEED, default 0)")
+    r.add_argument("--seed", type=whole("--seed", env="TALKWALK_SEED", minimum=0, maximum=MAX_SEED), default=_env("TALKWALK_SEED", "0"), help="seed for episodes and training (env TALKWALK_SEED, default 0)")
     r.add_argument("--output", default=_env("TALKWALK_OUTPUT"), help="result JSON path; default runs/TASK/SYSTEM__DATASET__seedN.json (env TALKWALK_OUTPUT)")
     r.add_argument("-S", "--system-arg", action="append", metavar="KEY=VALUE", help="system argument, repeatable (e.g. -S epochs=5)")
     r.add_argument("-O", "--option", action="append", metavar="KEY=VALUE", help="task option, repeatable (e.g. -O judge_model=...)")
-    r.add_argument("--resume", action="store_true", default=bool(_env("TALKWALK_RESUME")), help="continue an interrupted run (env TALKWALK_RESUME)")
+    r.add_argument("--resume", action="store_true", default=env_flag("TALKWALK_RESUME"), help="continue an interrupted run (env TALKWALK_RESUME)")
     r.add_argument("--force", action="store_true", help="overwrite an existing result")
     r.add_argument("--card", default=_env("TALKWALK_CARD"), help="dataset card YAML; default tasks/cards/DATASET.yaml (env TALKWALK_CARD)")
     r.add_argument("--steering-file", default=_env("TALKWALK_STEERING_FILE"), help="your own steering phrasings (YAML) for steering tasks (env TALKWALK_STEERING_FILE)")
-    r.add_argument("--no-progress", action="store_true", default=bool(_env("TALKWALK_NO_PROGRESS")), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
+    r.add_argument("--no-progress", action="store_true", default=env_flag("TALKWALK_NO_PROGRESS"), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
+    r.add_argument("--allow-untimed", action="store_true", help="accept an interaction file without a timestamp field (file order; recorded in the result)")
+    r.add_argument("--allow-unknown-items", action="store_true", help="accept interactions on items missing from the .item file (recorded in the result)")
+    r.add_argument("--allow-degraded", action="store_true", help="accept a run whose judge answered nothing (status success, recorded); default: status degraded, exit 1")
     r.add_argument("--judge-model", default=_env("TALKWALK_JUDGE_MODEL"), help="judge model name; same as -O judge_model=... (env TALKWALK_JUDGE_MODEL)")
     r.add_argument("--judge-base-url", default=_env("TALKWALK_JUDGE_BASE_URL"), help="OpenAI-compatible judge endpoint; same as -O judge_base_url=... (env TALKWALK_JUDGE_BASE_URL)")
     r.set_defaults(func=cmd_run)
@@ -267,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", default=_env("TALKWALK_SEEDS"), help="comma-separated seeds (env TALKWALK_SEEDS)")
     s.add_argument("--output-dir", default=_env("TALKWALK_OUTPUT_DIR"), help="default runs/SUITE (env TALKWALK_OUTPUT_DIR)")
     s.add_argument("--force", action="store_true", help="rerun cells that already have results")
-    s.add_argument("--no-progress", action="store_true", default=bool(_env("TALKWALK_NO_PROGRESS")))
+    s.add_argument("--no-progress", action="store_true", default=env_flag("TALKWALK_NO_PROGRESS"), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
     s.set_defaults(func=cmd_suite)
 
     ls = sub.add_parser("list", help="list systems, tasks, suites and datasets")
@@ -287,11 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gate", help="fail (exit 1) when a run regresses against a baseline; exit 2 on bad input")
     g.add_argument("--baseline", default=_env("TALKWALK_BASELINE"), help="baseline result JSON (env TALKWALK_BASELINE)")
     g.add_argument("--current", default=_env("TALKWALK_CURRENT"), help="current result JSON (env TALKWALK_CURRENT)")
-    g.add_argument("--tolerance", type=float, default=None, help="absolute tolerance for every metric (overrides spec and file)")
+    g.add_argument("--tolerance", type=number("--tolerance", minimum=0), default=None, help="absolute tolerance for every metric (overrides spec and file)")
     g.add_argument("--tolerances", default=_env("TALKWALK_TOLERANCES"), help="calibrated tolerance JSON from --calibrate (env TALKWALK_TOLERANCES)")
     g.add_argument("--metric", action="append", help="metric to gate, repeatable; default: the task's gate metrics")
     g.add_argument("--calibrate", nargs="+", metavar="RESULT", help="write per-metric tolerances from several seeds' results")
-    g.add_argument("--multiplier", type=float, default=3.0, help="tolerance = multiplier x seed std (with --calibrate)")
+    g.add_argument("--multiplier", type=number("--multiplier", minimum=0), default=3.0, help="tolerance = multiplier x seed std (with --calibrate)")
     g.add_argument("--output", default=None, help="with --calibrate: write tolerances here")
     g.set_defaults(func=cmd_gate)
     _add_extension_commands(sub)
@@ -311,11 +341,14 @@ def _add_extension_commands(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()
         a = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    except BenchError as exc:  # a bad environment variable
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         return int(a.func(a) or 0)
     except BenchError as exc:

@@ -13,7 +13,9 @@ import os
 import sys
 from typing import Any, TextIO
 
-HELP = "commands: ':user ID' switch user (new conversation), ':reset' new conversation, ':quit' (or EOF) to stop"
+from talkwalk_bench.argtypes import whole
+
+HELP = "commands: ':user ID' switch user (new conversation), ':reset' new conversation, ':help' this line, ':quit' (or EOF) to stop"
 
 
 def add_parser(sub: Any) -> None:
@@ -24,8 +26,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-S", "--system-arg", action="append", metavar="KEY=VALUE", help="system argument override")
     p.add_argument("--dataset", default=os.environ.get("TALKWALK_DATASET", "ml-100k"), help="dataset ($TALKWALK_DATASET)")
     p.add_argument("--user", default=os.environ.get("TALKWALK_CHAT_USER", ""), help="user id to steer as (default: the first test user)")
-    p.add_argument("-k", type=int, default=int(os.environ.get("TALKWALK_CHAT_K", "10")), help="items per turn ($TALKWALK_CHAT_K)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-k", type=whole("-k", env="TALKWALK_CHAT_K", minimum=1, maximum=1000), default=os.environ.get("TALKWALK_CHAT_K", "10"),
+                   help="items per turn, 1-1000 ($TALKWALK_CHAT_K)")
+    p.add_argument("--seed", type=whole("--seed", minimum=0, maximum=2**32 - 1), default=0)
     p.set_defaults(func=run_chat)
 
 
@@ -64,6 +67,8 @@ def run_chat(a: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO 
     from talkwalk_bench.types import Request, Turn
 
     inp, out = stdin or sys.stdin, stdout or sys.stdout
+    if not isinstance(a.k, int) or a.k < 1:
+        raise BenchError(f"-k {a.k!r}: items per turn must be a whole number >= 1")
     ds = load_dataset(a.dataset)
     split = leave_one_out(ds)
     try:
@@ -86,6 +91,12 @@ def run_chat(a: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO 
         text = line.strip()
         if text in (":quit", ":q", ":exit"):
             break
+        if text in (":help", ":h", ":?"):
+            print(HELP, file=out)
+            continue
+        if text.startswith(":") and text.split()[0] not in (":user", ":reset"):
+            print(f"unknown command {text.split()[0]!r}; {HELP}", file=out)
+            continue
         if text.startswith(":user"):
             user = text.split(maxsplit=1)[1] if len(text.split()) > 1 else user
             turns, prev_items, prev_q = fresh()

