@@ -3,7 +3,8 @@
 The target is a real held-out item of a real test user. The user opens with
 one of the target's categorical values ("feeling like comedy tonight"),
 then each turn looks at the top-K list and either accepts (the target, or an
-item with exactly the target's categorical values and ordinal bin, is in the top-K)
+item with exactly the target's categorical values and ordinal bin, is in the
+top-K; ``accept: target`` and ``accept_top: m`` make this stricter)
 or critiques the largest attribute difference between the list and the
 target, phrased with a template from the ``eval`` set (never shown to
 systems):
@@ -17,17 +18,32 @@ Every critique's predicate holds for the target, so the conjunction of all
 critiques so far is the ground truth of what the user asked; systems
 registered as oracles receive it in ``Request.context['oracle_predicate']``
 (a steering ``AllOf`` predicate, as the steerability task does), others see
-only the words. Items shown earlier are
-excluded from later turns. With ``simulator: llm`` (or ``-O simulator=llm``)
-an LLM behind an OpenAI-compatible endpoint (the judge's options) words each
-critique instead of the templates; acceptance stays rule-based so success is
-verifiable, and a failed LLM call falls back to the template wording (counted),
-as does an answer that names the target's or a shown item's title, or echoes
-the prompt's placeholder instead of a sentence (small models do).
+only the words. By default items shown earlier may be shown again
+(``exclude_shown: false``): with them excluded a list that never changes
+walks down the catalogue, and popularity was accepted in 72 % of
+conversations without reading a word. With ``simulator: llm`` (or
+``-O simulator=llm``) an LLM behind an OpenAI-compatible endpoint (the
+judge's options) words each critique instead of the templates; acceptance
+stays rule-based so success is verifiable, and a failed LLM call falls back
+to the template wording (counted), as does an answer that names the
+target's or a shown item's title, or echoes the prompt's placeholder instead
+of a sentence (small models do).
 
-Metrics (per episode, mean with bootstrap CI):
+Every conversation is played twice: with the critiques, and without them
+(the no-critique walk: the same user, history, exclusions and session id,
+an empty utterance every turn, no oracle predicate). A system that ignores
+the words shows the same lists in both walks, so its lift is exactly 0.
+
+Metrics (per episode, mean with bootstrap CI over episodes; the lifts are
+per-episode paired differences, so their CIs are paired):
+- ``turns_saved`` (main score): turns_to_satisfaction without the critiques
+  minus with them; 0 for a system that ignores the text, noise around 0 for
+  random, largest for the oracle;
+- ``success_lift``: success_rate with the critiques minus without them;
 - ``turns_to_satisfaction``: the turn of acceptance, ``max_turns + 1`` when the
   user never accepts (lower is better); ``success_rate``: accepted within the cap;
+- ``turns_to_satisfaction_no_critique``, ``success_rate_no_critique``: the same
+  for the no-critique walk (how far a system gets without listening);
 - ``exploration_velocity``: distinct (categorical value, ordinal bin) cells
   covered by the items shown in the first N turns, divided by the turns played
   (at most N);
@@ -82,8 +98,13 @@ class ConversationParams(BaseModel):
     max_users: int | None = Field(200, ge=1, description="sample this many test users (seeded); all when null")
     max_turns: int = Field(10, ge=1, le=50, description="turn cap; a user not satisfied by then gives up")
     velocity_turns: int = Field(5, ge=1, description="N of exploration velocity (cells reached in the first N turns)")
-    exclude_shown: bool = Field(True, description="items shown in earlier turns are excluded from later lists")
+    exclude_shown: bool = Field(False, description="items shown in earlier turns are excluded from later lists (lets a static list browse)")
     simulator: Literal["rule", "llm"] = Field("rule", description="who words the critiques (-O simulator=... overrides)")
+    no_critique: Literal["empty", "neutral", "off"] = Field(
+        "empty", description="the baseline walk's words every turn: none, a neutral request, or no baseline walk")
+    accept: Literal["cell", "target"] = Field(
+        "cell", description="what satisfies the user: an item in the target's cell (same values and bin), or the target only")
+    accept_top: int | None = Field(None, ge=1, description="only the first m items of a list are looked at; all K when null")
 
 
 def _rng(*parts: Any) -> random.Random:
@@ -103,7 +124,7 @@ class SimulatedUser:
     """Rule-based user over a dataset card's first categorical and first binned ordinal attribute."""
 
     def __init__(self, card: Any, items: dict[str, dict[str, Any]], item_ids: Sequence[str], *,
-                 templates: dict[str, tuple[str, ...]]) -> None:
+                 templates: dict[str, tuple[str, ...]], accept: str = "cell", accept_top: int | None = None) -> None:
         from talkwalk_bench.steering import ItemValues, Vocabulary
 
         self.vocab = Vocabulary(card)
@@ -112,6 +133,7 @@ class SimulatedUser:
         self.values = ItemValues(card, items, item_ids)
         self.cat, self.ord = self.vocab.categorical, self.vocab.ordinal
         self.templates = templates
+        self.accept_rule, self.accept_top = accept, accept_top
 
     # -- item attributes -------------------------------------------------------
     def cats(self, item: str) -> frozenset[str]:
@@ -154,9 +176,12 @@ class SimulatedUser:
 
     def accepts(self, shown: Sequence[str], target: str) -> str | None:
         """The accepted item (the target first, else the first matching one), or None."""
-        if target in shown:
+        looked = shown[:self.accept_top] if self.accept_top else shown
+        if target in looked:
             return target
-        return next((i for i in shown if self.matches(i, target)), None)
+        if self.accept_rule == "target":
+            return None
+        return next((i for i in looked if self.matches(i, target)), None)
 
     def critique(self, shown: Sequence[str], target: str, rng: random.Random) -> Critique:
         n = max(1, len(shown))
@@ -233,7 +258,8 @@ class ConversationFamily(Family):
 
         templates, self._template_source = _eval_templates(self.ctx.steering_file)
         ds = self.ctx.dataset
-        return SimulatedUser(self.ctx.card, ds.items, ds.item_ids, templates=templates)
+        return SimulatedUser(self.ctx.card, ds.items, ds.item_ids, templates=templates,
+                             accept=self.params.accept, accept_top=self.params.accept_top)
 
     @property
     def k(self) -> int:
@@ -272,7 +298,12 @@ class ConversationFamily(Family):
         p = self.params
         return {**super().protocol(), "target": f"held-out {self.ctx.stage} item", "max_turns": p.max_turns,
                 "velocity_turns": p.velocity_turns, "exclude_shown": p.exclude_shown, "simulator": self.simulator,
-                "accept": "target, or an item with the same categorical values as the target and in its ordinal bin, in the top-K",
+                "accept": (("the target" if p.accept == "target" else
+                            "the target, or an item with the same categorical values as the target and in its ordinal bin")
+                           + f" in the top-{p.accept_top or self.k}"),
+                "no_critique": {"empty": "the same walk with an empty utterance every turn",
+                                "neutral": "the same walk with a neutral request every turn",
+                                "off": "not played"}[p.no_critique],
                 "phrasings": "eval set" if self.ctx.steering_file is None else f"steering file {self.ctx.steering_file}"}
 
     def episodes(self) -> list[Episode]:
@@ -283,6 +314,20 @@ class ConversationFamily(Family):
         return [Episode(id=f"u{u}", user_id=u, data={"target": held[u]}) for u in users]
 
     def play(self, episodes: Sequence[Episode]) -> list[dict[str, Any]]:
+        heard = self._walk(episodes, listen=True)
+        if self.params.no_critique == "off":
+            return [self._record(s, None) for s in heard]
+        silent = self._walk(episodes, listen=False)
+        return [self._record(s, q) for s, q in zip(heard, silent, strict=True)]
+
+    def _walk(self, episodes: Sequence[Episode], *, listen: bool) -> list[dict[str, Any]]:
+        """Play every episode to acceptance or the cap, with the critiques (``listen``) or without them.
+
+        Without them each turn carries the same empty (or neutral) utterance and
+        an oracle gets no predicate: everything else (user, history, exclusions,
+        session id, acceptance) is the same, so a system that ignores the words
+        shows the same lists in both walks.
+        """
         from talkwalk_bench.steering import AllOf
 
         p, sim, k = self.params, self.user, self.k
@@ -292,11 +337,15 @@ class ConversationFamily(Family):
         for ep in episodes:
             target = ep.data["target"]
             rng = _rng(self.ctx.seed, ep.id)
-            c = sim.opening(target, rng)
-            text, tmpl = sim.say(c, rng)
+            if listen:
+                c = sim.opening(target, rng)
+                pending = (*sim.say(c, rng), c)
+            else:
+                pending = (self._neutral(ep), "", None)
             hist = split.history(ep.user_id, stage)
-            states.append({"ep": ep, "target": target, "rng": rng, "hist": hist, "turns": [], "preds": [c.predicate],
-                           "pending": (text, tmpl, c), "accepted": None, "done": False})
+            states.append({"ep": ep, "target": target, "rng": rng, "hist": hist, "turns": [],
+                           "preds": [pending[2].predicate] if listen else [],
+                           "pending": pending, "accepted": None, "done": False})
         for t in range(1, p.max_turns + 1):
             active = [s for s in states if not s["done"]]
             if not active:
@@ -307,7 +356,7 @@ class ConversationFamily(Family):
                 conv = tuple(Turn(x["utterance"], tuple(x["shown"])) for x in s["turns"]) + (Turn(text),)
                 shown = {i for x in s["turns"] for i in x["shown"]}
                 exclude = frozenset(s["hist"]) | (frozenset(shown) if p.exclude_shown else frozenset())
-                context = {ORACLE_KEY: AllOf(parts=tuple(s["preds"]))} if oracle else {}
+                context = {ORACLE_KEY: AllOf(parts=tuple(s["preds"])) if s["preds"] else None} if oracle else {}
                 requests.append(Request(user_id=s["ep"].user_id, history=s["hist"], user=ds.users.get(s["ep"].user_id, {}),
                                         context=context, conversation=conv, exclude=exclude, session_id=s["ep"].id))
             rankings = self.ctx.recommend(requests, k)
@@ -315,8 +364,11 @@ class ConversationFamily(Family):
             for s, r in zip(active, rankings, strict=True):
                 shown = list(r.items[:k])
                 text, tmpl, c = s["pending"]
-                s["turns"].append({"utterance": text, "kind": c.kind, "template": tmpl, "detail": c.detail,
-                                   "predicate": c.predicate.to_dict(), "shown": shown})
+                if c is None:
+                    s["turns"].append({"utterance": text, "shown": shown})
+                else:
+                    s["turns"].append({"utterance": text, "kind": c.kind, "template": tmpl, "detail": c.detail,
+                                       "predicate": c.predicate.to_dict(), "shown": shown})
                 acc = sim.accepts(shown, s["target"])
                 if acc is not None:
                     s["accepted"], s["accepted_item"], s["done"] = t, acc, True
@@ -324,14 +376,23 @@ class ConversationFamily(Family):
                 if t == p.max_turns:
                     s["done"] = True
                     continue
+                if not listen:
+                    continue  # the same words again next turn
                 c = sim.critique(shown, s["target"], s["rng"])
                 text, tmpl = sim.say(c, s["rng"])
                 s["preds"].append(c.predicate)
                 s["pending"] = (text, tmpl, c)
                 to_word.append(s)
-            if self.simulator == "llm" and to_word:
+            if listen and self.simulator == "llm" and to_word:
                 self._llm_word(to_word)
-        return [self._record(s) for s in states]
+        return states
+
+    def _neutral(self, ep: Episode) -> str:
+        if self.params.no_critique != "neutral":
+            return ""
+        rng = _rng(self.ctx.seed, ep.id, "neutral")
+        steer = self.user.vocab.plain("neutral")
+        return steer.say(rng.choice(list(self.user.templates["neutral"])), noun=self.user.vocab.noun)
 
     def _llm_word(self, states: list[dict[str, Any]]) -> None:
         judge, rubric = self.llm
@@ -369,7 +430,7 @@ class ConversationFamily(Family):
                 return f"named {who}"
         return None
 
-    def _record(self, s: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, s: dict[str, Any], q: dict[str, Any] | None) -> dict[str, Any]:
         p, sim = self.params, self.user
         target, turns = s["target"], s["turns"]
         played = min(p.velocity_turns, len(turns))
@@ -379,22 +440,34 @@ class ConversationFamily(Family):
                 cells |= sim.cells(i)
         first = turns[0]["shown"] if turns else []
         rel = float(np.mean([sim.relevance(i, target) for i in first])) if first else 0.0
-        accepted = s["accepted"]
+        tts = self._tts(s)
+        metrics: dict[str, float | None] = {}
+        if q is not None:
+            base = self._tts(q)
+            metrics |= {"turns_saved": base - tts,
+                        "success_lift": float(s["accepted"] is not None) - float(q["accepted"] is not None)}
+        metrics |= {"turns_to_satisfaction": tts, "success_rate": float(s["accepted"] is not None)}
+        if q is not None:
+            metrics |= {"turns_to_satisfaction_no_critique": self._tts(q),
+                        "success_rate_no_critique": float(q["accepted"] is not None)}
+        metrics |= {"exploration_velocity": len(cells) / played if played else None, "first_turn_relevance": rel}
         rec = {
             "target": target, "target_values": sorted(sim.cats(target)), "target_bin": sim.bin_label(target),
-            "accepted_turn": accepted, "accepted_item": s.get("accepted_item"), "turns": turns,
-            "metrics": {
-                "turns_to_satisfaction": float(accepted if accepted is not None else p.max_turns + 1),
-                "success_rate": float(accepted is not None),
-                "exploration_velocity": len(cells) / played if played else None,
-                "first_turn_relevance": rel,
-            },
+            "accepted_turn": s["accepted"], "accepted_item": s.get("accepted_item"), "turns": turns,
+            "metrics": metrics,
         }
+        if q is not None:
+            rec["no_critique"] = {"accepted_turn": q["accepted"], "accepted_item": q.get("accepted_item"),
+                                  "utterance": q["turns"][0]["utterance"] if q["turns"] else "",
+                                  "shown": [x["shown"] for x in q["turns"]]}
         if s.get("llm_failures"):
             rec["llm_failures"] = s["llm_failures"]
         if s.get("llm_verbatim"):
             rec["llm_verbatim"] = s["llm_verbatim"]
         return rec
+
+    def _tts(self, s: dict[str, Any]) -> float:
+        return float(s["accepted"] if s["accepted"] is not None else self.params.max_turns + 1)
 
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Estimate]:
         ok = [r for r in records if r.get("status") == "ok"]
@@ -409,6 +482,15 @@ class ConversationFamily(Family):
             out["turns_to_satisfaction_when_satisfied"] = not_available("no simulated user was satisfied within the turn cap")
         return out
 
+    def _success_by_turn(self, ok: list[dict[str, Any]]) -> dict[str, list[float]]:
+        """Share of episodes accepted by turn t = 1..max_turns, with the critiques and without them."""
+        n, cap = len(ok), self.params.max_turns
+        walks = {"critiques": [r.get("accepted_turn") for r in ok]}
+        if ok and all("no_critique" in r for r in ok):
+            walks["no_critique"] = [r["no_critique"]["accepted_turn"] for r in ok]
+        return {w: [sum(1 for a in acc if a is not None and a <= t) / n if n else 0.0 for t in range(1, cap + 1)]
+                for w, acc in walks.items()}
+
     def extras(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         ok = [r for r in records if r.get("status") == "ok"]
         kinds: dict[str, int] = {}
@@ -419,6 +501,7 @@ class ConversationFamily(Family):
             "simulator": self.simulator, "max_turns": self.params.max_turns, "k": self.k,
             "velocity_turns": self.params.velocity_turns, "critique_kinds": dict(sorted(kinds.items())),
             "phrasing_source": getattr(self, "_template_source", None),
+            "success_by_turn": self._success_by_turn(ok),
         }
         if self.simulator == "llm":
             judge, rubric = self.llm

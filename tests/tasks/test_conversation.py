@@ -1,4 +1,4 @@
-"""Conversation task: the simulated user's decisions, its metrics, and oracle < popularity in turns."""
+"""Conversation task: the simulated user's decisions, its metrics, and the lift of listening on real systems."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("conv")
     spec = _spec_file(tmp, max_users=60, max_turns=8)
     out = {}
-    for system in ("popularity", ORACLE):
+    for system in ("popularity", "random", "text-only", ORACLE):
         res = run(RunConfig(system=system, task=str(spec), output=tmp / f"{system}.json", progress=False))
         out[system] = (res, read_episodes(episodes_path(tmp / f"{system}.json")))
     return out
@@ -81,7 +81,10 @@ def _genres(ds, item):
 
 
 def _decade(ds, item):
-    return int(float(ds.items[item]["release_year"])) // 10 * 10
+    try:
+        return int(float(ds.items[item]["release_year"])) // 10 * 10
+    except ValueError:  # a few ml-100k items have no year
+        return None
 
 
 def test_turns_to_satisfaction_lower_for_the_oracle_than_for_popularity(runs):
@@ -140,20 +143,140 @@ def test_velocity_and_first_turn_relevance_match_hand_computation(runs):
         for r in eps[:20]:
             tgt = r["target"]
             played = r["turns"][:5]
-            cells = {(g, _decade(ds, i)) for t in played for i in t["shown"] for g in _genres(ds, i)}
+            cells = {c for t in played for i in t["shown"] for c in ({(g, _decade(ds, i)) for g in _genres(ds, i)} or {("?", _decade(ds, i))})}
             assert r["metrics"]["exploration_velocity"] == pytest.approx(len(cells) / len(played))
             rel = []
             for i in r["turns"][0]["shown"]:
                 a, b = _genres(ds, i), _genres(ds, tgt)
-                rel.append(0.5 * len(a & b) / len(a | b) + 0.5 * (_decade(ds, i) == _decade(ds, tgt)))
+                rel.append(0.5 * len(a & b) / len(a | b or {None}) + 0.5 * (_decade(ds, i) == _decade(ds, tgt)))
             assert r["metrics"]["first_turn_relevance"] == pytest.approx(np.mean(rel))
 
 
-def test_items_shown_earlier_are_not_shown_again(runs):
-    _, eps = runs["popularity"]
+def test_items_shown_earlier_are_not_shown_again_with_exclude_shown(tmp_path):
+    spec = _spec_file(tmp_path, max_users=20, max_turns=4, exclude_shown=True)
+    run(RunConfig(system="popularity", task=str(spec), output=tmp_path / "ex.json", progress=False))
+    eps = read_episodes(episodes_path(tmp_path / "ex.json"))
+    assert any(len(r["turns"]) > 1 for r in eps)
     for r in eps:
-        shown = [i for t in r["turns"] for i in t["shown"]]
-        assert len(shown) == len(set(shown))
+        for walk in ([t["shown"] for t in r["turns"]], r["no_critique"]["shown"]):
+            shown = [i for lst in walk for i in lst]
+            assert len(shown) == len(set(shown))
+
+
+def test_a_list_that_never_changes_gets_one_chance(runs):
+    """Shown items may come back (the default), so a static list cannot browse its way to the target's cell."""
+    _, eps = runs["popularity"]
+    assert any(r["accepted_turn"] is None for r in eps)
+    for r in eps:
+        assert all(t["shown"] == r["turns"][0]["shown"] for t in r["turns"])
+        assert r["metrics"]["turns_to_satisfaction"] in (1.0, 8 + 1.0)
+
+
+def _lift(res, name="turns_saved"):
+    m = res.metrics[name]
+    return m.value, m.ci_low, m.ci_high
+
+
+def test_a_system_that_ignores_the_words_gains_exactly_nothing_by_listening(runs):
+    res, eps = runs["popularity"]
+    assert res.task.main_score == "turns_saved"
+    for r in eps:  # the same lists turn by turn with and without the critiques
+        assert r["no_critique"]["shown"] == [t["shown"] for t in r["turns"]]
+        assert r["metrics"]["turns_saved"] == 0.0 and r["metrics"]["success_lift"] == 0.0
+    assert _lift(res) == (0.0, 0.0, 0.0) and _lift(res, "success_lift") == (0.0, 0.0, 0.0)
+
+
+def test_random_lift_is_zero_within_its_ci(runs):
+    res, _ = runs["random"]
+    for name in ("turns_saved", "success_lift"):
+        _, lo, hi = _lift(res, name)
+        assert lo <= 0.0 <= hi, name
+
+
+def test_listening_pays_for_a_steerable_system_and_most_for_the_oracle(runs):
+    text, _ = runs["text-only"]
+    orc, _ = runs[ORACLE]
+    pop, _ = runs["popularity"]
+    rnd, _ = runs["random"]
+    assert _lift(text)[1] > 0.0 and _lift(text, "success_lift")[1] > 0.0  # significantly above 0
+    # the oracle's lift beats every other system's, with its CI clear of theirs
+    for other in (text, pop, rnd):
+        assert _lift(orc)[1] > _lift(other)[2]
+        assert _lift(orc, "success_lift")[0] > _lift(other, "success_lift")[0]
+    # and without critiques a static list is accepted well below a listening system with them
+    assert pop.metrics["success_rate_no_critique"].ci_high < text.metrics["success_rate"].ci_low
+
+
+def test_lifts_are_paired_differences_of_the_two_walks(runs):
+    for _, eps in runs.values():
+        for r in eps:
+            m, nc = r["metrics"], r["no_critique"]
+            assert m["turns_to_satisfaction_no_critique"] == (nc["accepted_turn"] or 8 + 1)
+            assert m["success_rate_no_critique"] == float(nc["accepted_turn"] is not None)
+            assert m["turns_saved"] == m["turns_to_satisfaction_no_critique"] - m["turns_to_satisfaction"]
+            assert m["success_lift"] == m["success_rate"] - m["success_rate_no_critique"]
+
+
+def test_success_by_turn_ends_at_the_success_rates(runs):
+    for res, _ in runs.values():
+        curves = res.extras["success_by_turn"]
+        for walk, metric in (("critiques", "success_rate"), ("no_critique", "success_rate_no_critique")):
+            c = curves[walk]
+            assert len(c) == 8 and all(a <= b for a, b in zip(c, c[1:], strict=False))
+            assert c[-1] == pytest.approx(res.metrics[metric].value)
+
+
+def test_the_no_critique_walk_sends_no_words_and_no_predicate(tmp_path):
+    seen = []
+
+    class OracleSpy:
+        meta = SystemMeta(name="test-conversation-oracle-spy", is_oracle=True)
+
+        def fit(self, data, *, seed):
+            self.items = data.item_ids
+
+        def recommend(self, requests, *, k):
+            seen.extend((r.utterance, r.context["oracle_predicate"], r.session_id) for r in requests)
+            return [Ranking(tuple(self.items[:k])) for _ in requests]
+
+    if "test-conversation-oracle-spy" not in SYSTEMS:
+        register_system("test-conversation-oracle-spy", oracle=True)(lambda: OracleSpy())
+    spec = _spec_file(tmp_path, max_users=5, max_turns=3)
+    run(RunConfig(system="test-conversation-oracle-spy", task=str(spec), output=tmp_path / "o.json", progress=False))
+    eps = read_episodes(episodes_path(tmp_path / "o.json"))
+    silent = [s for s in seen if s[0] == ""]
+    heard = [s for s in seen if s[0] != ""]
+    assert len(silent) == sum(len(r["no_critique"]["shown"]) for r in eps) > 0
+    assert len(heard) == sum(len(r["turns"]) for r in eps)
+    assert all(p is None for _, p, _ in silent) and all(p is not None for _, p, _ in heard)
+    assert {s for _, _, s in silent} == {s for _, _, s in heard} == {r["episode"] for r in eps}
+
+
+def test_no_critique_neutral_words_and_off(tmp_path, family):
+    evals, _ = _eval_templates()
+    vocab = family.user.vocab
+    neutral = {vocab.plain("neutral").say(t, noun=vocab.noun) for t in evals["neutral"]}
+    spec = _spec_file(tmp_path, max_users=5, max_turns=2, no_critique="neutral")
+    run(RunConfig(system="popularity", task=str(spec), output=tmp_path / "n.json", progress=False))
+    assert all(r["no_critique"]["utterance"] in neutral for r in read_episodes(episodes_path(tmp_path / "n.json")))
+    spec = _spec_file(tmp_path, max_users=5, max_turns=2, no_critique="off")
+    res = run(RunConfig(system="popularity", task=str(spec), output=tmp_path / "off.json", progress=False, force=True))
+    assert "turns_saved" not in res.metrics and "success_rate" in res.metrics
+    assert "no_critique" not in res.extras["success_by_turn"]
+
+
+def test_stricter_acceptance_options(family):
+    from talkwalk_bench.tasks.conversation import SimulatedUser
+
+    sim, ds = family.user, family.ctx.dataset
+    target = next(i for i in ds.item_ids if _genres(ds, i) == {"Comedy"} and _decade(ds, i) == 1990)
+    exact = next(i for i in ds.item_ids if i != target and _genres(ds, i) == {"Comedy"} and _decade(ds, i) == 1990)
+    other = next(i for i in ds.item_ids if _genres(ds, i) == {"Action"})
+    only_target = SimulatedUser(family.ctx.card, ds.items, ds.item_ids, templates=sim.templates, accept="target")
+    top1 = SimulatedUser(family.ctx.card, ds.items, ds.item_ids, templates=sim.templates, accept_top=1)
+    assert sim.accepts([other, exact], target) == exact
+    assert only_target.accepts([other, exact], target) is None and only_target.accepts([other, target], target) == target
+    assert top1.accepts([other, exact], target) is None and top1.accepts([exact, other], target) == exact
 
 
 def test_critique_asks_for_older_when_the_list_is_too_recent(family):
