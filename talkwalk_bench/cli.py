@@ -97,6 +97,7 @@ def _print_result(res, out) -> None:
 def cmd_suite(a: argparse.Namespace) -> int:
     from talkwalk_bench import leaderboard as lb
     from talkwalk_bench.paths import inside, runs_dir
+    from talkwalk_bench.results import atomic_write_text
     from talkwalk_bench.suite import load_suite
     from talkwalk_bench.tasks.runner import RunConfig, run
 
@@ -113,17 +114,22 @@ def cmd_suite(a: argparse.Namespace) -> int:
                     res = run(RunConfig(system=system, task=spec.task, dataset=dataset, seed=seed, output=out,
                                         system_args=spec.system_args.get(system, {}), resume=not a.force, force=a.force,
                                         progress=not a.no_progress))
+                    if res.status != "success":
+                        raise BenchError(f"status {res.status}: {res.error}")
                     print(f"done  {spec.task:<14} {system:<18} seed {seed}: {res.task.main_score} = {res.main_value()}", file=sys.stderr)
                 except BenchError as exc:
                     failures.append(f"{spec.task}/{system}/seed{seed}: {exc}")
                     print(f"FAIL  {spec.task:<14} {system:<18} seed {seed}: {exc}", file=sys.stderr)
-    results, skipped = lb.collect([out_dir])
-    boards = lb.build(results)
-    text = lb.to_markdown(boards)
-    (out_dir / "leaderboard.md").write_text(text, encoding="utf-8")
-    (out_dir / "leaderboard.html").write_text(lb.to_html(boards), encoding="utf-8")
-    print(text)
-    print(f"leaderboard written to {out_dir / 'leaderboard.md'} and .html")
+    results, skipped = lb.collect([out_dir]) if out_dir.is_dir() else ([], [])
+    if results:
+        boards = lb.build(results)
+        text = lb.to_markdown(boards)
+        atomic_write_text(out_dir / "leaderboard.md", text)
+        atomic_write_text(out_dir / "leaderboard.html", lb.to_html(boards))
+        print(text)
+        print(f"leaderboard written to {out_dir / 'leaderboard.md'} and .html")
+    else:
+        print("no successful results: no leaderboard written", file=sys.stderr)
     for f in failures:
         print(f"error: {f}", file=sys.stderr)
     return 1 if failures else 0

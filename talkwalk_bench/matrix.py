@@ -77,6 +77,8 @@ def run_cell(cell: Cell) -> CellOutcome:
     try:
         res = run(RunConfig(system=cell.system, task=cell.task, dataset=cell.dataset, seed=cell.seed,
                             output=Path(cell.output), system_args=dict(cell.system_args), resume=True, progress=False))
+        if res.status != "success":  # degraded: it ran, but is not a result to publish
+            return CellOutcome(cell, "error", f"status {res.status}: {res.error}")
         return CellOutcome(cell, res.status, "")
     except BenchError as exc:
         return CellOutcome(cell, "error", str(exc))
