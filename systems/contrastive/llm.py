@@ -26,7 +26,7 @@ from talkwalk_bench.types import Turn
 log = logging.getLogger(__name__)
 
 PROMPT = ("You help a film recommender. Read the conversation and write ONE short description of the films the "
-          "user wants now (genres, era, what to avoid). Answer with the description only.")
+          "user wants now (genres, era, what to leave out). Answer with the description only.")
 KEY_ENV = ("TALKWALK_LLM_API_KEY", "TALKWALK_JUDGE_API_KEY")
 NO_KEY = "no-key"  # local endpoints ignore the key, but the client wants one
 

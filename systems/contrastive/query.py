@@ -16,19 +16,18 @@ import numpy as np
 
 # Control intents are recognised in the frozen text space by their nearest prototype,
 # so paraphrases ("let's undo that", "return to the earlier list") map to the same op.
+# Hand-written additions hold no wording that only the evaluation phrasings use (tests/test_eval_wall.py);
+# the train phrasings of the control kinds are added at fit time (pairs.control_phrases).
 INTENTS: dict[str, tuple[str, ...]] = {
-    "back": ("go back", "undo that", "return to the previous recommendations", "back to what I had before",
-             "revert the last change"),
-    "attract": ("more like that", "similar to these", "more of the same", "I liked those, give me similar ones",
-                "stay close to this"),
-    "repel": ("something different", "show me something else entirely", "none of these, change it up",
-              "I want a change"),
-    "diverse": ("more variety", "mix it up", "give me a diverse selection", "surprise me with range"),
+    "back": ("go back", "undo that", "return to the previous recommendations", "back to what I had before"),
+    "attract": ("more like that", "similar to these", "more of the same", "I liked those, show me similar ones"),
+    "repel": ("something different", "none of these, change it up", "I want a change"),
+    "diverse": ("more variety", "mix it up", "show me a diverse range"),
 }
 
 
 NEGATION = re.compile(r"\b(?:anything but|anything except|none of|hold the|rather than|instead of|do not|don't|dont|"
-                      r"no|not|without|except|avoid|skip|nothing|never|minus|excluding)\b", re.IGNORECASE)
+                      r"no|not|without|except|skip|nothing|never|excluding)\b", re.IGNORECASE)
 CLAUSE_END = re.compile(r"[,;.!?]|\b(?:but|and|though|however)\b", re.IGNORECASE)
 
 

@@ -27,7 +27,7 @@ TRAIN_TEMPLATES = (
     "show me {a} please",
     "in the mood for {a}",
     "more {a}",
-    "give me {a} tonight",
+    "{a} for me",
 )
 
 

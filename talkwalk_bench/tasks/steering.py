@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from talkwalk_bench.metrics import steering as M
 from talkwalk_bench.metrics.stats import Estimate, not_available
-from talkwalk_bench.steering.phrasings import _eval_templates
+from talkwalk_bench.steering.phrasings import Utterance, load_steering_file, utterance_predicate
 from talkwalk_bench.steering.predicates import (
     AllOf,
     HasValue,
@@ -54,6 +54,7 @@ from talkwalk_bench.steering.predicates import (
 from talkwalk_bench.steering.render import Steer, Vocabulary
 from talkwalk_bench.tasks.base import Episode, Family, register_family
 from talkwalk_bench.tasks.ranking import sample_users
+from talkwalk_bench.tasks.steering_eval import eval_templates
 from talkwalk_bench.types import Ranking, Request, Turn
 
 ATTRIBUTE_KINDS = ("include", "exclude", "range_bin", "before", "after", "include_range", "include_exclude")
@@ -111,7 +112,13 @@ class SteerabilityFamily(Family):
         self.vocab = Vocabulary(ctx.card)
         ds = ctx.dataset
         self.iv = ItemValues(ctx.card, ds.items, ds.item_ids)
-        self.templates, self.template_source = _eval_templates(ctx.steering_file)
+        self.templates, self.template_source = eval_templates(ctx.steering_file)
+        # literal utterances of a steering file, each with its own predicate checked against the card
+        self.literals: list[tuple[Utterance, Predicate]] = []
+        if ctx.steering_file is not None:
+            own = load_steering_file(ctx.steering_file, ctx.card)
+            self.literals = [(u, utterance_predicate(u, ctx.card)) for u in own.utterances]
+        self.skipped_users = 0
         self._masks: dict[str, np.ndarray] = {}
         self._features = self._item_features()
         self._probe_cache: dict[str, np.ndarray | None] = {}
@@ -143,26 +150,31 @@ class SteerabilityFamily(Family):
         kinds = self.params.attribute_kinds
         anchored = self.params.anchored_kinds
         offset = random.Random(f"steer-offset:{self.ctx.seed}").randrange(len(kinds))
+        self.skipped_users = 0
         out = []
         for i, u in enumerate(users):
             rng = random.Random(f"steer:{self.ctx.seed}:{u}")
             hist = split.history(u, stage)
             hidx = self._hist_idx(hist)
             target = held[u]
-            steer = alt = None
-            for j in range(len(kinds)):
-                kind = kinds[(i + offset + j) % len(kinds)]
-                pair = self._draw(kind, target, hidx, rng)
-                if pair is not None:
-                    steer, alt = pair
-                    break
-            if steer is None:
+            if self.literals:
+                pair_json = self._draw_literal(target, hidx, rng)
+            else:
+                pair_json = None
+                for j in range(len(kinds)):
+                    kind = kinds[(i + offset + j) % len(kinds)]
+                    pair = self._draw(kind, target, hidx, rng)
+                    if pair is not None:
+                        pair_json = (self._steer_json(pair[0], rng), self._steer_json(pair[1], rng))
+                        break
+            if pair_json is None:
+                self.skipped_users += 1
                 continue  # no consistent request with enough support for this user
             data = {
                 "target": target,
                 "neutral": self._utter(self.vocab.plain("neutral"), rng) if self.params.neutral == "text" else "",
-                "steer": self._steer_json(steer, rng),
-                "alt": self._steer_json(alt, rng),
+                "steer": pair_json[0],
+                "alt": pair_json[1],
                 "more_variety": self._utter(self.vocab.plain("more_variety"), rng),
                 "stay_close": self._utter(self.vocab.plain("stay_close"), rng),
                 "go_back": self._utter(self.vocab.plain("go_back"), rng),
@@ -171,6 +183,25 @@ class SteerabilityFamily(Family):
             data["anchored_template"] = rng.choice(self.templates[data["anchored_kind"]])
             out.append(Episode(id=f"u{u}", user_id=u, data=data))
         return out
+
+    def _draw_literal(self, target: str, hidx: np.ndarray, rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A literal utterance whose predicate holds for the held-out item, and another one (same kind first)."""
+        ok = [(u, p) for u, p in self.literals if self._support(p, hidx) >= self.min_support]
+        mains = [(u, p) for u, p in ok if self.iv.satisfies(p, target)]
+        if not mains:
+            return None
+        u, p = rng.choice(mains)
+        others = [(v, q) for v, q in ok if _key(q) != _key(p)]
+        if not others:
+            return None
+        same = [(v, q) for v, q in others if v.kind == u.kind]
+        v, q = rng.choice(same or others)
+
+        def js(x: Utterance, pred: Predicate) -> dict[str, Any]:
+            return {"kind": x.kind, "predicate": pred.to_dict(), "template": None, "utterance": x.text, "literal": True,
+                    **({"source": x.source} if x.source else {})}
+
+        return js(u, p), js(v, q)
 
     def _utter(self, steer: Steer, rng: random.Random) -> str:
         return steer.say(rng.choice(self.templates[steer.kind]), noun=self.vocab.noun)
@@ -595,7 +626,8 @@ class SteerabilityFamily(Family):
             **super().protocol(),
             "turns": "0 neutral; 1 branches {steer (consistent with the held-out item), alt steer, more variety, stay close}; "
                      "2 go back; 3 anchored steer on the top shown item",
-            "phrasings": sorted(set(self.template_source.values())),
+            "phrasings": sorted(set(self.template_source.values()))
+                         + ([f"{self.ctx.steering_file} (literal utterances: steer and alt turns)"] if self.literals else []),
             "min_support": self.min_support,
             "docs": "docs/steering.md",
         }
@@ -689,7 +721,11 @@ class SteerabilityFamily(Family):
                                  "K / unseen items (relevance), 1/6 for three exchangeable lists (diversity_gradient/ordered); "
                                  "constraint_following_norm puts each kind's chance at 0",
             "diversity_features": "cosine over [categorical multi-hot, ordinal bin one-hot], each block unit length",
-            "phrasing_source": self.template_source,
+            "phrasing_source": {**self.template_source,
+                                **({"steer_and_alt": f"{self.ctx.steering_file} (literal utterances)",
+                                    "literal_utterances": {"file": str(self.ctx.steering_file), "count": len(self.literals),
+                                                           "users_without_a_consistent_utterance": self.skipped_users}}
+                                   if self.literals else {})},
             "steer_kinds": kinds,
             "oracle_context": ORACLE_KEY if self._is_oracle() else None,
             **({"judge": {**self.judge.extras(records), "judged_turn": f"turn 1 steer list (top {self.judge_k})"}}

@@ -34,11 +34,13 @@ from talkwalk_bench.steering import (
     train_phrasings,
     train_templates,
 )
-from talkwalk_bench.steering.phrasings import _builtin, _eval_templates
+from talkwalk_bench.steering.phrasings import _builtin, utterance_predicate
 from talkwalk_bench.tasks.base import TaskContext
 from talkwalk_bench.tasks.runner import RunConfig, aggregate, run
 from talkwalk_bench.tasks.spec import load_spec_file
 from talkwalk_bench.tasks.steering import ORACLE_KEY, SteerabilityFamily
+from talkwalk_bench.tasks.steering_eval import builtin_eval
+from talkwalk_bench.tasks.steering_eval import eval_templates as _eval_templates
 from talkwalk_bench.types import Ranking, SystemMeta
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,9 +121,9 @@ def test_mask_counts_match_catalog_counts(card, dataset):
 # -- templates and rendering -----------------------------------------------------
 
 def test_builtin_templates_cover_every_kind_with_disjoint_train_and_eval():
-    b = _builtin()
+    b, e = _builtin(), builtin_eval()
     for kind in REQUEST_KINDS:
-        train, ev = b.train[kind], b.eval[kind]
+        train, ev = b.train[kind], e.eval[kind]
         assert len(train) + len(ev) >= 6, kind
         assert train and ev
         assert not {t.lower() for t in train} & {t.lower() for t in ev}
@@ -392,3 +394,57 @@ def test_oracle_filter_follows_every_constraint(small_spec, tmp_path):
     assert per_kind and all(res.metrics[k].value == 1.0 for k in per_kind)
     assert res.metrics["constraint_following@10"].chance < 1.0
     assert res.metrics["constraint_following_norm@10"].value == 1.0
+
+
+# -- literal utterances in steering files ------------------------------------------------
+
+def test_literal_utterances_load_with_their_own_predicates(card, dataset):
+    own = load_steering_file(FIX / "literal_utterances.yaml", card)
+    by_text = {u.text: u for u in own.utterances}
+    assert [u.kind for u in own.utterances] == ["include", "include", "exclude", "range_bin", "after", "before",
+                                                "include_range", "include_exclude", "combined"]
+    iv = ItemValues(card, dataset.items, dataset.item_ids)
+    late80s = utterance_predicate(by_text["from the late eighties"], card)
+    assert late80s == InRange(attribute="year", low=1985, high=1989)  # not a decade edge
+    years = [iv[i].get("year") for i in dataset.item_ids if iv.satisfies(late80s, i)]
+    assert years and min(years) == 1985 and max(years) == 1989
+    after = utterance_predicate(by_text["after the moon landing"], card)
+    assert after.low == 1969 and after.low_strict and not after.holds({"year": 1969.0}) and after.holds({"year": 1970.0})
+    before = utterance_predicate(by_text["released before 1977"], card)
+    assert before.holds({"year": 1976.0}) and not before.holds({"year": 1977.0})
+    combo = utterance_predicate(by_text["a mid-nineties action film that isn't a thriller"], card)
+    assert isinstance(combo, AllOf) and len(combo.parts) == 3
+    assert by_text["a whodunit"].source == "study 1, participant 3"
+
+
+@pytest.mark.parametrize("name,field,words", [
+    ("unknown_value", "utterances.1.has.genre", "Did you mean 'Mystery'"),
+    ("slot", "utterances.1.text", "slot"),
+    ("empty_range", "utterances.1.range.year", "empty"),
+    ("contradiction", "utterances.1", "both has and lacks"),
+    ("ordinal_has", "utterances.1.has.year", "categorical"),
+    ("no_predicate", "utterances.1", "no predicate"),
+])
+def test_broken_literal_utterance_gives_one_line_naming_file_and_field(card, name, field, words):
+    path = FIX / f"broken_utterance_{name}.yaml"
+    with pytest.raises(DataFormatError) as ei:
+        load_steering_file(path, card)
+    msg = str(ei.value)
+    assert "\n" not in msg and str(path) in msg and field in msg and words in msg, msg
+
+
+def test_run_scores_literal_utterances_on_the_steer_and_alternative_turns(small_spec, tmp_path, card, dataset):
+    path = FIX / "literal_utterances.yaml"
+    texts = {u.text for u in load_steering_file(path, card).utterances}
+    res, records = _run("oracle-filter", small_spec, tmp_path, "literal", steering_file=path)
+    assert res.status == "success" and records
+    assert res.metrics["constraint_following@10"].value == 1.0
+    lit = res.extras["phrasing_source"]["literal_utterances"]
+    assert lit["count"] == len(texts) and lit["file"].endswith("literal_utterances.yaml")
+    iv = ItemValues(card, dataset.items, dataset.item_ids)
+    for r in records:
+        steer, alt = r["requests"]["steer"], r["requests"]["alt"]
+        assert steer["literal"] and steer["utterance"] in texts and alt["utterance"] in texts
+        assert iv.satisfies(predicate_from_dict(steer["predicate"]), r["target"])  # consistent with the held-out item
+        assert steer["predicate"] != alt["predicate"]
+        assert r["requests"]["go_back"] == "scratch my last request"
