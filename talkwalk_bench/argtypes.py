@@ -24,7 +24,7 @@ class Parser(argparse.ArgumentParser):
 
 def whole(name: str, *, env: str | None = None, minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
     """An int type for argparse; the message names the option, its environment variable and the range."""
-    where = f"{name}" + (f" (or ${env})" if env else "")
+    source = f" (from {name} or ${env})" if env else ""
     if minimum is not None and maximum is not None:
         want = f"a whole number from {minimum} to {maximum}"
     elif minimum is not None:
@@ -36,9 +36,9 @@ def whole(name: str, *, env: str | None = None, minimum: int | None = None, maxi
         try:
             value = int(str(raw).strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{where} is {raw!r}, expected {want}") from None
+            raise argparse.ArgumentTypeError(f"{name} {raw!r}: expected {want}{source}") from None
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"{where} is {value}, expected {want}")
+            raise argparse.ArgumentTypeError(f"{name} {value}: expected {want}{source}")
         return value
 
     parse.__name__ = "int"
@@ -47,16 +47,16 @@ def whole(name: str, *, env: str | None = None, minimum: int | None = None, maxi
 
 def number(name: str, *, env: str | None = None, minimum: float | None = None) -> Callable[[str], float]:
     """A finite float type for argparse, at least ``minimum``."""
-    where = f"{name}" + (f" (or ${env})" if env else "")
-    want = "a number" + (f" >= {minimum:g}" if minimum is not None else "")
+    source = f" (from {name} or ${env})" if env else ""
+    want = "a finite number" + (f" >= {minimum:g}" if minimum is not None else "")
 
     def parse(raw: str) -> float:
         try:
             value = float(str(raw).strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{where} is {raw!r}, expected {want}") from None
+            raise argparse.ArgumentTypeError(f"{name} {raw!r}: expected {want}{source}") from None
         if value != value or value in (float("inf"), float("-inf")) or (minimum is not None and value < minimum):
-            raise argparse.ArgumentTypeError(f"{where} is {raw}, expected {want}")
+            raise argparse.ArgumentTypeError(f"{name} {raw}: expected {want}{source}")
         return value
 
     parse.__name__ = "float"

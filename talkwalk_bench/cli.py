@@ -214,7 +214,7 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     from talkwalk_bench.results import atomic_write_text
 
     if a.format not in lb.FORMATS:  # a default from $TALKWALK_LB_FORMAT is not checked by argparse
-        raise BenchError(f"--format (or $TALKWALK_LB_FORMAT) is {a.format!r}; use one of {', '.join(lb.FORMATS)}")
+        raise BenchError(f"--format {a.format!r}: use one of {', '.join(lb.FORMATS)} (from --format or $TALKWALK_LB_FORMAT)")
     results, skipped = lb.collect([Path(p) for p in a.results])
     for s in skipped:
         print(f"skipped {s}", file=sys.stderr)

@@ -26,16 +26,16 @@ def _run(tiny, out, *extra):
 
 
 @pytest.mark.parametrize("var, value, argv, fragment", [
-    ("TALKWALK_SEED", "abc", ["run", "--system", "popularity", "--task", "ranking"], "$TALKWALK_SEED) is 'abc'"),
-    ("TALKWALK_SEED", "-3", ["run", "--system", "popularity", "--task", "ranking"], "$TALKWALK_SEED) is -3"),
-    ("TALKWALK_LLM_PORT", "abc", ["serve-llm"], "$TALKWALK_LLM_PORT) is 'abc'"),
-    ("TALKWALK_LLM_PORT", "70000", ["serve-llm"], "expected a whole number from 0 to 65535"),
-    ("TALKWALK_LLM_THREADS", "many", ["serve-llm"], "$TALKWALK_LLM_THREADS) is 'many'"),
-    ("TALKWALK_JOBS", "0", ["matrix", "--systems", "popularity", "--tasks", "ranking"], "$TALKWALK_JOBS) is 0"),
-    ("TALKWALK_EXECUTOR", "slurm", ["matrix", "--systems", "popularity", "--tasks", "ranking"], "expected local or ray"),
-    ("TALKWALK_CHAT_K", "-5", ["chat", "--system", "popularity"], "$TALKWALK_CHAT_K) is -5"),
+    ("TALKWALK_SEED", "abc", ["run", "--system", "popularity", "--task", "ranking"], "--seed 'abc': expected a whole number from 0 to 4294967295 (from --seed or $TALKWALK_SEED)"),
+    ("TALKWALK_SEED", "-3", ["run", "--system", "popularity", "--task", "ranking"], "--seed -3: expected"),
+    ("TALKWALK_LLM_PORT", "abc", ["serve-llm"], "--port 'abc': expected a whole number from 0 to 65535 (from --port or $TALKWALK_LLM_PORT)"),
+    ("TALKWALK_LLM_PORT", "70000", ["serve-llm"], "--port 70000: expected a whole number from 0 to 65535"),
+    ("TALKWALK_LLM_THREADS", "many", ["serve-llm"], "--threads 'many': expected a whole number >= 0 (from --threads or $TALKWALK_LLM_THREADS)"),
+    ("TALKWALK_JOBS", "0", ["matrix", "--systems", "popularity", "--tasks", "ranking"], "--jobs 0: expected a whole number >= 1 (from --jobs or $TALKWALK_JOBS)"),
+    ("TALKWALK_EXECUTOR", "slurm", ["matrix", "--systems", "popularity", "--tasks", "ranking"], "expected local or ray (from --executor or $TALKWALK_EXECUTOR)"),
+    ("TALKWALK_CHAT_K", "-5", ["chat", "--system", "popularity"], "-k -5: expected a whole number from 1 to 1000 (from -k or $TALKWALK_CHAT_K)"),
     ("TALKWALK_RESUME", "maybe", ["list"], "$TALKWALK_RESUME is 'maybe'"),
-    ("TALKWALK_LB_FORMAT", "xml", ["leaderboard", "."], "$TALKWALK_LB_FORMAT) is 'xml'"),
+    ("TALKWALK_LB_FORMAT", "xml", ["leaderboard", "."], "--format 'xml': use one of md, csv, json, html (from --format or $TALKWALK_LB_FORMAT)"),
 ])
 def test_bad_environment_variable_is_one_line(monkeypatch, capsys, var, value, argv, fragment):
     monkeypatch.setenv(var, value)

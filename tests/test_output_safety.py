@@ -166,3 +166,11 @@ def test_lock_file_names_the_holder_while_held(tmp_path):
             OutputLock(out).acquire()
     assert not lock_path(out).exists()  # nothing left behind to block the next run
     OutputLock(out).acquire().release()
+
+
+@pytest.mark.parametrize("family, key", [("steerability", "judge_model"), ("steerability", "judge_pairwise"), ("judge", "judge_reference"),
+                                         ("conversation", "simulator"), ("conversation", "judge_base_url")])
+def test_options_a_family_reads_are_accepted(family, key):
+    from talkwalk_bench.tasks.base import FAMILIES
+
+    runner.check_options(FAMILIES.get(family), family, {key: "x"})  # no error

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 
 def _executor(raw: str) -> str:
     if raw not in ("local", "ray"):
-        raise argparse.ArgumentTypeError(f"--executor (or $TALKWALK_EXECUTOR) is {raw!r}, expected local or ray")
+        raise argparse.ArgumentTypeError(f"--executor {raw!r}: expected local or ray (from --executor or $TALKWALK_EXECUTOR)")
     return raw
 
 

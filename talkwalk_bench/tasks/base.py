@@ -171,7 +171,7 @@ FAMILIES: Registry[type[Family]] = Registry("task family", lambda: _load_familie
 
 # -O options of the families that do not declare ``options`` on their class.
 FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
-    "steering": ("judge",),
+    "steerability": ("judge", "judge_pairwise"),
     "conversation": ("judge", "simulator"),
 }
 
