@@ -2,8 +2,11 @@
 
 Each page has the sortable table (CIs drawn as bars, oracle rows apart), the
 protocol and package versions, and where the data exist inline SVG plots:
-the controllable-diversity gradient of steering tasks (intra-list diversity
-under "stay close", neutral, "more variety") and latency distributions.
+for steering tasks a per-kind table (raw constraint following beside each
+kind's own chance level, and the chance-normalised value) with each kind
+plotted against its chance, and the controllable-diversity gradient
+(intra-list diversity under "stay close", neutral, "more variety"); latency
+distributions.
 """
 
 from __future__ import annotations
@@ -67,6 +70,92 @@ def _svg_gradient(board: Board) -> str:
             "says nothing, or asks for more variety; a steerable system rises left to right.</small></p>" + "".join(parts))
 
 
+_KIND_PREFIX = "constraint_following@"
+
+
+def _kind_metrics(board: Board) -> tuple[str, list[str]]:
+    """The cutoff shown (10 when reported) and the request kinds that have a per-kind constraint-following value."""
+    names = [m for m in board.metric_names if m.startswith(_KIND_PREFIX) and "/" in m]
+    cuts = sorted({m[len(_KIND_PREFIX):].split("/", 1)[0] for m in names}, key=lambda c: (c != "10", c))
+    if not cuts:
+        return "", []
+    cut = cuts[0]
+    kinds = sorted({m.split("/", 1)[1] for m in names if m.startswith(f"{_KIND_PREFIX}{cut}/")})
+    return cut, kinds
+
+
+def _html_kinds(board: Board) -> str:
+    """Per request kind: each system's raw constraint following beside its own chance level, and the normalised value."""
+    cut, kinds = _kind_metrics(board)
+    if not kinds:
+        return ""
+    rows = board.rows
+    head = "".join(f"<th>{html.escape(r.system)}</th>" for r in rows)
+    body = []
+    for kind in kinds:
+        cells = []
+        for r in rows:
+            m = r.metrics.get(f"{_KIND_PREFIX}{cut}/{kind}", {})
+            norm = r.metrics.get(f"constraint_following_norm@{cut}/{kind}", {})
+            if m.get("value") is None:
+                cells.append("<td>n/a</td>")
+                continue
+            ch = m.get("chance")
+            nv = norm.get("value")
+            cells.append(f"<td data-v='{m['value']}'>{m['value']:.3f} <small>(chance {'' if ch is None else f'{ch:.3f}'}; "
+                         f"n {m.get('n', '')})</small>{'' if nv is None else f'<br><b>{nv:+.3f}</b>'}</td>")
+        body.append(f"<tr><td class='s'>{html.escape(kind)}</td>{''.join(cells)}</tr>")
+    return (f"<h3>Constraint following per request kind (@{cut})</h3><p><small>Each cell: the raw share of the top-{cut} that "
+            "satisfies the request, the chance level of that kind for that system's episodes (the share of the unseen "
+            "catalog satisfying it; anchored kinds differ per system), n episodes, and in bold the chance-normalised value "
+            "(0 = chance, 1 = every item satisfies, −1 = none; docs/steering.md).</small></p>"
+            f"<table class='lb kinds'><thead><tr><th>kind</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _svg_kinds(board: Board) -> str:
+    """Each kind's constraint following against its chance level, one colour per system; the diagonal is chance."""
+    cut, kinds = _kind_metrics(board)
+    pts = []
+    for i, r in enumerate(board.rows):
+        for kind in kinds:
+            m = r.metrics.get(f"{_KIND_PREFIX}{cut}/{kind}", {})
+            if m.get("value") is not None and m.get("chance") is not None:
+                pts.append((i, r.system, kind, float(m["chance"]), float(m["value"])))
+    if not pts:
+        return ""
+    w = h = 420
+    pad = 46
+
+    def x(v: float) -> float:
+        return pad + v * (w - 2 * pad)
+
+    def y(v: float) -> float:
+        return h - pad - v * (h - 2 * pad)
+
+    parts = [f"<svg class='plot' id='kinds-plot' width='{w + 150}' height='{h}' xmlns='http://www.w3.org/2000/svg' role='img'>",
+             "<title>Constraint following per request kind against its chance level</title>",
+             f"<rect x='{pad}' y='{pad}' width='{w - 2 * pad}' height='{h - 2 * pad}' fill='none' stroke='#999'/>",
+             f"<line x1='{x(0)}' y1='{y(0)}' x2='{x(1)}' y2='{y(1)}' stroke='#bbb' stroke-dasharray='4 3'/>",
+             f"<text x='{x(0.62):.0f}' y='{y(0.55):.0f}' font-size='10' fill='#888'>chance</text>",
+             f"<text x='{w / 2:.0f}' y='{h - 8}' font-size='11' text-anchor='middle'>chance level of the kind</text>",
+             f"<text x='12' y='{h / 2:.0f}' font-size='11' text-anchor='middle' transform='rotate(-90 12 {h / 2:.0f})'>"
+             f"constraint following@{cut}</text>"]
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f"<text x='{x(t):.0f}' y='{h - pad + 14}' font-size='10' text-anchor='middle'>{t:g}</text>")
+        parts.append(f"<text x='{pad - 4}' y='{y(t) + 4:.0f}' font-size='10' text-anchor='end'>{t:g}</text>")
+    for i, system, kind, c, v in pts:
+        col = PALETTE[i % len(PALETTE)]
+        parts.append(f"<circle cx='{x(c):.1f}' cy='{y(v):.1f}' r='4' fill='{col}' opacity='.8'>"
+                     f"<title>{html.escape(system)} · {html.escape(kind)}: {v:.3f} (chance {c:.3f})</title></circle>")
+    for i, r in enumerate(board.rows):
+        parts.append(f"<text x='{w + 4}' y='{pad + 14 * i:.0f}' font-size='10' fill='{PALETTE[i % len(PALETTE)]}'>"
+                     f"{html.escape(r.system)}</text>")
+    parts.append("</svg>")
+    return ("<h3>Per kind against chance</h3><p><small>One point per system and request kind (hover for the kind): "
+            "above the diagonal the system follows the kind better than a list drawn without regard to the request.</small></p>"
+            + "".join(parts))
+
+
 def _latencies(board: Board) -> dict[str, np.ndarray]:
     out = {}
     for r in board.rows:
@@ -116,7 +205,7 @@ def build_site(boards: list[Board], out_dir: Path, title: str = "talkwalk-bench 
     for b in boards:
         name = page_name(f"{b.task}-{b.dataset}")
         page = to_html([b], title=f"{b.task} ({b.dataset})")
-        plots = _svg_gradient(b) + _svg_latency(b)
+        plots = _html_kinds(b) + _svg_kinds(b) + _svg_gradient(b) + _svg_latency(b)
         nav = "<p><a href='index.html'>&larr; all tasks</a></p>"
         page = page.replace("<body>", f"<body>{nav}", 1).replace("<script>", f"{plots}<script>", 1)
         atomic_write_text(out_dir / name, page)

@@ -116,3 +116,22 @@ def test_table_renders_and_sorts_in_chromium(site, tmp_path):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_steering_page_has_per_kind_chance_table_and_plot(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = tmp_path / "steer.yaml"
+    spec.write_text(f"include: {root / 'tasks' / 'steerability.yaml'}\nepisodes: {{max_users: 20}}\nbootstrap: {{n_resamples: 100}}\n")
+    res = tmp_path / "results"
+    for system in ("popularity", "oracle-filter"):
+        assert main(["run", "--system", system, "--task", str(spec), "--output", str(res / f"{system}.json"), "--no-progress"]) == 0
+    out = tmp_path / "site"
+    assert main(["leaderboard", str(res), "--format", "html", "--output", str(out)]) == 0
+    page = (out / "steerability-ml-100k.html").read_text()
+    assert "<table class='lb kinds'>" in page and "id='kinds-plot'" in page
+    kinds = json.loads((res / "popularity.json").read_text())["extras"]["steer_kinds"]
+    for kind in kinds:  # every steered kind has a row, each cell with its own chance level
+        assert f"<td class='s'>{kind}</td>" in page
+    assert page.count("(chance ") >= 2 * len(kinds)
