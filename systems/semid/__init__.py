@@ -24,7 +24,7 @@ def _build(name: str, **params: Any) -> Any:
 )
 def semid(
     base_model: str = "smollm2",
-    embedder: str = "contrastive",
+    embedder: str = "minilm",
     widths: str = "",
     quantizer: str = "rqvae",
     rqvae_steps: int = 1500,
@@ -37,9 +37,9 @@ def semid(
     batch_size: int = 8,
     lr_a: float = 3e-3,
     lr_b: float = 5e-4,
-    lora_r: int = 8,
+    lora_r: int = 16,
     max_len: int = 128,
-    max_history: int = 10,
+    max_history: int = 50,
     bf16: bool = True,
     infer_bf16: bool = True,
     beam: int = 10,
@@ -48,6 +48,20 @@ def semid(
     rec_batch: int = 16,
     explain_top: int = 0,
     threads: int = 0,
+    recipe: str = "seq",
+    teacher: str = "semid-tiger",
+    distill: float = 0.5,
+    epochs: float = 3.0,
+    window: int = 50,
+    batch_tokens: int = 2048,
+    lr: float = 1e-3,
+    steer_every: int = 6,
+    steer_batch: int = 8,
+    steer_history: int = 20,
+    checkpoint_every: int = 20,
+    constrain: bool = False,
+    int8: bool = False,
+    max_history_infer: int = 0,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
 
@@ -56,14 +70,56 @@ register_variant(
     "semid-align",
     _build,
     like=semid,
-    defaults={"steps_a": 360, "steps_b": 0, "explain": 0.0},
+    defaults={"steps_a": 360, "steps_b": 0, "explain": 0.0, "embedder": "contrastive", "lora_r": 8, "max_history": 10, "recipe": "prompt"},
     description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)",
+)
+
+register_variant(
+    "semid-constrain",
+    _build,
+    like=semid,
+    defaults={"constrain": True},
+    description="Semantic-id LLM that first emits the request as a card constraint (grammar over the card's constraints), then decodes only items that satisfy it",
 )
 
 register_variant(
     "semid-poc",
     _build,
     like=semid,
-    defaults={"embedder": "minilm", "init": "mean", "mix": "content"},
+    defaults={"embedder": "minilm", "init": "mean", "mix": "content", "lora_r": 8, "max_history": 10, "recipe": "prompt"},
     description="Semantic-id LLM trained on content only (no interaction logs), cold-start catalog (seeds 003/004)",
 )
+
+
+@register_system(
+    "semid-tiger",
+    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes), MiniLM utterance prefix",
+)
+def semid_tiger(
+    embedder: str = "minilm",
+    widths: str = "",
+    quantizer: str = "rqvae",
+    rqvae_steps: int = 1500,
+    spread: bool = True,
+    hidden: int = 128,
+    layers: int = 2,
+    heads: int = 4,
+    dropout: float = 0.2,
+    window: int = 50,
+    epochs: int = 12,
+    patience: int = 2,
+    lr: float = 3e-3,
+    weight_decay: float = 0.01,
+    batch_tokens: int = 8192,
+    val_users: int = 300,
+    steer_steps: int = 300,
+    steer_batch: int = 16,
+    steer_history: int = 20,
+    max_history: int = 50,
+    beam: int = 20,
+    rec_batch: int = 64,
+    threads: int = 0,
+) -> Any:
+    from systems.semid.scratch import ScratchDecoder
+
+    return ScratchDecoder("semid-tiger", **{k: v for k, v in locals().items() if k != "ScratchDecoder"})

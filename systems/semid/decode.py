@@ -114,8 +114,13 @@ def beam_search_batch(
     k: int,
     beam: int | None = None,
     excludes: Sequence[Iterable[Sid]] | None = None,
+    prompt_embeds: Any = None,
 ) -> list[list[tuple[Sid, float]]]:
     """Beam search for several prompts at once (left-padded, one KV cache).
+
+    ``prompt_embeds`` (optional, [n, width, d], left-padded like the prompts)
+    replaces the prompts' token embeddings in the prefill, for models that
+    take a vector (an utterance embedding) at some prompt position.
 
     Each request keeps its own ``beam`` hypotheses; all of them share the
     batched forward passes. Levels where every hypothesis has one open
@@ -137,7 +142,10 @@ def beam_search_batch(
 
     with torch.inference_mode():
         ids, mask, pos = _pad_left(prompts)
-        out = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        if prompt_embeds is not None:
+            out = body(inputs_embeds=prompt_embeds, attention_mask=mask, position_ids=pos, use_cache=True)
+        else:
+            out = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         cache, h = out.past_key_values, out.last_hidden_state[:, -1, :]
         last_pos = pos[:, -1]
         rows: list[tuple[int, Sid, float]] = [(r, (), 0.0) for r in range(n)]
@@ -202,6 +210,7 @@ def item_log_probs(
     level_tokens: Sequence[Sequence[int]],
     *,
     chunk: int = 32,
+    prompt_embeds: Any = None,
 ) -> np.ndarray:
     """Log-probability of every id in ``trie.sids`` order (sums to 1 in probability).
 
@@ -215,7 +224,10 @@ def item_log_probs(
     body, weight, bias = _head(model)
     logp: dict[Sid, float] = {(): 0.0}
     with torch.inference_mode():
-        out = body(input_ids=torch.as_tensor([list(prompt_ids)]), use_cache=True)
+        if prompt_embeds is not None:
+            out = body(inputs_embeds=prompt_embeds, use_cache=True)
+        else:
+            out = body(input_ids=torch.as_tensor([list(prompt_ids)]), use_cache=True)
         cache = out.past_key_values
         root_h = out.last_hidden_state[0, -1, :]
         expanded = False

@@ -18,10 +18,12 @@ from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
 VERSION = "2"
 # arguments that change inference only; they are left out of the training cache key
-INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top")
+INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer")
 # training arguments added after models were cached: at these values they stay out of the key,
 # so models trained before they existed keep their cache entries
-ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae"}
+ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt"}
+# arguments of the whole-sequence recipe; in the key only when recipe=seq
+SEQ_ONLY = ("teacher", "distill", "epochs", "window", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
 class SemIdRecommender:
@@ -76,6 +78,7 @@ class SemIdRecommender:
             k: v
             for k, v in self.p.items()
             if k not in INFERENCE_ONLY and not (k in ADDED_LATER and v == ADDED_LATER[k])
+            and not (k in SEQ_ONLY and self.p.get("recipe", "prompt") != "seq")
         }
         if "decoder" in keep:  # inference only, but kept as "trie" so existing keys do not move
             keep["decoder"] = "trie"
@@ -90,8 +93,6 @@ class SemIdRecommender:
         import torch
 
         from systems.semid.decode import PrefixTrie
-        from systems.semid.embed import item_embeddings
-        from systems.semid.ids import SemanticIdTable, build_table
         from systems.semid.lm import extend_vocabulary, load_base
         from systems.semid.train import add_lora, init_new_rows, train
 
@@ -104,52 +105,7 @@ class SemIdRecommender:
         root = cache_dir() / "semid" / self._cache_key(data, seed)
         root.mkdir(parents=True, exist_ok=True)
         # 1. semantic ids
-        emb = item_embeddings(self.p["embedder"], texts, data, seed)
-        # ids depend only on the embeddings and the RQ-VAE settings: shared by all variants
-        ids_key = hashlib.sha256(
-            json.dumps(
-                [
-                    VERSION,
-                    data.key,
-                    seed,
-                    self.p["embedder"],
-                    self.p["widths"],
-                    self.p["rqvae_steps"],
-                    self.p.get("spread", True),
-                    texts,
-                ]
-                + ([] if self.p.get("quantizer", "rqvae") == ADDED_LATER["quantizer"] else [self.p["quantizer"]])
-            ).encode()
-        ).hexdigest()[:16]
-        tpath = cache_dir() / "semid" / "ids" / f"{ids_key}.json"
-        tpath.parent.mkdir(parents=True, exist_ok=True)
-        own = root / "ids.json"  # the ids the cached weights were trained with
-        if own.exists():
-            self.table = SemanticIdTable.from_json(json.loads(own.read_text()))
-        elif tpath.exists():
-            self.table = SemanticIdTable.from_json(json.loads(tpath.read_text()))
-        else:
-            labels = _first_multi_labels(card, data.items, self.item_ids)
-            widths = (
-                tuple(int(w) for w in str(self.p["widths"]).split("x"))
-                if self.p["widths"]
-                else None
-            )
-            self.table = build_table(
-                self.item_ids,
-                emb,
-                widths=widths,
-                labels=labels,
-                steps=self.p["rqvae_steps"],
-                seed=seed,
-                spread=self.p.get("spread", True),
-                quantizer=self.p.get("quantizer", "rqvae"),
-            )
-            tmp = tpath.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.table.to_json()))
-            os.replace(tmp, tpath)
-        if not own.exists():
-            own.write_text(json.dumps(self.table.to_json()))
+        emb, self.table = semantic_table(self.p, data, seed, texts, own=root / "ids.json")
         # 2. the LM with its extended vocabulary
         model, tok = load_base(self.p["base_model"])
         self.vocab = extend_vocabulary(model, tok, self.table.widths)
@@ -183,53 +139,57 @@ class SemIdRecommender:
                 item_texts=texts,
                 seed=seed,
             )
-            sids = {it: self.table.sid(it) for it in self.item_ids}
-            seqs = _train_sequences(data) if self.p["mix"] == "full" else {}
-            bs = self.p["batch_size"]
-            common = dict(
-                sids=sids,
-                items=data.items,
-                card=card,
-                sequences=seqs,
-                mix=self.p["mix"],
-                max_history=self.p["max_history"],
-                eos=tok.eos_token or "",
-                explain=float(self.p.get("explain", 0.0)),
-            )
-            info: dict[str, Any] = {"ids": self.table.stats, "widths": list(self.table.widths)}
-            if self.p["steps_a"] > 0:
-                ex = D.make_examples(self.p["steps_a"] * bs, seed=seed, **common)
-                info["stage_a"] = train(
-                    core,
-                    tok,
-                    ex,
-                    n_old=n_old,
-                    steps=self.p["steps_a"],
-                    batch_size=bs,
-                    lr=self.p["lr_a"],
-                    max_len=self.p["max_len"],
-                    bf16=self.p["bf16"],
-                    seed=seed,
-                    desc=f"{self.meta.name} stage A",
+            if self.p.get("recipe", "prompt") == "seq":
+                info = {"ids": self.table.stats, "widths": list(self.table.widths), "recipe": "seq"}
+                info["training"] = self._fit_seq(model, core, tok, data, seed, root, use_lora)
+            else:
+                sids = {it: self.table.sid(it) for it in self.item_ids}
+                seqs = _train_sequences(data) if self.p["mix"] == "full" else {}
+                bs = self.p["batch_size"]
+                common = dict(
+                    sids=sids,
+                    items=data.items,
+                    card=card,
+                    sequences=seqs,
+                    mix=self.p["mix"],
+                    max_history=self.p["max_history"],
+                    eos=tok.eos_token or "",
+                    explain=float(self.p.get("explain", 0.0)),
                 )
-            if use_lora:
-                ex = D.make_examples(self.p["steps_b"] * bs, seed=seed + 1, **common)
-                lora = [p for n, p in model.named_parameters() if "lora_" in n]
-                info["stage_b"] = train(
-                    core,
-                    tok,
-                    ex,
-                    n_old=n_old,
-                    steps=self.p["steps_b"],
-                    batch_size=bs,
-                    lr=self.p["lr_a"],
-                    lora_params=lora,
-                    lr_lora=self.p["lr_b"],
-                    max_len=self.p["max_len"],
-                    bf16=self.p["bf16"],
-                    seed=seed + 1,
-                    desc=f"{self.meta.name} stage B",
-                )
+                info: dict[str, Any] = {"ids": self.table.stats, "widths": list(self.table.widths)}
+                if self.p["steps_a"] > 0:
+                    ex = D.make_examples(self.p["steps_a"] * bs, seed=seed, **common)
+                    info["stage_a"] = train(
+                        core,
+                        tok,
+                        ex,
+                        n_old=n_old,
+                        steps=self.p["steps_a"],
+                        batch_size=bs,
+                        lr=self.p["lr_a"],
+                        max_len=self.p["max_len"],
+                        bf16=self.p["bf16"],
+                        seed=seed,
+                        desc=f"{self.meta.name} stage A",
+                    )
+                if use_lora:
+                    ex = D.make_examples(self.p["steps_b"] * bs, seed=seed + 1, **common)
+                    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+                    info["stage_b"] = train(
+                        core,
+                        tok,
+                        ex,
+                        n_old=n_old,
+                        steps=self.p["steps_b"],
+                        batch_size=bs,
+                        lr=self.p["lr_a"],
+                        lora_params=lora,
+                        lr_lora=self.p["lr_b"],
+                        max_len=self.p["max_len"],
+                        bf16=self.p["bf16"],
+                        seed=seed + 1,
+                        desc=f"{self.meta.name} stage B",
+                    )
             state = {"new_rows": core.get_input_embeddings().weight[n_old:].detach().clone()}
             if (
                 core.get_output_embeddings() is not None
@@ -256,8 +216,146 @@ class SemIdRecommender:
         self.level_tokens = self.vocab["levels"]
         self._col = {it: j for j, it in enumerate(self.item_ids)}
         self._trie_cols = np.array([self._col[self.table.item(s)] for s in self.trie.sids])
+        if self.p.get("recipe", "prompt") == "seq":
+            from systems.semid.seq import CodeSpace
+
+            self.space = CodeSpace(self.table, self.item_ids, level_tokens=None)
+            self.space.level_tokens = self.space.from_full(self.level_tokens)
+            self.trie = PrefixTrie(self.space.sids)
+            self.level_tokens = self.space.level_tokens
+            self._trie_cols = np.array([self._col[self.space.by_sid[s]] for s in self.trie.sids])
+            if self.p.get("int8"):
+                # the body's Linear layers only: the LM head rows are read directly by the decoder
+                model = model.float()
+                model.model = torch.ao.quantization.quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8)
+                self.model = model.eval()
+            if self.p.get("constrain") and card is not None:
+                self._constraint_setup(data)
         self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 1)
         self.fit_info["cache_dir"] = str(root)
+
+
+    # ---- the whole-sequence recipe (docs/semid.md, Training) ---------------------------
+    def _fit_seq(self, model: Any, core: Any, tok: Any, data: TrainData, seed: int, root: Any, use_lora: bool) -> dict[str, Any]:
+        import torch
+
+        from systems.semid.constraint import PROMPT, ConstraintSpace
+        from systems.semid.recipe import Teacher, train_seq
+        from systems.semid.seq import CodeSpace
+
+        space = CodeSpace(self.table, self.item_ids, level_tokens=None)
+        space.level_tokens = space.from_full(self.vocab["levels"])
+        teacher = None
+        if self.p.get("teacher"):
+            from talkwalk_bench.registry import build_system
+
+            same = {k: self.p[k] for k in ("embedder", "widths", "quantizer", "rqvae_steps", "spread")}
+            tsys, _ = build_system(str(self.p["teacher"]), same)
+            tsys.fit(data, seed=seed)
+            teacher = Teacher(tsys, space)
+        rows: list[tuple[list[int], list[int]]] = []
+        if data.card is not None and int(self.p["steer_every"]) > 0:
+            for utt, text in ConstraintSpace(data.card).rows(data.card, seed=seed):
+                x = tok(PROMPT.format(utterance=utt), add_special_tokens=False)["input_ids"]
+                y = tok(" " + text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                rows.append((x, y))
+        n_old = self.vocab["n_old"]
+        emb = core.get_input_embeddings().weight
+        for q in core.parameters():
+            q.requires_grad_(False)
+        emb.requires_grad_(True)
+        keep = torch.zeros(emb.shape[0], 1, dtype=emb.dtype)
+        keep[n_old:] = 1.0
+        hook = emb.register_hook(lambda g: g * keep)  # only the new rows move (the head shares them when tied)
+        params = [emb]
+        if use_lora:
+            params += [q for n, q in model.named_parameters() if "lora_" in n]
+            for q in params[1:]:
+                q.requires_grad_(True)
+        try:
+            info = train_seq(model, core, tok, self.vocab, space, _train_sequences(data), data=data,
+                             item_ids=self.item_ids, teacher=teacher, p=self.p, params=params, root=root, seed=seed,
+                             constraint_rows=rows, desc=self.meta.name)
+        finally:
+            hook.remove()
+            for q in core.parameters():
+                q.requires_grad_(False)
+        info["teacher"] = teacher.sys.fit_info.get("best_val_ndcg@10") if teacher is not None else None
+        info["constraint_rows"] = len(rows)
+        return info
+
+    def _constraint_setup(self, data: TrainData) -> None:
+        from systems.semid.constraint import ConstraintSpace, TokenTrie
+
+        self.cspace = ConstraintSpace(data.card)
+        seqs = [self.tok(" " + t, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id] for t in self.cspace.texts]
+        self.ctrie = TokenTrie(seqs)
+        self._card, self._items = data.card, data.items
+        self._sub: dict[str, Any] = {}
+
+    def read_constraint(self, utterance: str) -> tuple[str, Any]:
+        """(canonical text, predicate or None) the model reads off an utterance (semid-constrain)."""
+        from systems.semid.constraint import PROMPT, greedy_emit
+
+        ids = self.tok(PROMPT.format(utterance=utterance), add_special_tokens=False)["input_ids"]
+        i, _ = greedy_emit(self.model, ids, self.ctrie)
+        text = self.cspace.texts[i]
+        return text, self.cspace.preds[text]
+
+    def _trie_for(self, text: str, pred: Any) -> Any:
+        """The prefix trie of the items that satisfy a constraint (None when none or all do)."""
+        from systems.semid.constraint import satisfying
+        from systems.semid.decode import PrefixTrie
+
+        if text not in self._sub:
+            ok = satisfying(pred, self._card, self._items, self.item_ids)
+            self._sub[text] = PrefixTrie([self.space.sids[i] for i in np.flatnonzero(ok)]) if 0 < ok.sum() < len(ok) else None
+        return self._sub[text]
+
+    def _seq_prompt(self, r: Request) -> list[int]:
+        from systems.semid.recipe import steered_prefix
+
+        n = int(self.p.get("max_history_infer") or self.p["max_history"])
+        hist = self.space.history_tokens(r.history, n)
+        if r.utterance:
+            return steered_prefix(self.tok, self.vocab, hist, r.utterance)
+        return [self.vocab["rec"], *hist]
+
+    def _recommend_seq(self, requests: Sequence[Request], *, k: int) -> list[Ranking]:
+        from systems.semid.decode import beam_search_batch
+
+        prompts = [self._seq_prompt(r) for r in requests]
+        excludes = [[self.space.sids[self.space.index[it]] for it in r.exclude if it in self.space.index] for r in requests]
+        tries, parsed = [self.trie] * len(requests), [None] * len(requests)
+        if self.p.get("constrain"):
+            for i, r in enumerate(requests):
+                if r.utterance:
+                    text, pred = self.read_constraint(r.utterance)
+                    parsed[i] = text
+                    if pred is not None:
+                        sub = self._trie_for(text, pred)
+                        if sub is not None and len(sub.sids) - len(excludes[i]) >= k:
+                            tries[i] = sub
+        size = max(1, int(self.p.get("rec_batch", 16)))
+        got: dict[int, list] = {}
+        groups: dict[int, list[int]] = {}
+        for i in range(len(requests)):
+            groups.setdefault(id(tries[i]), []).append(i)
+        for idx in groups.values():
+            idx = sorted(idx, key=lambda i: len(prompts[i]))
+            for start in range(0, len(idx), size):
+                part = idx[start : start + size]
+                res = beam_search_batch(self.model, [prompts[i] for i in part], tries[part[0]], self.level_tokens, k=k,
+                                        beam=self.p["beam"], excludes=[excludes[i] for i in part])
+                got.update(zip(part, res, strict=True))
+        out = []
+        for i in range(len(requests)):
+            items = tuple(self.space.by_sid[s] for s, _ in got[i])
+            trace = {"semantic_ids": [list(self.table.sid(it)) for it in items]}
+            if parsed[i] is not None:
+                trace["constraint"] = parsed[i]
+            out.append(Ranking(items, tuple(float(v) for _, v in got[i]), trace=trace))
+        return out
 
     # ---- inference -------------------------------------------------------------------
     def _prompt_ids(self, r: Request) -> list[int]:
@@ -270,6 +368,8 @@ class SemIdRecommender:
         """Top-``k`` lists; requests are decoded together in groups of ``rec_batch`` of similar length."""
         from systems.semid.decode import beam_search_batch
 
+        if self.p.get("recipe", "prompt") == "seq" and self.p["decoder"] == "trie":
+            return self._recommend_seq(requests, k=k)
         prompts = [self._prompt_ids(r) for r in requests]
         excludes = [[self.table.sid(it) for it in r.exclude if it in self.table] for r in requests]
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
@@ -352,10 +452,11 @@ class SemIdRecommender:
         from systems.semid.decode import item_log_probs
 
         out = np.full((len(requests), len(self.item_ids)), -np.inf)
+        seq = self.p.get("recipe", "prompt") == "seq"
         for i, r in enumerate(requests):
             lp = item_log_probs(
                 self.model,
-                self._prompt_ids(r),
+                self._seq_prompt(r) if seq else self._prompt_ids(r),
                 self.trie,
                 self.level_tokens,
                 chunk=self.p["catalog_chunk"],
@@ -378,3 +479,61 @@ def _train_sequences(data: TrainData) -> dict[str, list[str]]:
     for u, it in zip(data.train.user_ids.tolist(), data.train.item_ids.tolist(), strict=False):
         seqs.setdefault(u, []).append(it)
     return seqs
+
+
+def semantic_table(p: dict[str, Any], data: TrainData, seed: int, texts: Sequence[str], *, own: Any) -> tuple[np.ndarray, Any]:
+    """(item embeddings, the semantic-id table) for arguments ``p``; cached, shared by every variant.
+
+    ``own`` is the file of the ids a cached model was trained with; it wins over the shared cache.
+    """
+    from systems.semid.embed import item_embeddings
+    from systems.semid.ids import SemanticIdTable, build_table
+
+    item_ids = tuple(data.item_ids)
+    card = data.card
+    emb = item_embeddings(p["embedder"], texts, data, seed)
+    # ids depend only on the embeddings and the RQ-VAE settings: shared by all variants
+    ids_key = hashlib.sha256(
+        json.dumps(
+            [
+                VERSION,
+                data.key,
+                seed,
+                p["embedder"],
+                p["widths"],
+                p["rqvae_steps"],
+                p.get("spread", True),
+                texts,
+            ]
+            + ([] if p.get("quantizer", "rqvae") == ADDED_LATER["quantizer"] else [p["quantizer"]])
+        ).encode()
+    ).hexdigest()[:16]
+    tpath = cache_dir() / "semid" / "ids" / f"{ids_key}.json"
+    tpath.parent.mkdir(parents=True, exist_ok=True)
+    if own.exists():
+        table = SemanticIdTable.from_json(json.loads(own.read_text()))
+    elif tpath.exists():
+        table = SemanticIdTable.from_json(json.loads(tpath.read_text()))
+    else:
+        labels = _first_multi_labels(card, data.items, item_ids)
+        widths = (
+            tuple(int(w) for w in str(p["widths"]).split("x"))
+            if p["widths"]
+            else None
+        )
+        table = build_table(
+            item_ids,
+            emb,
+            widths=widths,
+            labels=labels,
+            steps=p["rqvae_steps"],
+            seed=seed,
+            spread=p.get("spread", True),
+            quantizer=p.get("quantizer", "rqvae"),
+        )
+        tmp = tpath.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table.to_json()))
+        os.replace(tmp, tpath)
+    if not own.exists():
+        own.write_text(json.dumps(table.to_json()))
+    return emb, table

@@ -1,0 +1,140 @@
+"""Structured constraints the LLM emits before it recommends (``semid-constrain``).
+
+The language of constraints is finite and comes from the dataset card: every
+value of the steerable categorical attribute (wanted or ruled out), every bin
+of the ordinal attribute, every bin edge as a bound either way, and the
+combinations the card's request kinds build (a value with a bin, a value
+without another), plus ``none``. Each constraint has one canonical text, e.g.
+``genre = Horror``, ``genre != Horror``, ``year in 1970s``, ``year < 1980``,
+``genre = Comedy & year in 1990s``. That text list is the grammar: decoding is
+greedy over a token trie of the texts, so the model can only emit one of them.
+
+Training rows (``rows``) pair the harness's *train* phrasings with the
+canonical text of their predicate; phrasings without a fixed predicate (a
+relative request about a shown item, neutral, go back, ...) map to ``none``.
+The task's predicate is never read at inference: the constraint is what the
+model reads off the utterance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+NONE = "none"
+PROMPT = "Request: {utterance}\nConstraint:"
+
+
+def canonical(pred: Mapping[str, Any]) -> str | None:
+    """The canonical text of a predicate dict, or None when it has no fixed form."""
+    kind = pred.get("kind")
+    if kind == "has":
+        return f"{pred['attribute']} = {pred['value']}"
+    if kind == "lacks":
+        return f"{pred['attribute']} != {pred['value']}"
+    if kind == "range":
+        if pred.get("label"):
+            return f"{pred['attribute']} in {pred['label']}"
+        lo, hi = pred.get("low"), pred.get("high")
+        if lo is not None and hi is None:
+            return f"{pred['attribute']} {'>' if pred.get('low_strict') else '>='} {_num(lo)}"
+        if hi is not None and lo is None:
+            return f"{pred['attribute']} {'<' if pred.get('high_strict') else '<='} {_num(hi)}"
+        return None
+    if kind == "all":
+        parts = [canonical(p) for p in pred.get("parts", [])]
+        return None if not parts or any(p is None for p in parts) else " & ".join(parts)
+    return None
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+class ConstraintSpace:
+    """Every constraint the card allows: canonical text -> predicate (None for ``none``)."""
+
+    def __init__(self, card: Any) -> None:
+        from talkwalk_bench.steering import REQUEST_KINDS, Vocabulary, predicate_from_dict
+
+        self.preds: dict[str, Any] = {NONE: None}
+        vocab = Vocabulary(card)
+        for kind in REQUEST_KINDS:
+            try:
+                steers = vocab.all_steers(kind)
+            except Exception:  # kinds whose predicate needs a shown item
+                continue
+            for s in steers:
+                if s.predicate is None:
+                    continue
+                text = canonical(s.predicate.to_dict())
+                if text is not None:
+                    self.preds.setdefault(text, predicate_from_dict(s.predicate.to_dict()))
+        self.texts = list(self.preds)
+
+    def rows(self, card: Any, seed: int = 0) -> list[tuple[str, str]]:
+        """(utterance, canonical text) from the train phrasings only."""
+        from talkwalk_bench.steering import train_phrasings
+
+        out = []
+        for ph in train_phrasings(card, seed=seed):
+            text = canonical(ph.predicate) if ph.predicate is not None else NONE
+            out.append((ph.text, text if text in self.preds else NONE))
+        return out
+
+
+class TokenTrie:
+    """Token sequences of the constraint texts (each ended by ``end``), as a trie."""
+
+    def __init__(self, seqs: Sequence[Sequence[int]]) -> None:
+        self.kids: dict[tuple[int, ...], list[int]] = {}
+        self.leaf: dict[tuple[int, ...], int] = {}
+        for i, s in enumerate(seqs):
+            for j in range(len(s)):
+                self.kids.setdefault(tuple(s[:j]), [])
+                if s[j] not in self.kids[tuple(s[:j])]:
+                    self.kids[tuple(s[:j])].append(s[j])
+            self.leaf[tuple(s)] = i
+
+
+def greedy_emit(model: Any, prompt_ids: Sequence[int], trie: TokenTrie) -> tuple[int, float]:
+    """Greedy decoding restricted to the trie (a grammar of the finite constraint language).
+
+    Returns (index of the emitted text, its log-probability under the restriction).
+    Steps with one allowed token are taken without calling the model.
+    """
+    import torch
+
+    head = model.get_output_embeddings().weight
+    body = model.base_model
+    done: list[int] = []
+    score = 0.0
+    with torch.inference_mode():
+        out = body(input_ids=torch.as_tensor([list(prompt_ids)]), use_cache=True)
+        cache, h = out.past_key_values, out.last_hidden_state[0, -1]
+        pending: list[int] = []
+        while tuple(done) not in trie.leaf:
+            allowed = trie.kids[tuple(done)]
+            if len(allowed) == 1:
+                nxt = allowed[0]
+            else:
+                if pending:  # feed forced tokens before asking again
+                    o = body(input_ids=torch.as_tensor([pending]), past_key_values=cache, use_cache=True)
+                    cache, h = o.past_key_values, o.last_hidden_state[0, -1]
+                    pending = []
+                lp = torch.log_softmax((h @ head[allowed].T).float(), -1)
+                j = int(lp.argmax())
+                score += float(lp[j])
+                nxt = allowed[j]
+            done.append(nxt)
+            pending.append(nxt)
+    return trie.leaf[tuple(done)], score
+
+
+def satisfying(pred: Any, card: Any, items: Mapping[str, Mapping[str, Any]], item_ids: Sequence[str]) -> np.ndarray:
+    """Boolean mask of the catalog items that satisfy a predicate."""
+    from talkwalk_bench.steering import ItemValues
+
+    return np.asarray(ItemValues(card, items, list(item_ids)).mask(pred), dtype=bool)

@@ -1,0 +1,244 @@
+"""Whole-sequence training of the semantic-id LLM (``-S recipe=seq``, the default).
+
+Three kinds of rows, interleaved in one run with warm-up and cosine decay:
+
+- ``sequence``: a user's chronological history in the compact format of
+  ``systems/semid/seq.py`` (``<|rec|>`` then 3 code tokens per item), loss at
+  every code position with the softmax restricted to that level's codes; when a
+  teacher is given (``-S teacher=semid-tiger``, the from-scratch decoder over
+  the same ids), ``distill`` of the loss is the KL to the teacher's
+  distribution at the same positions, which gives every level a dense target.
+- ``steered``: a history window, then ``Request: <train phrasing>`` and
+  ``<|sid_start|>``, with *soft* targets over the items that satisfy the
+  phrasing's predicate, weighted by the teacher's (or, without one,
+  popularity's) distribution for that user, spread onto every level.
+- ``constraint``: ``Request: <train phrasing>`` -> the canonical text of its
+  predicate (``systems/semid/constraint.py``), which the ``semid-constrain``
+  variant emits at inference.
+
+Only the harness's *train* phrasings are read. Training checkpoints after every
+``checkpoint_every`` steps and resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from systems.semid import seq as S
+from systems.semid.data import constraints as steer_constraints
+from systems.semid.scratch import steer_history
+
+REQUEST = "\nRequest: "
+
+
+def steered_prefix(tok: Any, vocab: Mapping[str, Any], hist: Sequence[int], utterance: str) -> list[int]:
+    """The steered prompt: ``<|rec|>`` + history codes + request text + ``<|sid_start|>``."""
+    text = tok(REQUEST + utterance + "\n", add_special_tokens=False)["input_ids"]
+    return [vocab["rec"], *hist, *text, vocab["sid_start"]]
+
+
+class Teacher:
+    """Per-position level logits and catalog distributions of a fitted ``semid-tiger``."""
+
+    def __init__(self, system: Any, space: S.CodeSpace) -> None:
+        self.sys = system
+        if [tuple(s) for s in system.space.sids] != [tuple(s) for s in space.sids]:
+            raise ValueError("the teacher's semantic ids differ from the student's; use the same embedder and widths")
+        self.space = space
+        # student token id -> teacher token id, per level
+        self.map = {}
+        for j in range(space.m):
+            for c, t in enumerate(space.level_tokens[j]):
+                self.map[t] = system.space.level_tokens[j][c]
+
+    def level_logits(self, ids: Any, att: Any, mask: Any, levels: Any) -> list[Any]:
+        """The teacher's logits over each level's codes at the masked positions (in level order)."""
+        import torch
+
+        from systems.semid.scratch import BOS
+
+        lut = torch.full((int(ids.max()) + 1,), BOS, dtype=torch.long)
+        for s, t in self.map.items():
+            if s < len(lut):
+                lut[s] = t
+        tids = lut[ids]
+        with torch.inference_mode():
+            h = self.sys.model.model(input_ids=tids, attention_mask=att).last_hidden_state[:, :-1][mask]
+            w = self.sys.model.get_input_embeddings().weight
+            out = []
+            for j in range(self.space.m):
+                toks = torch.as_tensor(self.sys.space.level_tokens[j])
+                out.append((h[levels == j] @ w[toks].T).float())
+        return out
+
+    def catalog(self, history: Sequence[str]) -> np.ndarray:
+        return self.sys.user_distribution(history)
+
+
+def train_seq(
+    model: Any,
+    core: Any,
+    tok: Any,
+    vocab: Mapping[str, Any],
+    space: S.CodeSpace,
+    sequences: Mapping[str, Sequence[str]],
+    *,
+    data: Any,
+    item_ids: Sequence[str],
+    teacher: Teacher | None,
+    p: Mapping[str, Any],
+    params: Sequence[Any],
+    root: Any,
+    seed: int,
+    constraint_rows: Sequence[tuple[list[int], list[int]]] = (),
+    desc: str = "semid",
+) -> dict[str, Any]:
+    """Train ``params`` for ``p['epochs']`` epochs of sequence windows plus steered and constraint rows."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    rows = S.windows(sequences, space, prefix=[vocab["rec"]], window=int(p["window"]))
+    epochs = float(p["epochs"])
+    plan: list[list[int]] = []
+    e = 0
+    while len(plan) < 1 or e < int(np.ceil(epochs)):
+        plan.extend(S.batches(rows, batch_tokens=int(p["batch_tokens"]), seed=seed, epoch=e))
+        e += 1
+    n_seq = int(round(len(plan) / int(np.ceil(epochs)) * epochs))
+    plan = plan[:n_seq]
+    every = int(p["steer_every"])  # one steered + constraint batch after every `every` sequence batches
+    total = n_seq + (n_seq // every if every > 0 else 0)
+    warm = max(1, total // 25)
+    weight = core.get_output_embeddings().weight
+    # the new id rows (first) learn at lr_a, the adapters at lr
+    opt = torch.optim.AdamW([{"params": params[:1], "peak": float(p["lr_a"])}, {"params": list(params[1:]), "peak": float(p["lr"])}],
+                            lr=float(p["lr"]), weight_decay=0.0)
+    cons = steer_constraints(data.card, data.items, seed=seed) if every > 0 else []
+    sat = [np.array([it in c.items for it in item_ids]) for c in cons]
+    pop = np.bincount([space.index[i] for i in data.train.item_ids.tolist() if i in space.index], minlength=len(item_ids)).astype(float)
+    users = sorted(u for u in sequences if sequences[u])
+    ckpt = root / "checkpoint.pt"
+    step, done_seq, log = 0, 0, []
+    if ckpt.exists():  # resume a killed training
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        with torch.no_grad():
+            for q, v in zip(params, st["params"], strict=True):
+                q.copy_(v)
+        opt.load_state_dict(st["opt"])
+        step, done_seq, log = st["step"], st["done_seq"], st["log"]
+        rng = np.random.default_rng(seed + step)
+    t0 = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
+    n_tok = 0
+    bs_steer = int(p["steer_batch"])
+    model.train()
+    bar = tqdm(total=total, initial=step, desc=f"{desc} training", file=sys.stderr, mininterval=5.0, unit="step")
+
+    def set_lr() -> None:
+        for g in opt.param_groups:
+            g["lr"] = S.lr_at(step, total, peak=g["peak"], warmup=warm)
+
+    def save() -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"params": [q.detach().clone() for q in params], "opt": opt.state_dict(), "step": step,
+                    "done_seq": done_seq, "log": log}, tmp)
+        os.replace(tmp, ckpt)
+
+    while done_seq < n_seq:
+        set_lr()
+        b = plan[done_seq]
+        ids, att = S.pad_batch([rows[r].tokens for r in b], 0)
+        n = ids.shape[1]
+        t = torch.arange(1, n)
+        first = torch.as_tensor([max(rows[r].first_target, 1) for r in b])
+        mask = (t[None, :] >= first[:, None]) & (t[None, :] < att.sum(1)[:, None])
+        lv = ((t - 1) % space.m).expand(len(b), -1)[mask]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(p["bf16"])):
+            h = core.model(input_ids=ids, attention_mask=att).last_hidden_state[:, :-1][mask]
+            tl = teacher.level_logits(ids, att, mask, lv) if teacher is not None else None
+            loss, _ = S.level_loss(h, weight, ids[:, 1:][mask], lv, space, teacher_logits=tl, alpha=float(p["distill"]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        done_seq += 1
+        n_tok += int(att.sum())
+        rec = {"step": step, "loss": float(loss.detach())}
+        if every > 0 and done_seq % every == 0 and (cons or constraint_rows):
+            set_lr()
+            rec["steer_loss"] = _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop, teacher,
+                                            constraint_rows, opt, params, rng, bs_steer, int(p["steer_history"]), item_ids,
+                                            bool(p["bf16"]), F)
+            step += 1
+        el = time.perf_counter() - t0
+        rec["seconds"] = round(el, 1)
+        log.append(rec)
+        bar.update(step - bar.n)
+        bar.set_postfix(epoch=f"{done_seq / max(1, n_seq) * epochs:.2f}/{epochs:g}", loss=f"{np.mean([r['loss'] for r in log[-20:]]):.3f}",
+                        tok_s=f"{n_tok / max(el, 1e-9):.0f}")
+        if step % int(p["checkpoint_every"]) == 0:
+            save()
+        if p.get("on_step") is not None:
+            p["on_step"](step, done_seq, n_seq, el)
+    bar.close()
+    model.eval()
+    return {"rows": len(rows), "sequence_batches": n_seq, "steps": step, "epochs": epochs,
+            "loss_last20": float(np.mean([r["loss"] for r in log[-20:]])) if log else None,
+            "seconds": log[-1]["seconds"] if log else 0.0, "log_every_50": log[::50]}
+
+
+def _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop, teacher, constraint_rows, opt, params,
+                rng, bs, hist_n, item_ids, bf16, F) -> float:
+    """One batch of steered rows (soft targets) and constraint rows; returns its loss."""
+    import torch
+
+    weight = core.get_output_embeddings().weight
+    seqs, heads, targets = [], [], []
+    for _ in range(bs if cons else 0):
+        c = int(rng.integers(len(cons)))
+        u = users[int(rng.integers(len(users)))]
+        hist = steer_history(sequences[u], hist_n, int(rng.integers(2)))
+        base = teacher.catalog(hist) if teacher is not None else pop
+        q = base * sat[c]
+        q = q / q.sum() if q.sum() > 0 else sat[c] / sat[c].sum()
+        target = int(rng.choice(len(q), p=q))
+        phrase = cons[c].phrases[int(rng.integers(len(cons[c].phrases)))]
+        pre = steered_prefix(tok, vocab, space.history_tokens(hist, hist_n), phrase)
+        full = pre + space.item_tokens(item_ids[target])[:-1]
+        seqs.append(full)
+        heads.append(len(pre) - 1)
+        targets.append(space.conditional_targets(q, target))
+    lab_rows = []
+    if constraint_rows:
+        for _ in range(max(1, bs // 2)):
+            x, y = constraint_rows[int(rng.integers(len(constraint_rows)))]
+            lab_rows.append((x, y))
+    all_rows = seqs + [x + y for x, y in lab_rows]
+    ids, att = S.pad_batch(all_rows, 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        h = core.model(input_ids=ids, attention_mask=att).last_hidden_state
+        loss = h.new_zeros((), dtype=torch.float32)
+        if seqs:
+            loss = loss + sum(S.soft_loss(h[i, heads[i] : heads[i] + space.m], weight, targets[i], space) for i in range(len(seqs))) / len(seqs)
+        if lab_rows:
+            hs, ys = [], []
+            for j, (x, y) in enumerate(lab_rows):
+                i = len(seqs) + j
+                hs.append(h[i, len(x) - 1 : len(x) + len(y) - 1])
+                ys.append(torch.as_tensor(y))
+            logits = core.lm_head(torch.cat(hs)).float()
+            loss = loss + F.cross_entropy(logits, torch.cat(ys))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return float(loss.detach())

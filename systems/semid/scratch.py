@@ -1,0 +1,401 @@
+"""A from-scratch semantic-id decoder (TIGER-style generative retrieval, decoder-only).
+
+A small Llama (transformers) whose whole vocabulary is the compact code tokens
+of the semantic ids, trained from random weights on the users' chronological
+sequences in the compact whole-sequence format (``systems/semid/seq.py``):
+every code position is a target, softmax restricted to its level. Decoding is
+the same prefix-trie beam search as the LLM's (``decode.beam_search_batch``),
+so ids are always valid and distinct.
+
+Steering: the request's MiniLM embedding, through a learned projection, is one
+extra input position after the history; training rows pair a history window
+and a *train* phrasing with soft targets over the items that satisfy its
+predicate, weighted by the model's own distribution for that user (so the
+request moves the list inside what the user would like). Evaluation phrasings
+are never read.
+
+It is the reference point for what semantic ids can do without an LLM, and the
+teacher the LLM distils from (``-S teacher=semid-tiger``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from systems.semid import data as D
+from systems.semid import seq as S
+from talkwalk_bench.paths import cache_dir
+from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
+
+VERSION = "1"
+INFERENCE_ONLY = ("beam", "rec_batch", "threads", "max_history")
+PAD, BOS, UTT = 0, 1, 2  # special token ids; codes follow
+N_SPECIAL = 3
+
+
+@lru_cache(maxsize=1)
+def _minilm() -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    from systems.semid.embed import minilm_path
+
+    return SentenceTransformer(str(minilm_path()), device="cpu")
+
+
+class TextVectors:
+    """MiniLM sentence vectors of utterances, memoised."""
+
+    def __init__(self) -> None:
+        self.memo: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if todo:
+            vec = _minilm().encode(list(todo), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+            self.memo.update(zip(todo, np.asarray(vec, dtype=np.float32), strict=True))
+        return np.stack([self.memo[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+def steer_history(seq: Sequence[str], n: int, half: int) -> list[str]:
+    """The last ``n`` items of a train history (``half=1``: of its first half), for steering rows."""
+    end = len(seq) if not half else max(1, len(seq) // 2)
+    return list(seq[max(0, end - n) : end])
+
+
+class ScratchDecoder:
+    """See the module docstring. Capabilities: scores, semantic_ids, steering."""
+
+    def __init__(self, name: str, **params: Any) -> None:
+        self.p = dict(params)
+        self.meta = SystemMeta(
+            name=name,
+            version=VERSION,
+            params=dict(params),
+            capabilities=frozenset({"scores", "semantic_ids", "steering"}),
+        )
+        self.fit_info: dict[str, Any] = {}
+        self.text = TextVectors()
+
+    # ---- the semantic_ids capability -------------------------------------------------
+    def semantic_id(self, item_id: str) -> tuple[int, ...]:
+        return self.table.sid(item_id)
+
+    @property
+    def semantic_id_stats(self) -> dict[str, Any]:
+        return {"widths": list(self.table.widths), **self.table.stats}
+
+    # ---- model ----------------------------------------------------------------------
+    def _new_model(self, vocab: int) -> Any:
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(self.seed)
+        d = int(self.p["hidden"])
+        cfg = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=d,
+            intermediate_size=4 * d,
+            num_hidden_layers=int(self.p["layers"]),
+            num_attention_heads=int(self.p["heads"]),
+            num_key_value_heads=int(self.p["heads"]),
+            max_position_embeddings=4 * int(self.p["window"]) + 64,
+            tie_word_embeddings=True,
+            attention_dropout=float(self.p["dropout"]),
+            pad_token_id=PAD,
+            bos_token_id=BOS,
+            eos_token_id=PAD,
+        )
+        model = LlamaForCausalLM(cfg)
+        self.proj = torch.nn.Linear(384, d)
+        return model
+
+    def _key(self, data: TrainData, seed: int) -> str:
+        keep = {k: v for k, v in self.p.items() if k not in INFERENCE_ONLY}
+        payload = json.dumps({"v": VERSION, "data": data.key, "seed": seed, **keep}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def fit(self, data: TrainData, *, seed: int) -> None:
+        import torch
+
+        from systems.semid.decode import PrefixTrie
+        from systems.semid.system import _train_sequences, semantic_table
+
+        if self.p.get("threads"):
+            torch.set_num_threads(int(self.p["threads"]))
+        t0 = time.perf_counter()
+        self.seed = seed
+        self.item_ids = tuple(data.item_ids)
+        texts = [D.describe(data.card, data.items.get(it, {}), it) for it in self.item_ids]
+        root = cache_dir() / "semid-tiger" / self._key(data, seed)
+        root.mkdir(parents=True, exist_ok=True)
+        _, self.table = semantic_table(self.p, data, seed, texts, own=root / "ids.json")
+        self.space = S.CodeSpace(self.table, self.item_ids)
+        self.space.level_tokens = self.space.own_tokens(N_SPECIAL)
+        vocab = N_SPECIAL + sum(self.space.widths)
+        self.model = self._new_model(vocab)
+        self.trie = PrefixTrie(self.space.sids)
+        self._col = {it: j for j, it in enumerate(self.item_ids)}
+        self._trie_cols = np.array([self._col[self.space.by_sid[s]] for s in self.trie.sids])
+        self.popularity = np.bincount(
+            [self.space.index[i] for i in data.train.item_ids.tolist() if i in self.space.index],
+            minlength=len(self.item_ids),
+        ).astype(np.float64)
+        weights = root / "model.pt"
+        if weights.exists():
+            state = torch.load(weights, map_location="cpu")
+            self.model.load_state_dict(state["model"])
+            self.proj.load_state_dict(state["proj"])
+            self.fit_info = {**json.loads((root / "train_log.json").read_text()), "cached": True}
+        else:
+            seqs = _train_sequences(data)
+            valid = dict(zip(data.valid.user_ids.tolist(), data.valid.item_ids.tolist(), strict=False))
+            info = self._train(seqs, valid, data, root)
+            state = {"model": self.model.state_dict(), "proj": self.proj.state_dict()}
+            tmp = weights.with_suffix(".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, weights)
+            (root / "train_log.json").write_text(json.dumps(info, default=str))
+            self.fit_info = {**info, "cached": False}
+        self.model.eval()
+        self.proj.eval()
+        self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 1)
+        self.fit_info["cache_dir"] = str(root)
+
+    # ---- training -------------------------------------------------------------------
+    def _forward_hidden(self, ids: Any, att: Any, utt: Any = None, utt_pos: Any = None) -> Any:
+        """Hidden states; ``utt`` [B, 384] replaces the embedding at ``utt_pos`` [B] (the UTT token)."""
+        import torch
+
+        emb = self.model.get_input_embeddings()(ids)
+        if utt is not None:
+            emb = emb.clone()
+            emb[torch.arange(len(ids)), utt_pos] = self.proj(utt).to(emb.dtype)
+        if self.model.training and self.p["dropout"] > 0:
+            emb = torch.nn.functional.dropout(emb, p=float(self.p["dropout"]))
+        return self.model.model(inputs_embeds=emb, attention_mask=att).last_hidden_state
+
+    def _train(self, seqs: dict[str, list[str]], valid: dict[str, str], data: TrainData, root: Any) -> dict[str, Any]:
+        import torch
+        from tqdm.auto import tqdm
+
+        rows = S.windows(seqs, self.space, prefix=[BOS], window=int(self.p["window"]))
+        params = list(self.model.parameters()) + list(self.proj.parameters())
+        opt = torch.optim.AdamW(params, lr=float(self.p["lr"]), weight_decay=float(self.p["weight_decay"]))
+        epochs = int(self.p["epochs"])
+        plan = [S.batches(rows, batch_tokens=int(self.p["batch_tokens"]), seed=self.seed, epoch=e) for e in range(epochs)]
+        total = sum(len(b) for b in plan)
+        warm = max(1, total // 20)
+        weight = self.model.get_input_embeddings().weight
+        ckpt = root / "checkpoint.pt"
+        start_epoch, step, curve, best = 0, 0, [], (-1.0, None)
+        if ckpt.exists():  # resume a killed training
+            st = torch.load(ckpt, map_location="cpu", weights_only=False)
+            self.model.load_state_dict(st["model"])
+            self.proj.load_state_dict(st["proj"])
+            opt.load_state_dict(st["opt"])
+            start_epoch, step, curve, best = st["epoch"], st["step"], st["curve"], st["best"]
+        val_users = [u for u in sorted(valid) if u in seqs][: int(self.p["val_users"])]
+        t0 = time.perf_counter() - (curve[-1]["seconds"] if curve else 0.0)
+        n_tok = 0
+        bar = tqdm(total=total, initial=step, desc="semid-tiger", file=sys.stderr, mininterval=5.0, unit="batch")
+        for epoch in range(start_epoch, epochs):
+            self.model.train()
+            self.proj.train()
+            for b in plan[epoch]:
+                for g in opt.param_groups:
+                    g["lr"] = S.lr_at(step, total, peak=float(self.p["lr"]), warmup=warm)
+                toks = [rows[r].tokens for r in b]
+                ids, att = S.pad_batch(toks, PAD)
+                h = self._forward_hidden(ids, att)
+                n = ids.shape[1]
+                t = torch.arange(1, n)  # target token positions
+                first = torch.as_tensor([max(rows[r].first_target, 1) for r in b])
+                lens = att.sum(1)
+                mask = (t[None, :] >= first[:, None]) & (t[None, :] < lens[:, None])
+                lv = ((t - 1) % self.space.m).expand(len(b), -1)
+                loss, _ = S.level_loss(h[:, :-1][mask], weight, ids[:, 1:][mask], lv[mask], self.space)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                step += 1
+                n_tok += int(att.sum())
+                bar.update(1)
+                el = time.perf_counter() - t0
+                bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(loss.detach()):.3f}", tok_s=f"{n_tok / max(el, 1e-9):.0f}")
+            score = self._validate(seqs, valid, val_users)
+            curve.append({"epoch": epoch + 1, "step": step, "seconds": round(time.perf_counter() - t0, 1), "val_ndcg@10": score})
+            if score > best[0]:
+                best = (score, epoch + 1)
+                torch.save({"model": self.model.state_dict(), "proj": self.proj.state_dict()}, root / "best.pt")
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": self.model.state_dict(), "proj": self.proj.state_dict(), "opt": opt.state_dict(),
+                        "epoch": epoch + 1, "step": step, "curve": curve, "best": best}, tmp)
+            os.replace(tmp, ckpt)
+            print(f"semid-tiger epoch {epoch + 1}: val nDCG@10 {score:.4f}", file=sys.stderr)
+            if epoch + 1 - best[1] >= int(self.p["patience"]):
+                break  # early stopping on validation nDCG@10
+        bar.close()
+        st = torch.load(root / "best.pt", map_location="cpu")
+        self.model.load_state_dict(st["model"])
+        self.proj.load_state_dict(st["proj"])
+        info = {"rows": len(rows), "steps": step, "best_epoch": best[1], "best_val_ndcg@10": best[0], "curve": curve}
+        steer_steps = int(self.p["steer_steps"])
+        if steer_steps > 0 and data.card is not None:
+            info["steering"] = self._train_steering(seqs, data, steer_steps)
+        return info
+
+    def _validate(self, seqs: dict[str, list[str]], valid: dict[str, str], users: Sequence[str]) -> float:
+        """nDCG@10 of the held-out validation item over ``users`` (history masked)."""
+        if not users:
+            return 0.0
+        reqs = [Request(user_id=u, history=tuple(seqs[u]), exclude=frozenset(seqs[u])) for u in users]
+        self.model.eval()
+        self.proj.eval()
+        out = self.recommend(reqs, k=10)
+        gain = 0.0
+        for u, r in zip(users, out, strict=True):
+            if valid[u] in r.items:
+                gain += 1.0 / np.log2(r.items.index(valid[u]) + 2)
+        return gain / len(users)
+
+    def _train_steering(self, seqs: dict[str, list[str]], data: TrainData, steps: int) -> dict[str, Any]:
+        """Steering rows: history window + a train phrasing -> soft targets over the satisfying items."""
+        import torch
+        from tqdm.auto import tqdm
+
+        cons = D.constraints(data.card, data.items, seed=self.seed)
+        if not cons:
+            return {"rows": 0}
+        rng = np.random.default_rng(self.seed + 7)
+        users = sorted(seqs)
+        sat = [np.array([it in c.items for it in self.item_ids]) for c in cons]
+        bs = int(self.p["steer_batch"])
+        hist_n = int(self.p["steer_history"])
+        params = list(self.model.parameters()) + list(self.proj.parameters())
+        opt = torch.optim.AdamW(params, lr=float(self.p["lr"]) / 3, weight_decay=float(self.p["weight_decay"]))
+        weight = self.model.get_input_embeddings().weight
+        losses = []
+        bar = tqdm(range(steps), desc="semid-tiger steering", file=sys.stderr, mininterval=5.0)
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = S.lr_at(step, steps, peak=float(self.p["lr"]) / 3, warmup=max(1, steps // 20))
+            us = [users[i] for i in rng.integers(len(users), size=bs)]
+            cs = rng.integers(len(cons), size=bs)
+            phr = [cons[c].phrases[rng.integers(len(cons[c].phrases))] for c in cs]
+            # two history cut points per user (its whole train history and its first half), so the
+            # model's distribution for each is computed once
+            hists = [steer_history(seqs[u], hist_n, int(rng.integers(2))) for u in us]
+            self.model.eval()
+            p = np.stack([self.user_distribution(h) for h in hists])
+            self.model.train()
+            toks, targets = [], []
+            for i, c in enumerate(cs):
+                q = p[i] * sat[c]
+                q = q / q.sum() if q.sum() > 0 else sat[c] / sat[c].sum()
+                target = int(rng.choice(len(q), p=q))
+                targets.append(self.space.conditional_targets(q, target))
+                toks.append([BOS, *self.space.history_tokens(hists[i], hist_n), UTT, *self.space.item_tokens(self.item_ids[target])[:-1]])
+            ids, att = S.pad_batch(toks, PAD)
+            utt_pos = torch.as_tensor([len(t) - self.space.m for t in toks])
+            h = self._forward_hidden(ids, att, torch.as_tensor(self.text(phr)), utt_pos)
+            loss = sum(
+                S.soft_loss(h[i, int(utt_pos[i]) : int(utt_pos[i]) + self.space.m], weight, targets[i], self.space)
+                for i in range(len(toks))
+            ) / len(toks)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        return {"rows": steps * bs, "constraints": len(cons), "loss_last20": float(np.mean(losses[-20:]))}
+
+    # ---- inference ------------------------------------------------------------------
+    def _prompt(self, r: Request, text: bool = True) -> tuple[list[int], str]:
+        hist = self.space.history_tokens(r.history, int(self.p["max_history"]))
+        utt = r.utterance if text else ""
+        return [BOS, *hist] + ([UTT] if utt else []), utt
+
+    def _embeds(self, prompts: Sequence[Sequence[int]], utts: Sequence[str]) -> Any:
+        """Left-padded input embeddings with the projected utterance at each UTT position."""
+        import torch
+
+        width = max(len(p) for p in prompts)
+        emb_layer = self.model.get_input_embeddings()
+        out = torch.zeros((len(prompts), width, emb_layer.weight.shape[1]))
+        vecs = self.proj(torch.as_tensor(self.text([u for u in utts if u]))) if any(utts) else None
+        j = 0
+        for i, (p, u) in enumerate(zip(prompts, utts, strict=True)):
+            e = emb_layer(torch.as_tensor(list(p)))
+            if u:
+                e = e.clone()
+                e[len(p) - 1] = vecs[j]
+                j += 1
+            out[i, width - len(p) :] = e
+        return out
+
+    def recommend(self, requests: Sequence[Request], *, k: int) -> list[Ranking]:
+        import torch
+
+        from systems.semid.decode import beam_search_batch
+
+        built = [self._prompt(r) for r in requests]
+        excludes = [[self.space.sids[self.space.index[it]] for it in r.exclude if it in self.space.index] for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: len(built[i][0]))
+        size = max(1, int(self.p["rec_batch"]))
+        got: dict[int, list] = {}
+        with torch.inference_mode():
+            for s in range(0, len(order), size):
+                part = order[s : s + size]
+                prompts = [built[i][0] for i in part]
+                embeds = self._embeds(prompts, [built[i][1] for i in part])
+                res = beam_search_batch(
+                    self.model, prompts, self.trie, self.space.level_tokens, k=k, beam=int(self.p["beam"]),
+                    excludes=[excludes[i] for i in part], prompt_embeds=embeds,
+                )
+                got.update(zip(part, res, strict=True))
+        return [
+            Ranking(
+                tuple(self.space.by_sid[s] for s, _ in got[i]),
+                tuple(float(v) for _, v in got[i]),
+                trace={"semantic_ids": [list(self.table.sid(self.space.by_sid[s])) for s, _ in got[i]]},
+            )
+            for i in range(len(requests))
+        ]
+
+    def user_distribution(self, history: Sequence[str]) -> np.ndarray:
+        """The model's catalog distribution after ``history`` without any request (memoised; history masked)."""
+        key = tuple(history)
+        memo = self.__dict__.setdefault("_dist_memo", {})
+        if key not in memo:
+            lp = self.score_catalog([Request(user_id="", history=key, exclude=frozenset(key))], text=False)[0]
+            p = np.exp(lp)
+            p[[self._col[i] for i in set(key) if i in self._col]] = 0.0
+            memo[key] = (p / p.sum()).astype(np.float32) if p.sum() > 0 else p.astype(np.float32)
+        return memo[key]
+
+    def score_catalog(self, requests: Sequence[Request], text: bool = True) -> np.ndarray:
+        """Exact constrained log-probability of every catalog item (catalog order)."""
+        import torch
+
+        from systems.semid.decode import item_log_probs
+
+        out = np.full((len(requests), len(self.item_ids)), -np.inf)
+        with torch.inference_mode():
+            for i, r in enumerate(requests):
+                prompt, utt = self._prompt(r, text)
+                lp = item_log_probs(self.model, prompt, self.trie, self.space.level_tokens, chunk=512,
+                                    prompt_embeds=self._embeds([prompt], [utt]))
+                out[i, self._trie_cols] = lp
+        return out

@@ -1,0 +1,237 @@
+"""The compact whole-sequence format shared by the from-scratch decoder and the LLM.
+
+A user's chronological history is one causal sequence: a one-token prefix, then
+each item's *compact* code tokens back to back (levels whose codebook is a
+single code carry no information and are dropped; no per-item start, end or
+space token). The loss is taken at every code position, with the softmax
+restricted to the codes of the level being predicted, which is exactly what
+constrained decoding renormalises over.
+
+Long histories are cut into windows of at most ``window`` items with stride
+``window // 2``: the first window of a user supervises every position, each
+later one only the items it adds, so every next-item prediction of the
+training split is supervised exactly once, with at least ``window // 2`` items
+of context once the history is that long.
+
+``CodeSpace`` maps items to compact codes and codes to token ids;
+``level_loss`` is the restricted-softmax cross-entropy (and, given a
+teacher's logits at the same positions, the distillation KL).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class CodeSpace:
+    """Compact semantic ids of a catalog: the informative levels of a ``SemanticIdTable``.
+
+    ``level_tokens[j]`` lists the token id of every code of compact level ``j``
+    (in the model that uses this space); ``sids`` are the compact ids in
+    catalog order, each unique.
+    """
+
+    def __init__(self, table: Any, item_ids: Sequence[str], level_tokens: Sequence[Sequence[int]] | None = None) -> None:
+        full = np.array([table.sid(it) for it in item_ids], dtype=np.int64)
+        self.keep = [lv for lv in range(full.shape[1]) if len(np.unique(full[:, lv])) > 1]
+        self.codes = full[:, self.keep]
+        self.widths = [int(table.widths[lv]) for lv in self.keep]
+        self.item_ids = tuple(item_ids)
+        self.index = {it: i for i, it in enumerate(self.item_ids)}
+        self.sids = [tuple(int(c) for c in row) for row in self.codes]
+        if len(set(self.sids)) != len(self.sids):
+            raise ValueError("compact semantic ids are not unique")
+        self.by_sid = {s: it for s, it in zip(self.sids, self.item_ids, strict=True)}
+        if level_tokens is None:  # a model of its own: codes numbered after `offset` specials
+            level_tokens = self.own_tokens(offset=0)
+        self.level_tokens = [list(t) for t in level_tokens]
+
+    @property
+    def m(self) -> int:
+        """Code tokens per item."""
+        return len(self.keep)
+
+    def own_tokens(self, offset: int) -> list[list[int]]:
+        out, pos = [], offset
+        for w in self.widths:
+            out.append(list(range(pos, pos + w)))
+            pos += w
+        return out
+
+    def from_full(self, level_tokens_full: Sequence[Sequence[int]]) -> list[list[int]]:
+        """The token lists of the kept levels, from one list per level of the full table."""
+        return [list(level_tokens_full[lv]) for lv in self.keep]
+
+    def item_tokens(self, item: str) -> list[int]:
+        row = self.codes[self.index[item]]
+        return [self.level_tokens[j][int(c)] for j, c in enumerate(row)]
+
+    def history_tokens(self, history: Sequence[str], max_items: int) -> list[int]:
+        out: list[int] = []
+        for it in [h for h in history if h in self.index][-max_items:] if max_items > 0 else []:
+            out.extend(self.item_tokens(it))
+        return out
+
+    def conditional_targets(self, p: np.ndarray, target: int) -> list[np.ndarray]:
+        """Soft targets per level from a catalog distribution ``p`` along ``target``'s prefix.
+
+        Level ``j``'s target is the distribution of code ``j`` among items that share
+        ``target``'s first ``j`` codes, weighted by ``p`` (dense targets for every level).
+        """
+        out, alive = [], np.ones(len(p), dtype=bool)
+        for j in range(self.m):
+            w = np.bincount(self.codes[alive, j], weights=p[alive], minlength=self.widths[j])
+            s = w.sum()
+            out.append(w / s if s > 0 else np.eye(self.widths[j])[self.codes[target, j]])
+            alive &= self.codes[:, j] == self.codes[target, j]
+        return out
+
+
+@dataclass(frozen=True)
+class Window:
+    """One training row: token ids, the position from which targets count, and the user."""
+
+    tokens: tuple[int, ...]
+    first_target: int  # targets at positions >= this index (0-based, in tokens) are supervised
+    user: str
+
+
+def windows(
+    sequences: Mapping[str, Sequence[str]],
+    space: CodeSpace,
+    *,
+    prefix: Sequence[int],
+    window: int = 200,
+) -> list[Window]:
+    """Every user's sequence as windows of <= ``window`` items, stride ``window // 2``."""
+    stride = max(1, window // 2)
+    out = []
+    for u, seq in sequences.items():
+        items = [it for it in seq if it in space.index]
+        if len(items) < 1:
+            continue
+        starts = [0]
+        while starts[-1] + window < len(items):
+            starts.append(starts[-1] + stride)
+        for s in starts:
+            chunk = items[s : s + window]
+            toks = list(prefix)
+            for it in chunk:
+                toks.extend(space.item_tokens(it))
+            # the first window supervises everything; later ones only the items they add
+            new_from = 0 if s == 0 else window - stride
+            out.append(Window(tuple(toks), len(prefix) + new_from * space.m, u))
+    return out
+
+
+def level_of_positions(n_tokens: int, prefix_len: int, m: int) -> np.ndarray:
+    """Compact level of the token at each position (-1 on the prefix)."""
+    pos = np.arange(n_tokens)
+    return np.where(pos >= prefix_len, (pos - prefix_len) % m, -1)
+
+
+def level_loss(
+    hidden: Any,
+    weight: Any,
+    tokens: Any,
+    levels: Any,
+    space: CodeSpace,
+    *,
+    teacher_logits: Sequence[Any] | None = None,
+    alpha: float = 0.0,
+    temperature: float = 1.0,
+) -> tuple[Any, int]:
+    """Restricted-softmax cross-entropy (+ ``alpha`` x KL to a teacher) over code positions.
+
+    ``hidden`` [N, d]: hidden states at the positions that predict ``tokens`` [N]
+    (token ids), whose compact levels are ``levels`` [N]. ``teacher_logits[j]``
+    (optional) are the teacher's logits over level ``j``'s codes at the same
+    positions, in level order. Returns (mean loss, number of targets).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    total, n = hidden.new_zeros((), dtype=torch.float32), 0
+    for j in range(space.m):
+        sel = levels == j
+        cnt = int(sel.sum())
+        if cnt == 0:
+            continue
+        toks = torch.as_tensor(space.level_tokens[j], dtype=torch.long)
+        logits = (hidden[sel] @ weight[toks].T).float()
+        # token id -> code index within the level
+        lut = torch.full((int(toks.max()) + 1,), -1, dtype=torch.long)
+        lut[toks] = torch.arange(len(toks))
+        y = lut[tokens[sel]]
+        ce = F.cross_entropy(logits, y, reduction="sum")
+        loss = ce
+        if teacher_logits is not None and alpha > 0:
+            t = F.log_softmax(teacher_logits[j].float() / temperature, dim=-1)
+            s = F.log_softmax(logits / temperature, dim=-1)
+            kl = F.kl_div(s, t, log_target=True, reduction="sum") * temperature**2
+            loss = (1 - alpha) * ce + alpha * kl
+        total = total + loss
+        n += cnt
+    return total / max(n, 1), n
+
+
+def soft_loss(hidden: Any, weight: Any, targets: Sequence[np.ndarray], space: CodeSpace) -> Any:
+    """Cross-entropy of a restricted softmax against soft targets, one row per level.
+
+    ``hidden`` [m, d] are the states that predict levels 0..m-1 of one item.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out = hidden.new_zeros((), dtype=torch.float32)
+    for j in range(space.m):
+        toks = torch.as_tensor(space.level_tokens[j], dtype=torch.long)
+        lp = F.log_softmax((hidden[j] @ weight[toks].T).float(), dim=-1)
+        out = out - (torch.as_tensor(targets[j], dtype=torch.float32) * lp).sum()
+    return out / space.m
+
+
+def lr_at(step: int, total: int, *, peak: float, warmup: int) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 10 % of it."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def batches(rows: Sequence[Window], *, batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """Row indices grouped into batches of similar length holding about ``batch_tokens`` tokens."""
+    rng = np.random.default_rng(seed * 1000 + epoch)
+    order = rng.permutation(len(rows))
+    # sort within shuffled buckets of 64 so padding stays small
+    buckets = [sorted(order[i : i + 64], key=lambda r: len(rows[r].tokens)) for i in range(0, len(order), 64)]
+    out: list[list[int]] = []
+    for b in buckets:
+        cur: list[int] = []
+        for r in b:
+            n = len(rows[r].tokens)
+            if cur and (len(cur) + 1) * max(n, max(len(rows[c].tokens) for c in cur)) > batch_tokens:
+                out.append(cur)
+                cur = []
+            cur.append(int(r))
+        if cur:
+            out.append(cur)
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any]:
+    """Right-padded ids and attention mask."""
+    import torch
+
+    n = max(len(r) for r in rows)
+    ids = torch.full((len(rows), n), pad, dtype=torch.long)
+    att = torch.zeros((len(rows), n), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(list(r))
+        att[i, : len(r)] = 1
+    return ids, att
