@@ -222,8 +222,32 @@ def to_markdown(boards: list[Board], *, all_metrics: bool = False) -> str:
         na = {c: r.metrics[c]["reason"] for r in b.rows for c in cols if r.metrics.get(c, {}).get("value") is None and r.metrics.get(c, {}).get("reason")}
         for c, reason in na.items():
             out.append(f"\nn/a in {c}: {reason}")
+        out += _kinds_markdown(b)
         out.append("")
     return "\n".join(out)
+
+
+def _kinds_markdown(board: Board) -> list[str]:
+    """Per request kind (metrics ``<name>@<cut>/<kind>`` with a chance level): each system's value beside its own chance."""
+    pre = "constraint_following@10/"
+    kinds = sorted({m[len(pre):] for m in board.metric_names if m.startswith(pre)})
+    if not kinds:
+        return []
+    out = ["\nPer request kind: constraint_following@10 (chance level of that system's requests of the kind) "
+           "and, below, constraint_following_norm@10 (0 = chance, 1 = all satisfy, −1 = none).\n",
+           "| kind | " + " | ".join(r.system for r in board.rows) + " |", "|---|" + "---|" * len(board.rows)]
+    for kind in kinds:
+        cells = []
+        for r in board.rows:
+            m = r.metrics.get(pre + kind, {})
+            nv = r.metrics.get(f"constraint_following_norm@10/{kind}", {}).get("value")
+            if m.get("value") is None:
+                cells.append("n/a")
+                continue
+            ch = "" if m.get("chance") is None else f" ({m['chance']:.3f})"
+            cells.append(f"{m['value']:.3f}{ch}" + ("" if nv is None else f"<br>{nv:+.3f}"))
+        out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _chance_row(board: Board, cols: list[str]) -> list[str]:

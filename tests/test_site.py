@@ -135,3 +135,7 @@ def test_steering_page_has_per_kind_chance_table_and_plot(tmp_path):
     for kind in kinds:  # every steered kind has a row, each cell with its own chance level
         assert f"<td class='s'>{kind}</td>" in page
     assert page.count("(chance ") >= 2 * len(kinds)
+    md = tmp_path / "lb.md"
+    assert main(["leaderboard", str(res), "--format", "md", "--output", str(md)]) == 0
+    text = md.read_text()
+    assert "Per request kind" in text and all(f"| {kind} | " in text for kind in kinds)
