@@ -234,7 +234,7 @@ def _kinds_markdown(board: Board) -> list[str]:
     if not kinds:
         return []
     out = ["\nPer request kind: constraint_following@10 (chance level of that system's requests of the kind) "
-           "and, below, constraint_following_norm@10 (0 = chance, 1 = all satisfy, −1 = none).\n",
+           "and, below, constraint_following_norm@10 (0 = chance, 1 = all satisfy, negative = below chance, floor −1).\n",
            "| kind | " + " | ".join(r.system for r in board.rows) + " |", "|---|" + "---|" * len(board.rows)]
     for kind in kinds:
         cells = []

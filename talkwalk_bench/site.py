@@ -108,7 +108,7 @@ def _html_kinds(board: Board) -> str:
     return (f"<h3>Constraint following per request kind (@{cut})</h3><p><small>Each cell: the raw share of the top-{cut} that "
             "satisfies the request, the chance level of that kind for that system's episodes (the share of the unseen "
             "catalog satisfying it; anchored kinds differ per system), n episodes, and in bold the chance-normalised value "
-            "(0 = chance, 1 = every item satisfies, −1 = none; docs/steering.md).</small></p>"
+            "(0 = chance, 1 = every item satisfies, negative = below chance, floored at −1; docs/steering.md).</small></p>"
             f"<table class='lb kinds'><thead><tr><th>kind</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 

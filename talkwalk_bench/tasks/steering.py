@@ -662,7 +662,7 @@ class SteerabilityFamily(Family):
             res = M.macro_chance_normalised(S, C, N, seed=self.ctx.seed, n_resamples=boot.n_resamples, confidence=boot.confidence)
             name = f"constraint_following_norm@{k}"
             if res is None:
-                out[name] = not_available("no request kind with a chance level strictly between 0 and 1")
+                out[name] = not_available("no request kind with a chance level below 1")
                 continue
             value, lo, hi, per_kind = res
             out[name] = Estimate(value, lo, hi, len(eps))
@@ -671,7 +671,7 @@ class SteerabilityFamily(Family):
                 sub = M.macro_chance_normalised(S[has][:, [j]], C[has][:, [j]], N[has][:, [j]], seed=self.ctx.seed,
                                                 n_resamples=boot.n_resamples, confidence=boot.confidence)
                 out[f"{name}/{kind}"] = (Estimate(sub[0], sub[1], sub[2], int(has.sum())) if sub is not None else
-                                         not_available(f"no {kind} request with a chance level strictly between 0 and 1",
+                                         not_available(f"no {kind} request with a chance level below 1",
                                                        int(has.sum())))
         return out
 
