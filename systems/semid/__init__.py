@@ -50,6 +50,7 @@ def semid(
     threads: int = 0,
     recipe: str = "seq",
     teacher: str = "semid-tiger",
+    teacher_args: str = "",
     distill: float = 0.5,
     epochs: float = 3.0,
     window: int = 50,

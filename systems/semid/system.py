@@ -23,7 +23,7 @@ INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch",
 # so models trained before they existed keep their cache entries
 ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt"}
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
-SEQ_ONLY = ("teacher", "distill", "epochs", "window", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
+SEQ_ONLY = ("teacher", "teacher_args", "distill", "epochs", "window", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
 class SemIdRecommender:
@@ -250,7 +250,7 @@ class SemIdRecommender:
             from talkwalk_bench.registry import build_system
 
             same = {k: self.p[k] for k in ("embedder", "widths", "quantizer", "rqvae_steps", "spread")}
-            tsys, _ = build_system(str(self.p["teacher"]), same)
+            tsys, _ = build_system(str(self.p["teacher"]), {**teacher_args(str(self.p["teacher"]), self.p.get("teacher_args", "")), **same})
             tsys.fit(data, seed=seed)
             teacher = Teacher(tsys, space)
         rows: list[tuple[list[int], list[int]]] = []
@@ -463,6 +463,28 @@ class SemIdRecommender:
             )
             out[i, self._trie_cols] = lp
         return out
+
+
+def teacher_args(name: str, text: str) -> dict[str, Any]:
+    """``-S teacher_args=epochs=20,hidden=64``: the teacher's own arguments, typed by its defaults."""
+    from talkwalk_bench.registry import system_defaults
+
+    defaults = system_defaults(name)
+    out: dict[str, Any] = {}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        key, sep, val = part.partition("=")
+        if not sep or key not in defaults:
+            raise BenchError(f"-S teacher_args={text}: '{part}' is not KEY=VALUE with KEY an argument of {name}; see talkwalk-bench list")
+        d = defaults[key]
+        if isinstance(d, bool):
+            out[key] = val.lower() in ("1", "true", "yes")
+        elif isinstance(d, int):
+            out[key] = int(val)
+        elif isinstance(d, float):
+            out[key] = float(val)
+        else:
+            out[key] = val
+    return out
 
 
 def _first_multi_labels(card: Any, items: Any, item_ids: Sequence[str]) -> list[frozenset] | None:

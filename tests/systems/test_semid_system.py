@@ -115,7 +115,7 @@ def test_stage_a_moves_only_new_rows_and_is_cached(env):
 
 
 def test_lora_stage_and_content_only_variant_run(env):
-    s = fitted("semid", env, steps_b=2)
+    s = fitted("semid", env, steps_b=2, recipe="prompt")
     assert "stage_b" in s.fit_info
     p = fitted("semid-poc", env, steps_b=0)
     out = p.recommend([Request("9", conversation=(Turn("i want drama"),))], k=5)[0]

@@ -1,0 +1,162 @@
+"""The whole-sequence recipe, the from-scratch decoder and the constraint-emitting variant, on tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from systems.semid import seq as S  # noqa: E402
+from systems.semid.ids import SemanticIdTable  # noqa: E402
+from systems.semid.tiny import save_tiny  # noqa: E402
+from talkwalk_bench.registry import build_system  # noqa: E402
+from talkwalk_bench.steering import ItemValues, train_phrasings  # noqa: E402
+from talkwalk_bench.types import Request, Turn  # noqa: E402
+
+from test_semid_system import ARGS, train_data  # noqa: E402
+
+TIGER = dict(embedder="card", widths="4x4x4", rqvae_steps=60, hidden=16, layers=1, heads=2, epochs=2,
+             steer_steps=2, steer_batch=2, val_users=3, beam=24, window=6, batch_tokens=64)
+SEQ = {**ARGS, "steps_b": 2, "epochs": 2.0, "batch_tokens": 128, "window": 6, "steer_every": 2, "steer_batch": 2,
+       "checkpoint_every": 1, "teacher": "semid-tiger",
+       "teacher_args": ",".join(f"{k}={v}" for k, v in TIGER.items() if k not in ("embedder", "widths", "rqvae_steps"))}
+
+
+def toy_space() -> S.CodeSpace:
+    # 6 items, 3 levels, the last one constant (dropped)
+    codes = np.array([[0, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 0], [2, 0, 0], [2, 1, 0]])
+    table = SemanticIdTable(tuple("abcdef"), codes, (3, 2, 1))
+    return S.CodeSpace(table, tuple("abcdef"))
+
+
+def test_constant_levels_are_dropped_and_tokens_follow_levels():
+    sp = toy_space()
+    assert sp.m == 2 and sp.widths == [3, 2]
+    sp.level_tokens = sp.own_tokens(10)
+    assert sp.item_tokens("d") == [11, 14]
+    assert sp.history_tokens(["a", "zz", "d"], 1) == [11, 14]
+
+
+def test_windows_supervise_every_prediction_exactly_once():
+    sp = toy_space()
+    seqs = {"u": list("abcdefabcdefabc"), "v": list("ab")}
+    rows = S.windows(seqs, sp, prefix=[99], window=4)
+    supervised = {"u": [], "v": []}
+    for w in rows:
+        items = [(w.tokens[i], w.tokens[i + 1]) for i in range(1, len(w.tokens), sp.m)]
+        first_item = (w.first_target - 1) // sp.m
+        assert w.first_target == 1 or (w.first_target - 1) % sp.m == 0
+        assert len(items) <= 4
+        supervised[w.user] += items[first_item:]
+    for u, seq in seqs.items():
+        assert supervised[u] == [tuple(sp.item_tokens(it)) for it in seq]
+
+
+def test_level_loss_is_the_restricted_softmax_cross_entropy():
+    sp = toy_space()
+    sp.level_tokens = sp.own_tokens(0)
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(5, 4, generator=g)
+    h = torch.randn(3, 4, generator=g)
+    toks = torch.tensor([2, 4, 0])
+    lv = torch.tensor([0, 1, 0])
+    loss, n = S.level_loss(h, W, toks, lv, sp)
+    want = []
+    for i in range(3):
+        rows = sp.level_tokens[int(lv[i])]
+        lp = torch.log_softmax(h[i] @ W[rows].T, -1)
+        want.append(-lp[rows.index(int(toks[i]))])
+    assert n == 3 and float(loss) == pytest.approx(float(torch.stack(want).mean()), rel=1e-5)
+    # a teacher equal to the student adds no KL
+    tl = [h[lv == j] @ W[sp.level_tokens[j]].T for j in range(2)]
+    same, _ = S.level_loss(h, W, toks, lv, sp, teacher_logits=tl, alpha=0.5)
+    assert float(same) == pytest.approx(0.5 * float(loss), rel=1e-5)
+
+
+def test_conditional_targets_follow_the_target_prefix():
+    sp = toy_space()
+    p = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.1])
+    t = sp.conditional_targets(p, 3)  # item d: codes (1, 1)
+    np.testing.assert_allclose(t[0], [0.3, 0.4, 0.3])
+    np.testing.assert_allclose(t[1], [0.75, 0.25])
+
+
+def test_lr_schedule_warms_up_then_decays():
+    lrs = [S.lr_at(s, 100, peak=1.0, warmup=10) for s in range(100)]
+    assert lrs[0] < lrs[9] == pytest.approx(1.0) and lrs[99] < 0.2 and max(lrs) == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("semidseq")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TALKWALK_CACHE_DIR", str(root / "cache"))
+    yield save_tiny(root / "base"), train_data()
+    mp.undo()
+
+
+def fitted(name, env, **over):
+    base, data = env
+    s, _ = build_system(name, {**SEQ, "base_model": str(base), **over})
+    s.fit(data, seed=0)
+    return s
+
+
+def test_tiger_lists_are_valid_and_its_scores_a_distribution(env):
+    t, _ = build_system("semid-tiger", TIGER)
+    t.fit(env[1], seed=0)
+    assert t.fit_info["cached"] is False and t.fit_info["curve"]
+    hist = ("1", "2", "3")
+    reqs = [Request("0", history=hist, exclude=frozenset(hist)), Request("1", conversation=(Turn("i want horror"),))]
+    for r, rank in zip(reqs, t.recommend(reqs, k=8), strict=True):
+        assert len(set(rank.items)) == 8 and not set(rank.items) & r.exclude
+    lp = t.score_catalog(reqs[1:])[0]
+    assert np.exp(lp).sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_seq_recipe_lists_cache_and_resume(env):
+    s = fitted("semid", env)
+    assert s.fit_info["cached"] is False and s.fit_info["training"]["steps"] > 0
+    assert s.fit_info["training"]["teacher"] is not None and s.fit_info["training"]["constraint_rows"] > 0
+    hist = ("1", "2", "3")
+    r = Request("0", history=hist, exclude=frozenset(hist))
+    rank = s.recommend([r], k=10)[0]
+    assert len(set(rank.items)) == 10 and not set(rank.items) & set(hist)
+    for it, sid in zip(rank.items, rank.trace["semantic_ids"], strict=True):
+        assert s.semantic_id(it) == tuple(sid)
+    # a killed training resumes from its last checkpoint: with the final weights gone,
+    # the refit restarts at the checkpoint's step and takes no new step
+    import pathlib
+
+    root = pathlib.Path(s.fit_info["cache_dir"])
+    (root / "trained.pt").unlink()
+    again = fitted("semid", env)
+    assert again.fit_info["cached"] is False
+    assert again.fit_info["training"]["steps"] == s.fit_info["training"]["steps"]
+    assert again.recommend([r], k=10)[0].items == rank.items
+
+
+def test_constrain_variant_emits_a_card_constraint_and_keeps_to_it(env):
+    s = fitted("semid-constrain", env)
+    data = env[1]
+    r = Request("1", conversation=(Turn("i want horror"),))
+    text, pred = s.read_constraint("i want horror")
+    assert text in s.cspace.texts
+    rank = s.recommend([r], k=3)[0]
+    assert rank.trace["constraint"] == text
+    if pred is not None:
+        vals = ItemValues(data.card, data.items, list(data.item_ids))
+        ok = dict(zip(data.item_ids, vals.mask(pred), strict=True))
+        assert all(ok[it] for it in rank.items)
+
+
+def test_constraint_rows_come_from_train_phrasings_only(env):
+    from systems.semid.constraint import ConstraintSpace
+
+    card = env[1].card
+    rows = ConstraintSpace(card).rows(card)
+    train = {ph.text for ph in train_phrasings(card)}
+    assert rows and {u for u, _ in rows} <= train
