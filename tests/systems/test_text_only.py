@@ -61,5 +61,7 @@ def test_steerability_well_above_chance(fitted, tmp_path):
     for name in ("constraint_following@10/include", "constraint_following@10/include_range"):
         assert m[name].n > 0
         assert m[name].ci_low > 2 * m[name].chance, name
-    assert m["preference_sensitivity@10"].value > 0.5
+    # on include requests each list holds more of its own genre than of the other request's
+    assert m["preference_sensitivity@10"].ci_low > 0
+    assert m["steering_lift@10/include"].ci_low > 0
     assert m["steering_traceability"].value is not None and m["steering_traceability"].n > 0
