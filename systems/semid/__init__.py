@@ -49,6 +49,7 @@ def semid(
     explain_top: int = 0,
     threads: int = 0,
     recipe: str = "seq",
+    train_layers: int = 8,
     teacher: str = "semid-tiger",
     teacher_args: str = "",
     distill: float = 0.5,

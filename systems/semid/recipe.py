@@ -98,6 +98,7 @@ def train_seq(
     seed: int,
     constraint_rows: Sequence[tuple[list[int], list[int]]] = (),
     desc: str = "semid",
+    n_rows: int = 1,
 ) -> dict[str, Any]:
     """Train ``params`` for ``p['epochs']`` epochs of sequence windows plus steered and constraint rows."""
     import torch
@@ -119,8 +120,8 @@ def train_seq(
     total = n_seq + (n_seq // every if every > 0 else 0)
     warm = max(1, total // 25)
     weight = core.get_output_embeddings().weight
-    # the new id rows (first) learn at lr_a, the adapters at lr
-    opt = torch.optim.AdamW([{"params": params[:1], "peak": float(p["lr_a"])}, {"params": list(params[1:]), "peak": float(p["lr"])}],
+    # the new id rows (the first n_rows tensors) learn at lr_a, the adapters at lr
+    opt = torch.optim.AdamW([{"params": list(params[:n_rows]), "peak": float(p["lr_a"])}, {"params": list(params[n_rows:]), "peak": float(p["lr"])}],
                             lr=float(p["lr"]), weight_decay=0.0)
     cons = steer_constraints(data.card, data.items, seed=seed) if every > 0 else []
     sat = [np.array([it in c.items for it in item_ids]) for c in cons]
@@ -162,7 +163,7 @@ def train_seq(
         mask = (t[None, :] >= first[:, None]) & (t[None, :] < att.sum(1)[:, None])
         lv = ((t - 1) % space.m).expand(len(b), -1)[mask]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(p["bf16"])):
-            h = core.model(input_ids=ids, attention_mask=att).last_hidden_state[:, :-1][mask]
+            h = _body(core, ids, att, p)[:, :-1][mask]
             tl = teacher.level_logits(ids, att, mask, lv) if teacher is not None else None
             loss, _ = S.level_loss(h, weight, ids[:, 1:][mask], lv, space, teacher_logits=tl, alpha=float(p["distill"]))
         opt.zero_grad(set_to_none=True)
@@ -177,7 +178,7 @@ def train_seq(
             set_lr()
             rec["steer_loss"] = _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop, teacher,
                                             constraint_rows, opt, params, rng, bs_steer, int(p["steer_history"]), item_ids,
-                                            bool(p["bf16"]), F)
+                                            bool(p["bf16"]), F, int(p.get("train_layers", 0)))
             step += 1
         el = time.perf_counter() - t0
         rec["seconds"] = round(el, 1)
@@ -196,8 +197,17 @@ def train_seq(
             "seconds": log[-1]["seconds"] if log else 0.0, "log_every_50": log[::50]}
 
 
+def _body(core: Any, ids: Any, att: Any, p: Mapping[str, Any]) -> Any:
+    """Last hidden states. With ``train_layers`` > 0 the input embeddings are detached, so the
+    backward pass stops at the lowest adapted layer (the id rows learn through the tied head)."""
+    if int(p.get("train_layers", 0)) > 0:
+        emb = core.get_input_embeddings()(ids).detach()
+        return core.model(inputs_embeds=emb, attention_mask=att).last_hidden_state
+    return core.model(input_ids=ids, attention_mask=att).last_hidden_state
+
+
 def _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop, teacher, constraint_rows, opt, params,
-                rng, bs, hist_n, item_ids, bf16, F) -> float:
+                rng, bs, hist_n, item_ids, bf16, F, train_layers) -> float:
     """One batch of steered rows (soft targets) and constraint rows; returns its loss."""
     import torch
 
@@ -225,7 +235,7 @@ def _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop
     all_rows = seqs + [x + y for x, y in lab_rows]
     ids, att = S.pad_batch(all_rows, 0)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        h = core.model(input_ids=ids, attention_mask=att).last_hidden_state
+        h = _body(core, ids, att, {"train_layers": train_layers})
         loss = h.new_zeros((), dtype=torch.float32)
         if seqs:
             loss = loss + sum(S.soft_loss(h[i, heads[i] : heads[i] + space.m], weight, targets[i], space) for i in range(len(seqs))) / len(seqs)

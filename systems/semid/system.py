@@ -23,7 +23,7 @@ INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch",
 # so models trained before they existed keep their cache entries
 ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt"}
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
-SEQ_ONLY = ("teacher", "teacher_args", "distill", "epochs", "window", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
+SEQ_ONLY = ("train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
 class SemIdRecommender:
@@ -114,7 +114,8 @@ class SemIdRecommender:
         log_path = root / "train_log.json"
         use_lora = self.p["steps_b"] > 0
         if use_lora:
-            model = add_lora(model, r=self.p["lora_r"])
+            seq = self.p.get("recipe", "prompt") == "seq"
+            model = add_lora(model, r=self.p["lora_r"], top_layers=int(self.p.get("train_layers", 0)) if seq else 0)
         core = model.get_base_model() if use_lora else model
         if weights.exists():
             state = torch.load(weights, map_location="cpu")
@@ -260,24 +261,31 @@ class SemIdRecommender:
                 y = tok(" " + text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
                 rows.append((x, y))
         n_old = self.vocab["n_old"]
-        emb = core.get_input_embeddings().weight
         for q in core.parameters():
             q.requires_grad_(False)
-        emb.requires_grad_(True)
-        keep = torch.zeros(emb.shape[0], 1, dtype=emb.dtype)
-        keep[n_old:] = 1.0
-        hook = emb.register_hook(lambda g: g * keep)  # only the new rows move (the head shares them when tied)
-        params = [emb]
+        rows_w = [core.get_input_embeddings().weight]
+        head = core.get_output_embeddings()
+        if head is not None and head.weight is not rows_w[0]:
+            rows_w.append(head.weight)
+        hooks = []
+        for w in rows_w:
+            w.requires_grad_(True)
+            keep = torch.zeros(w.shape[0], 1, dtype=w.dtype)
+            keep[n_old:] = 1.0
+            hooks.append(w.register_hook(lambda g, keep=keep: g * keep))  # only the new rows move
+        params = list(rows_w)
         if use_lora:
-            params += [q for n, q in model.named_parameters() if "lora_" in n]
-            for q in params[1:]:
+            lora = [q for n, q in model.named_parameters() if "lora_" in n]
+            for q in lora:
                 q.requires_grad_(True)
+            params += lora
         try:
             info = train_seq(model, core, tok, self.vocab, space, _train_sequences(data), data=data,
                              item_ids=self.item_ids, teacher=teacher, p=self.p, params=params, root=root, seed=seed,
-                             constraint_rows=rows, desc=self.meta.name)
+                             constraint_rows=rows, desc=self.meta.name, n_rows=len(rows_w))
         finally:
-            hook.remove()
+            for hk in hooks:
+                hk.remove()
             for q in core.parameters():
                 q.requires_grad_(False)
         info["teacher"] = teacher.sys.fit_info.get("best_val_ndcg@10") if teacher is not None else None

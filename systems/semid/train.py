@@ -115,10 +115,15 @@ def loss_on_targets(core: Any, ids: Any, labels: Any, att: Any) -> Any:
     return F.cross_entropy(logits.float(), y[mask])
 
 
-def add_lora(model: Any, *, r: int = 8, alpha: int = 16) -> Any:
-    """Wrap the attention and MLP projections with LoRA adapters (peft); returns the peft model."""
+def add_lora(model: Any, *, r: int = 8, alpha: int = 16, top_layers: int = 0) -> Any:
+    """Wrap the attention and MLP projections with LoRA adapters (peft); returns the peft model.
+
+    ``top_layers`` > 0 puts adapters on the top that many decoder layers only.
+    """
     from peft import LoraConfig, get_peft_model
 
+    n = model.config.num_hidden_layers
+    layers = list(range(n - top_layers, n)) if 0 < top_layers < n else None
     cfg = LoraConfig(
         r=r,
         lora_alpha=alpha,
@@ -133,6 +138,7 @@ def add_lora(model: Any, *, r: int = 8, alpha: int = 16) -> Any:
             "gate_proj",
         ],
         bias="none",
+        layers_to_transform=layers,
     )
     return get_peft_model(model, cfg)
 
