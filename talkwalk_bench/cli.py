@@ -191,15 +191,24 @@ def cmd_validate(a: argparse.Namespace) -> int:
         targets += [("task", p) for p in spec_files().values()]
         targets += [("suite", p) for p in suite_files().values()]
         targets += [("card", p) for p in sorted((tasks_dir() / "cards").glob("*.yaml"))]
+        targets += [("steering-builtin", p) for p in _builtin_steering_files()]
     errors = 0
     for kind, p in targets:
         if kind == "auto":
-            kind = "card" if p.parent.name == "cards" else "suite" if p.parent.name == "suites" else "task"
+            kind = ("card" if p.parent.name == "cards" else "suite" if p.parent.name == "suites"
+                    else "steering" if _is_steering_file(p) else "task")
         try:
             if kind == "task":
                 load_spec_file(p)
             elif kind == "suite":
                 load_suite(str(p))
+            elif kind == "steering-builtin":
+                _check_builtin_steering(p)
+            elif kind == "steering":
+                from talkwalk_bench.data.card import load_card
+                from talkwalk_bench.steering import load_steering_file
+
+                load_steering_file(p, load_card("ml-100k", Path(a.card)) if a.card else load_card("ml-100k"))
             else:
                 load_model(DatasetCard, p, BenchError)
             print(f"ok     {p}")
@@ -207,6 +216,34 @@ def cmd_validate(a: argparse.Namespace) -> int:
             errors += 1
             print(f"error  {exc}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _builtin_steering_files() -> list[Path]:
+    from talkwalk_bench.steering.phrasings import BUILTIN_PATH
+    from talkwalk_bench.tasks.steering_eval import EVAL_PATH
+
+    return [BUILTIN_PATH, EVAL_PATH]
+
+
+def _check_builtin_steering(p: Path) -> None:
+    from talkwalk_bench.steering.phrasings import BUILTIN_PATH, read_template_file
+    from talkwalk_bench.tasks.steering_eval import builtin_eval
+
+    if p == BUILTIN_PATH:
+        read_template_file(p, "train")
+    else:
+        builtin_eval()
+
+
+def _is_steering_file(p: Path) -> bool:
+    """A YAML file whose top level has ``templates`` or ``utterances`` (and no task ``family``)."""
+    try:
+        import yaml
+
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "family" not in data and ("templates" in data or "utterances" in data)
 
 
 def cmd_leaderboard(a: argparse.Namespace) -> int:
@@ -310,8 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", nargs="?", choices=["systems", "tasks", "datasets"])
     ls.set_defaults(func=cmd_list)
 
-    v = sub.add_parser("validate", help="validate task specs, suites and dataset cards")
-    v.add_argument("paths", nargs="*", help="files to check; default: everything under tasks/")
+    v = sub.add_parser("validate", help="validate task specs, suites, dataset cards and steering files")
+    v.add_argument("paths", nargs="*", help="files to check; default: everything under tasks/ and the built-in steering templates")
+    v.add_argument("--card", default=_env("TALKWALK_CARD"),
+                   help="dataset card YAML that steering files' literal utterances are checked against (default the ml-100k card; env TALKWALK_CARD)")
     v.set_defaults(func=cmd_validate)
 
     lbp = sub.add_parser("leaderboard", help="build a leaderboard from result files or folders")

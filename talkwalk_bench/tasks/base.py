@@ -123,6 +123,8 @@ class Family:
     # Task options (-O KEY=VALUE) the family reads; "judge" stands for every judge_* option.
     # None: look the family up in FAMILY_OPTIONS. Any other key is rejected before a run starts.
     options: ClassVar[tuple[str, ...] | None] = None
+    # Whether the family reads --steering-file; a run of any other family given one is refused.
+    reads_steering_file: ClassVar[bool] = False
 
     @classmethod
     def parse_params(cls, spec: TaskSpec, path: Path | str = "") -> BaseModel:

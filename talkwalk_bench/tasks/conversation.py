@@ -249,6 +249,7 @@ class ConversationFamily(Family):
     """Multi-turn conversations with a simulated user: turns-to-satisfaction, exploration velocity."""
 
     name = "conversation"
+    reads_steering_file = True
     Params = ConversationParams
     needs_card = True
 

@@ -53,6 +53,7 @@ class JudgeFamily(Family):
     """LLM-as-judge of steering lists (instruction following, explanation coherence, pairwise), checked against predicates."""
 
     name = "judge"
+    reads_steering_file = True
     Params = JudgeParams
     needs_card = True
     options = ("judge", "judge_reference")

@@ -96,6 +96,10 @@ def run(cfg: RunConfig) -> Result:
     family_cls = FAMILIES.get(spec.family)
     params = family_cls.parse_params(spec, spec_path)
     check_options(family_cls, spec.name, dict(cfg.options or {}))
+    if cfg.steering_file is not None and not family_cls.reads_steering_file:
+        readers = ", ".join(sorted(n for n in FAMILIES.names() if FAMILIES.get(n).reads_steering_file))
+        raise BenchError(f"task '{spec.name}' (family {spec.family}) does not read a steering file; drop --steering-file "
+                         f"(families that read one: {readers})")
     dataset = load_dataset(cfg.dataset or spec.dataset, allow_untimed=cfg.allow_untimed,
                            allow_unknown_items=cfg.allow_unknown_items)
     SYSTEMS.entry(cfg.system)  # unknown name fails here, before anything is written

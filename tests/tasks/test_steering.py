@@ -15,7 +15,7 @@ from systems.baselines import Popularity, RandomRanker
 from systems.oracle_filter import OracleFilter
 from talkwalk_bench.data.card import load_card
 from talkwalk_bench.data.dataset import load_dataset
-from talkwalk_bench.errors import DataFormatError
+from talkwalk_bench.errors import BenchError, DataFormatError
 from talkwalk_bench.steering import (
     REQUEST_KINDS,
     AllOf,
@@ -448,3 +448,23 @@ def test_run_scores_literal_utterances_on_the_steer_and_alternative_turns(small_
         assert iv.satisfies(predicate_from_dict(steer["predicate"]), r["target"])  # consistent with the held-out item
         assert steer["predicate"] != alt["predicate"]
         assert r["requests"]["go_back"] == "scratch my last request"
+
+
+def test_validate_checks_steering_files_against_the_card(capsys):
+    from talkwalk_bench.cli import main
+
+    assert main(["validate", str(FIX / "literal_utterances.yaml"), str(FIX / "own_phrasings.yaml")]) == 0
+    assert main(["validate", str(FIX / "broken_utterance_unknown_value.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "utterances.1.has.genre" in err and "Mystery" in err
+    assert main(["validate"]) == 0  # the built-in train and eval templates are checked by default
+    assert "steering_eval.yaml" in capsys.readouterr().out
+
+
+def test_families_that_ignore_a_steering_file_refuse_it(tmp_path):
+    with pytest.raises(BenchError) as ei:
+        run(RunConfig(system="popularity", task="ranking", output=tmp_path / "r.json", progress=False,
+                      steering_file=FIX / "own_phrasings.yaml"))
+    msg = str(ei.value)
+    assert "does not read a steering file" in msg and "steerability" in msg and "\n" not in msg
+    assert not (tmp_path / "r.json").exists()
