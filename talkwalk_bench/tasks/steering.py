@@ -101,6 +101,7 @@ class SteerabilityFamily(Family):
     """Multi-turn steering episodes with machine-checkable predicates (constraint following, sensitivity, reversibility...)."""
 
     name = "steerability"
+    reads_steering_file = True
     Params = SteerabilityParams
     needs_card = True
 
