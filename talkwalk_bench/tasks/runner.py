@@ -89,7 +89,8 @@ def check_options(family_cls: type, spec_name: str, options: dict[str, Any]) -> 
 
 
 def run(cfg: RunConfig) -> Result:
-    """Run and return the result (status success or error); raises BenchError on bad input."""
+    """Run and return the result (status success, or degraded when its judge answered nothing);
+    raises BenchError on bad input and on a failed run (whose result has status error)."""
     t_start = time.perf_counter()
     check_config(cfg)
     spec, spec_path = load_spec(cfg.task)
@@ -261,6 +262,9 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
         os.replace(ep_path, episodes_path(out))
         os.replace(target, out)
         target = out
+    elif staged:
+        result.error = f"{result.error}; the earlier result {out} is kept, this run's is {target}"
+        write_result(target, result)
     result.__dict__.setdefault("_path", target)
     return result
 

@@ -68,6 +68,10 @@ def test_every_judgment_failing_is_degraded_with_exit_1(serve, tmp_path, capsys)
     assert res.status == "degraded" and "judgments failed" in res.error
     # allowed: a success that records what was accepted
     assert main(argv + ["--force", "--allow-degraded"]) == 0
+    good = out.read_text()
+    # a degraded --force run never replaces that good result
+    assert main(argv + ["--force"]) == 1
+    assert "the earlier result" in capsys.readouterr().err and out.read_text() == good
     res = read_result(out)
     assert res.status == "success" and "judgments failed" in res.extras["allowed_degraded"]
 
