@@ -3,8 +3,11 @@
 A predicate answers "does this item satisfy the request?" from the item's
 attribute values as the card parses them (``Attribute.value_of``): a
 frozenset for a multi-valued attribute, a float (NaN when unknown) for an
-ordinal one, a string or None for a categorical one. ``ItemValues`` parses
-a whole catalog once so predicates can be checked fast.
+ordinal one, a string or None for a categorical one. An item whose value
+is unknown on the requested attribute satisfies no predicate on it,
+positive or negative. ``ItemValues`` parses a whole catalog once so
+predicates can be checked fast, and ``unknown_report`` says which items
+have unknown values.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class ItemValues:
         self.item_ids: tuple[str, ...] = tuple(item_ids)
         self.index = {it: j for j, it in enumerate(self.item_ids)}
         attrs = {n: a for n, a in card.item.attributes.items() if a.kind != "text"}
+        self.raw = {it: dict(items.get(it, {})) for it in self.item_ids}
         self.values: dict[str, dict[str, Any]] = {
             it: {n: a.value_of(dict(items.get(it, {}))) for n, a in attrs.items()} for it in self.item_ids
         }
@@ -48,6 +52,21 @@ class ItemValues:
         return np.fromiter((holds_for(predicate, it, self.values[it]) for it in self.item_ids), dtype=bool,
                            count=len(self.item_ids))
 
+    def unknown_report(self, attributes: Iterable[str], examples: int = 5) -> dict[str, dict[str, Any]]:
+        """Per attribute: how many catalog items have no known value, a few of them (id, title, raw value), and the rule."""
+        out = {}
+        for attr in attributes:
+            a = self.card.item.attributes.get(attr)
+            if a is None:
+                continue
+            bad = [it for it in self.item_ids if not _known_value(self.values[it].get(attr))]
+            out[attr] = {
+                "count": len(bad),
+                "examples": [{"item": it, "title": self.titles.get(it, ""), "raw": self.raw.get(it, {}).get(a.field)} for it in bad[:examples]],
+                "treated_as": "unknown: satisfies no steering predicate on this attribute (has, lacks, range, relative, similar, different)",
+            }
+        return out
+
     def satisfies(self, predicate: Predicate, item: str) -> bool:
         """Whether one item satisfies ``predicate`` (unknown items never do)."""
         return item in self.values and holds_for(predicate, item, self.values[item])
@@ -55,6 +74,10 @@ class ItemValues:
 
 def _known(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _known_value(x: Any) -> bool:
+    return _known(x) and not (isinstance(x, frozenset) and not x)
 
 
 def _as_set(x: Any) -> frozenset:
@@ -100,14 +123,22 @@ class HasValue(Predicate):
 
 @dataclass(frozen=True)
 class LacksValue(Predicate):
-    """The item does not have ``value`` (an item whose value is unknown satisfies it)."""
+    """The item has a known value on ``attribute`` and ``value`` is not among them.
+
+    An item whose value is unknown (ml-100k: two films of genre "unknown")
+    does not satisfy it: nothing shows that it lacks the value, and
+    counting it would let a system satisfy every exclusion by showing the
+    same unlabelled item (text-only put one in 198 of 200 neutral lists).
+    Every predicate treats unknown values the same way: never satisfied.
+    """
 
     attribute: str = ""
     value: str = ""
     kind: str = "lacks"
 
     def holds(self, values: Values) -> bool:
-        return self.value not in _as_set(values.get(self.attribute))
+        have = _as_set(values.get(self.attribute))
+        return bool(have) and self.value not in have
 
     def attributes(self) -> frozenset[str]:
         return frozenset([self.attribute])

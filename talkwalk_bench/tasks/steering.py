@@ -728,6 +728,7 @@ class SteerabilityFamily(Family):
                                                            "users_without_a_consistent_utterance": self.skipped_users}}
                                    if self.literals else {})},
             "steer_kinds": kinds,
+            "unknown_values": self.iv.unknown_report([a for a in (self.vocab.categorical, self.vocab.ordinal) if a]),
             "oracle_context": ORACLE_KEY if self._is_oracle() else None,
             **({"judge": {**self.judge.extras(records), "judged_turn": f"turn 1 steer list (top {self.judge_k})"}}
                if self.judge is not None else {}),

@@ -114,8 +114,24 @@ def test_predicates_round_trip_through_json(card):
 def test_mask_counts_match_catalog_counts(card, dataset):
     iv = ItemValues(card, dataset.items, dataset.item_ids)
     horror = sum("Horror" in str(r.get("class", "")) for r in dataset.items.values())
+    unlabelled = sum(str(r.get("class", "")) in ("('unknown',)", "unknown", "") for r in dataset.items.values())
+    assert unlabelled == 2
     assert iv.mask(HasValue(attribute="genre", value="Horror")).sum() == horror
-    assert iv.mask(LacksValue(attribute="genre", value="Horror")).sum() == len(dataset.item_ids) - horror
+    assert iv.mask(LacksValue(attribute="genre", value="Horror")).sum() == len(dataset.item_ids) - horror - unlabelled
+
+
+def test_unknown_values_satisfy_no_request_and_are_reported(card, dataset):
+    iv = ItemValues(card, dataset.items, dataset.item_ids)
+    v = Vocabulary(card)
+    for item in ("267", "1373"):  # genre "unknown"; 267 also has release year "unkonwn"
+        assert not iv[item].get("genre")
+        assert not any(iv.satisfies(v.exclude(g).predicate, item) for g in v.values())
+        assert not any(iv.satisfies(v.include(g).predicate, item) for g in v.values())
+    assert not any(iv.satisfies(v.after(b).predicate, "1412") or iv.satisfies(v.before(b).predicate, "1412") for b in v.bounds())
+    rep = iv.unknown_report(["genre", "year"])
+    assert rep["genre"]["count"] == 2 and {e["item"] for e in rep["genre"]["examples"]} == {"267", "1373"}
+    assert rep["year"]["count"] == 2 and {e["raw"] for e in rep["year"]["examples"]} == {"unkonwn", "V"}
+    assert "no steering predicate" in rep["year"]["treated_as"]
 
 
 # -- templates and rendering -----------------------------------------------------
@@ -394,6 +410,7 @@ def test_oracle_filter_follows_every_constraint(small_spec, tmp_path):
     assert per_kind and all(res.metrics[k].value == 1.0 for k in per_kind)
     assert res.metrics["constraint_following@10"].chance < 1.0
     assert res.metrics["constraint_following_norm@10"].value == 1.0
+    assert res.extras["unknown_values"]["genre"]["count"] == 2
 
 
 # -- literal utterances in steering files ------------------------------------------------
