@@ -40,7 +40,7 @@ class Row:
     metrics: dict[str, dict[str, Any]]
     results: list[tuple[Path, Result]] = field(default_factory=list)
     rank: int | None = None
-    tied_with_best: bool = False
+    tied_with_best: bool | None = False  # None: no paired test (the main score is not a mean of per-episode values)
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -171,6 +171,12 @@ def _rank(rows: list[Row], main: str) -> None:
     best = ranked[0]
     bp, br = best.results[0]
     best_vals = _episode_values(bp, br, main)
+    if not best_vals:
+        # a score computed over the whole run (a macro average over request kinds, a ratio of sums)
+        # has no per-episode values to pair; say so rather than mark every row as different
+        for r in ranked[1:]:
+            r.tied_with_best = None
+        return
     for r in ranked[1:]:
         p, res = next(((p, x) for p, x in r.results if x.seed == br.seed), r.results[0])
         vals = _episode_values(p, res, main)
@@ -219,6 +225,9 @@ def to_markdown(boards: list[Board], *, all_metrics: bool = False) -> str:
             out.append("| | *chance level* | | | " + " | ".join(chance) + " |")
             out.append("\nChance level: the value for a list drawn without regard to the request (from the top row's run; "
                        "episodes anchored on shown items differ per run, so each result JSON holds its own).")
+        if any(r.tied_with_best is None for r in b.rows if r.rank and r.rank > 1):
+            out.append(f"\n`≈` not computed: {b.main_score} is not a mean of per-episode values, so there is no paired test; "
+                       "compare the CIs.")
         na = {c: r.metrics[c]["reason"] for r in b.rows for c in cols if r.metrics.get(c, {}).get("value") is None and r.metrics.get(c, {}).get("reason")}
         for c, reason in na.items():
             out.append(f"\nn/a in {c}: {reason}")

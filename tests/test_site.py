@@ -139,3 +139,18 @@ def test_steering_page_has_per_kind_chance_table_and_plot(tmp_path):
     assert main(["leaderboard", str(res), "--format", "md", "--output", str(md)]) == 0
     text = md.read_text()
     assert "Per request kind" in text and all(f"| {kind} | " in text for kind in kinds)
+
+
+def test_a_main_score_without_per_episode_values_gets_no_paired_marks(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = tmp_path / "steer.yaml"
+    spec.write_text(f"include: {root / 'tasks' / 'steerability.yaml'}\nepisodes: {{max_users: 12}}\nbootstrap: {{n_resamples: 100}}\n")
+    res = tmp_path / "results"
+    for system in ("popularity", "random"):
+        assert main(["run", "--system", system, "--task", str(spec), "--output", str(res / f"{system}.json"), "--no-progress"]) == 0
+    md = tmp_path / "lb.md"
+    assert main(["leaderboard", str(res), "--format", "md", "--output", str(md)]) == 0
+    text = md.read_text()
+    assert "`≈` not computed: constraint_following_norm@10" in text and " ≈ |" not in text
