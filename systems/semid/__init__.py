@@ -61,6 +61,8 @@ def semid(
     steer_batch: int = 8,
     steer_history: int = 20,
     checkpoint_every: int = 20,
+    val_users: int = 150,
+    val_every: int = 40,
     constrain: bool = False,
     int8: bool = False,
     max_history_infer: int = 0,

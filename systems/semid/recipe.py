@@ -99,6 +99,7 @@ def train_seq(
     constraint_rows: Sequence[tuple[list[int], list[int]]] = (),
     desc: str = "semid",
     n_rows: int = 1,
+    validate: Any = None,
 ) -> dict[str, Any]:
     """Train ``params`` for ``p['epochs']`` epochs of sequence windows plus steered and constraint rows."""
     import torch
@@ -186,6 +187,12 @@ def train_seq(
         bar.update(step - bar.n)
         bar.set_postfix(epoch=f"{done_seq / max(1, n_seq) * epochs:.2f}/{epochs:g}", loss=f"{np.mean([r['loss'] for r in log[-20:]]):.3f}",
                         tok_s=f"{n_tok / max(el, 1e-9):.0f}")
+        if validate is not None and int(p.get("val_every", 0)) > 0 and done_seq % int(p["val_every"]) == 0:
+            model.eval()
+            rec["val_ndcg@10"] = validate()
+            rec["seconds"] = round(time.perf_counter() - t0, 1)
+            model.train()
+            print(f"{desc}: step {step}, {rec['seconds'] / 60:.1f} min, val nDCG@10 {rec['val_ndcg@10']:.4f}", file=sys.stderr)
         if step % int(p["checkpoint_every"]) == 0:
             save()
         if p.get("on_step") is not None:
@@ -194,7 +201,9 @@ def train_seq(
     model.eval()
     return {"rows": len(rows), "sequence_batches": n_seq, "steps": step, "epochs": epochs,
             "loss_last20": float(np.mean([r["loss"] for r in log[-20:]])) if log else None,
-            "seconds": log[-1]["seconds"] if log else 0.0, "log_every_50": log[::50]}
+            "seconds": log[-1]["seconds"] if log else 0.0, "log_every_50": log[::50],
+            "curve": [{"minutes": round(r["seconds"] / 60, 2), "step": r["step"], "val_ndcg@10": r["val_ndcg@10"]}
+                      for r in log if "val_ndcg@10" in r]}
 
 
 def _body(core: Any, ids: Any, att: Any, p: Mapping[str, Any]) -> Any:

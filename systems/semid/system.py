@@ -23,7 +23,7 @@ INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch",
 # so models trained before they existed keep their cache entries
 ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt"}
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
-SEQ_ONLY = ("train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
+SEQ_ONLY = ("val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
 class SemIdRecommender:
@@ -279,10 +279,34 @@ class SemIdRecommender:
             for q in lora:
                 q.requires_grad_(True)
             params += lora
+        valid = dict(zip(data.valid.user_ids.tolist(), data.valid.item_ids.tolist(), strict=False))
+        seqs = _train_sequences(data)
+        val_users = [u for u in sorted(valid) if u in seqs][: int(self.p.get("val_users", 0))]
+
+        def validate() -> float:
+            """nDCG@10 of the validation item for ``val_users`` (history masked), with the model as it is now."""
+            from systems.semid.decode import PrefixTrie, beam_search_batch
+
+            trie = PrefixTrie(space.sids)
+            n = int(self.p["max_history"])
+            gain = 0.0
+            for i in range(0, len(val_users), 16):
+                us = val_users[i : i + 16]
+                prompts = [[self.vocab["rec"], *space.history_tokens(seqs[u], n)] for u in us]
+                ex = [[space.sids[space.index[it]] for it in set(seqs[u]) if it in space.index] for u in us]
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.p["bf16"])):
+                    res = beam_search_batch(core, prompts, trie, space.level_tokens, k=10, beam=10, excludes=ex)
+                for u, r in zip(us, res, strict=True):
+                    items = [space.by_sid[s] for s, _ in r]
+                    if valid[u] in items:
+                        gain += 1.0 / np.log2(items.index(valid[u]) + 2)
+            return gain / max(1, len(val_users))
+
         try:
-            info = train_seq(model, core, tok, self.vocab, space, _train_sequences(data), data=data,
+            info = train_seq(model, core, tok, self.vocab, space, seqs, data=data,
                              item_ids=self.item_ids, teacher=teacher, p=self.p, params=params, root=root, seed=seed,
-                             constraint_rows=rows, desc=self.meta.name, n_rows=len(rows_w))
+                             constraint_rows=rows, desc=self.meta.name, n_rows=len(rows_w),
+                             validate=validate if val_users else None)
         finally:
             for hk in hooks:
                 hk.remove()
