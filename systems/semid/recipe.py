@@ -238,7 +238,7 @@ def _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop
         targets.append(space.conditional_targets(q, target))
     lab_rows = []
     if constraint_rows:
-        for _ in range(max(1, bs // 2)):
+        for _ in range(bs):
             x, y = constraint_rows[int(rng.integers(len(constraint_rows)))]
             lab_rows.append((x, y))
     all_rows = seqs + [x + y for x, y in lab_rows]

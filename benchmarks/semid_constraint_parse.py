@@ -1,0 +1,86 @@
+"""Parse accuracy of ``semid-constrain``: does the constraint the LLM emits match the request?
+
+Usage: python benchmarks/semid_constraint_parse.py [--steering-file FILE] [-S key=value ...] [--out FILE]
+
+Fits (or loads from the cache) ``semid-constrain`` on ml-100k, then renders
+every *evaluation* phrasing of every kind with a fixed predicate (the
+built-in eval templates, or a steering file's ``eval`` templates, e.g.
+``benchmarks/contrastive_phrasings.yaml``, written apart from the project)
+with every filling the card allows, asks the model for its constraint and
+compares it with the canonical text of the request's predicate. Kinds
+without a fixed predicate (neutral, relative requests about a shown item, go
+back, ...) must parse to ``none``.
+
+This script is harness-side: it reads the evaluation phrasings to score the
+system; the system itself never sees them (tests/test_eval_wall.py).
+Prints accuracy per kind and overall with a 95 % Wilson interval, and writes
+the table as Markdown when ``--out`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from collections import defaultdict
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (c - h, c + h)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steering-file", default=None)
+    ap.add_argument("-S", action="append", default=[])
+    ap.add_argument("--per-kind", type=int, default=60, help="phrasings sampled per kind")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    from systems.semid.constraint import NONE, canonical
+    from talkwalk_bench.data.card import load_card
+    from talkwalk_bench.data.dataset import load_dataset
+    from talkwalk_bench.data.split import leave_one_out
+    from talkwalk_bench.registry import build_system
+    from talkwalk_bench.steering import Vocabulary
+    from talkwalk_bench.tasks.steering_eval import eval_templates
+
+    overrides = dict(kv.split("=", 1) for kv in args.S)
+    system, _ = build_system("semid-constrain", overrides)
+    ds = load_dataset("ml-100k")
+    card = load_card("ml-100k")
+    data = leave_one_out(ds).train_data(card)
+    system.fit(data, seed=0)
+    vocab = Vocabulary(card)
+    templates, _ = eval_templates(args.steering_file)
+    rng = random.Random(0)
+    hits: dict[str, list[int]] = defaultdict(list)
+    for kind, temps in templates.items():
+        cases = []
+        for s in vocab.all_steers(kind):
+            want = canonical(s.predicate.to_dict()) if s.predicate is not None else NONE
+            for t in temps:
+                cases.append((s.say(t, noun=vocab.noun), want or NONE))
+        for text, want in rng.sample(cases, min(args.per_kind, len(cases))):
+            got, _ = system.read_constraint(text)
+            hits[kind].append(int(got == want))
+    lines = ["| kind | n | parse accuracy | 95 % CI |", "|---|---|---|---|"]
+    allk = [h for v in hits.values() for h in v]
+    for kind, v in [*hits.items(), ("all", allk)]:
+        lo, hi = wilson(sum(v), len(v))
+        lines.append(f"| {kind} | {len(v)} | {sum(v) / max(1, len(v)):.3f} | [{lo:.3f}, {hi:.3f}] |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(f"Phrasings: {args.steering_file or 'built-in eval templates'}\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
