@@ -207,7 +207,8 @@ def _check_utterances(model: SteeringFileModel, path: str) -> tuple[Utterance, .
     return tuple(out)
 
 
-def _check(model: SteeringFileModel, path: str, *, builtin: bool) -> TemplateSet:
+def _check(model: SteeringFileModel, path: str, *, builtin: Literal["train", "eval"] | None) -> TemplateSet:
+    """Validate a parsed file; ``builtin`` names the one part a built-in template file must hold (None: a user's file)."""
     kinds = list(REQUEST_KINDS)
     utterances = _check_utterances(model, path)
     if not model.templates and not utterances:
@@ -272,7 +273,7 @@ def load_steering_file(path: str | Path, card: DatasetCard | None = None) -> Tem
     path = Path(path)
     data = read_yaml(path, DataFormatError)
     model = validate(SteeringFileModel, data, path, DataFormatError)
-    out = _check(model, str(path), builtin=False)
+    out = _check(model, str(path), builtin=None)
     if card is not None:
         for u in out.utterances:
             utterance_predicate(u, card)
