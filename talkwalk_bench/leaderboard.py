@@ -4,13 +4,15 @@ Rows are systems, one table per task. Seeds of the same system are averaged
 (the CI shown is then the spread of seed means, reported with the seed
 count). Oracle systems are shown apart and never ranked. A row whose main
 score is not significantly different from the best (paired bootstrap over
-the same episodes) is marked with ``≈``.
+the same episodes) is marked with ``≈``. Judge columns carry their judge's
+calibration (``judge_calibration`` task): beside them the calibration
+accuracy, and they are greyed out as "uncalibrated" or "no better than
+chance" unless the accuracy's CI lies above chance.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections import defaultdict
@@ -42,6 +44,22 @@ class Row:
     rank: int | None = None
     tied_with_best: bool | None = False  # None: no paired test (the main score is not a mean of per-episode values)
     args: dict[str, Any] = field(default_factory=dict)
+    judge_calibration: dict[str, Any] | None = None  # the calibration backing this row's judge columns
+
+
+# columns scored by an LLM judge: only as good as the judge's calibration
+JUDGED_METRICS = ("judge_instruction_following", "judge_explanation_coherence", "judge_pairwise_win_rate",
+                  "judge_agreement", "judge_machine_spearman")
+
+
+def _judge_calibration(runs: list[tuple[Path, Result]]) -> dict[str, Any] | None:
+    """The calibration recorded by a judged run (``extras.judge.calibration``); None when no judge ran."""
+    for _, r in runs:
+        j = (r.extras or {}).get("judge")
+        if isinstance(j, dict) and j.get("available") and j.get("rubrics") is not None:
+            cal = j.get("calibration")
+            return cal if isinstance(cal, dict) else {"verdict": "uncalibrated", "reason": "the result records no judge calibration"}
+    return None
 
 
 @dataclass
@@ -114,8 +132,14 @@ def build(results: list[tuple[Path, Result]]) -> list[Board]:
         rows = []
         for name, runs in by_sys.items():
             runs.sort(key=lambda fr: fr[1].seed)
-            rows.append(Row(system=name, oracle=any(r.system.oracle for _, r in runs), seeds=[r.seed for _, r in runs],
-                            metrics=_combine(runs, names), results=runs, args=runs[0][1].system.args))
+            row = Row(system=name, oracle=any(r.system.oracle for _, r in runs), seeds=[r.seed for _, r in runs],
+                      metrics=_combine(runs, names), results=runs, args=runs[0][1].system.args,
+                      judge_calibration=_judge_calibration(runs))
+            if row.judge_calibration is not None:
+                for m in JUDGED_METRICS:
+                    if m in row.metrics:
+                        row.metrics[m]["judge_verdict"] = row.judge_calibration.get("verdict", "uncalibrated")
+            rows.append(row)
         _rank(rows, main)
         latest = max(items, key=lambda fr: fr[1].created_at)[1]
         boards.append(Board(task=task, main_score=main, metric_names=names, rows=rows, dataset=dataset,
@@ -206,28 +230,57 @@ def _columns(board: Board, max_cols: int = 8) -> list[str]:
     return cols[:max_cols]
 
 
+def _greyed(m: dict[str, Any] | None) -> str | None:
+    """Why a judge cell is not to be read as a measurement ("uncalibrated", "no better than chance"), or None."""
+    v = (m or {}).get("judge_verdict")
+    return v if v and v != "calibrated" and (m or {}).get("value") is not None else None
+
+
+def calibration_text(cal: dict[str, Any] | None) -> str:
+    """A judge calibration in one cell: accuracy [CI] vs chance and the verdict."""
+    if not cal:
+        return ""
+    acc = cal.get("judge_accuracy") or {}
+    if acc.get("value") is None:
+        return cal.get("verdict", "uncalibrated")
+    ci = f" [{acc['ci_low']:.2f}, {acc['ci_high']:.2f}]" if acc.get("ci_low") is not None else ""
+    return f"{acc['value']:.2f}{ci} vs chance {cal.get('chance', 0.5):.2f}: {cal.get('verdict')}"
+
+
+def _has_judge(board: Board, cols: list[str]) -> bool:
+    return any(c in JUDGED_METRICS for c in cols) and any(r.judge_calibration is not None for r in board.rows)
+
+
 def to_markdown(boards: list[Board], *, all_metrics: bool = False) -> str:
     out = []
     for b in boards:
         cols = _columns(b, 10**6 if all_metrics else 8)
+        judged = _has_judge(b, cols)
         out.append(f"## {b.task} ({b.dataset})\n")
         out.append(f"Main score: **{b.main_score}** (mean [95 % CI over episodes] ±sd across seeds); n = episodes per seed. `≈`: not significantly different from the best (paired bootstrap). Oracle rows are ceilings and are not ranked.\n")
-        out.append("| rank | system | seeds | n | " + " | ".join(cols) + " |")
-        out.append("|---|---|---|---|" + "---|" * len(cols))
+        extra = ["judge calibration"] if judged else []
+        out.append("| rank | system | seeds | n | " + " | ".join(cols + extra) + " |")
+        out.append("|---|---|---|---|" + "---|" * len(cols + extra))
         for r in b.rows:
             rank = "oracle" if r.oracle else (str(r.rank) if r.rank else "-")
             mark = " ≈" if r.tied_with_best else ""
             n = r.metrics.get(b.main_score, {}).get("n", "")
-            cells = [_fmt(r.metrics.get(c)) for c in cols]
+            cells = [f"*{_fmt(r.metrics.get(c))}* ({_greyed(r.metrics.get(c))} judge)" if _greyed(r.metrics.get(c))
+                     else _fmt(r.metrics.get(c)) for c in cols]
+            if judged:
+                cells.append(calibration_text(r.judge_calibration) or "no judge")
             out.append(f"| {rank} | {r.system}{mark} | {len(r.seeds)} | {n} | " + " | ".join(cells) + " |")
         chance = _chance_row(b, cols)
         if chance:
-            out.append("| | *chance level* | | | " + " | ".join(chance) + " |")
+            out.append("| | *chance level* | | | " + " | ".join(chance + [""] * len(extra)) + " |")
             out.append("\nChance level: the value for a list drawn without regard to the request (from the top row's run; "
                        "episodes anchored on shown items differ per run, so each result JSON holds its own).")
         if any(r.tied_with_best is None for r in b.rows if r.rank and r.rank > 1):
             out.append(f"\n`≈` not computed: {b.main_score} is not a mean of per-episode values, so there is no paired test; "
                        "compare the CIs.")
+        if judged:
+            out.append("\nJudge columns in italics are not measurements: their judge is uncalibrated or, on known-answer "
+                       "cases (`talkwalk-bench judge-calibrate`), no better than chance; see the judge calibration column.")
         na = {c: r.metrics[c]["reason"] for r in b.rows for c in cols if r.metrics.get(c, {}).get("value") is None and r.metrics.get(c, {}).get("reason")}
         for c, reason in na.items():
             out.append(f"\nn/a in {c}: {reason}")
@@ -298,59 +351,11 @@ def to_json(boards: list[Board]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222}h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}
-table{border-collapse:collapse;font-size:.85rem}th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:right}
-th{background:#f4f4f4;cursor:pointer;user-select:none}td.s{text-align:left}tr.oracle{background:#fff7e0;font-style:italic}
-.bar{position:relative;height:6px;background:#eee;margin-top:2px}.bar span{position:absolute;height:6px;background:#4a7bd0}
-.bar i{position:absolute;top:-2px;width:2px;height:10px;background:#000}small{color:#666}
-"""
-_JS = """
-document.querySelectorAll('table.lb').forEach(t=>{t.querySelectorAll('th').forEach((th,i)=>{th.addEventListener('click',()=>{
-const body=t.tBodies[0];const rows=[...body.rows].filter(r=>!r.classList.contains('oracle'));const orc=[...body.rows].filter(r=>r.classList.contains('oracle'));
-const dir=th.dataset.dir==='desc'?'asc':'desc';th.dataset.dir=dir;
-rows.sort((a,b)=>{const x=a.cells[i].dataset.v,y=b.cells[i].dataset.v;const fx=parseFloat(x),fy=parseFloat(y);
-let c=(isNaN(fx)||isNaN(fy))?String(x).localeCompare(String(y)):fx-fy;return dir==='asc'?c:-c;});
-rows.concat(orc).forEach(r=>body.appendChild(r));});});});
-"""
-
-
 def to_html(boards: list[Board], title: str = "talkwalk-bench leaderboard") -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1><p><small>Mean with 95 % bootstrap CI (bars); ≈ marks rows not significantly different from the best on the main score. Oracle rows are ceilings, never ranked. Click a header to sort.</small></p>"]
-    for b in boards:
-        cols = _columns(b, 12)
-        parts.append(f"<h2>{html.escape(b.task)} <small>({html.escape(b.dataset)}, main score {html.escape(b.main_score)})</small></h2>")
-        parts.append("<table class='lb'><thead><tr><th>rank</th><th>system</th><th>seeds</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr></thead><tbody>")
-        for r in b.rows:
-            cls = " class='oracle'" if r.oracle else ""
-            rank = "oracle" if r.oracle else (r.rank or "-")
-            cells = [f"<td data-v='{r.rank if r.rank else 1e9}'>{rank}</td>",
-                     f"<td class='s' data-v='{html.escape(r.system)}'>{html.escape(r.system)}{' ≈' if r.tied_with_best else ''}</td>",
-                     f"<td data-v='{len(r.seeds)}'>{len(r.seeds)}</td>"]
-            for c in cols:
-                m = r.metrics.get(c)
-                if not m or m.get("value") is None:
-                    reason = html.escape((m or {}).get("reason") or "not reported")
-                    cells.append(f"<td data-v='' title='{reason}'>n/a</td>")
-                    continue
-                v, lo, hi = m["value"], m.get("ci_low"), m.get("ci_high")
-                bar = ""
-                if lo is not None and hi is not None and max(abs(hi), abs(v)) <= 1.0 and lo >= 0:
-                    bar = f"<div class='bar'><span style='left:{lo*100:.1f}%;width:{max(0.5,(hi-lo)*100):.1f}%'></span><i style='left:{v*100:.1f}%'></i></div>"
-                ci = f" <small>[{lo:.4f}, {hi:.4f}]</small>" if lo is not None and hi is not None and lo != hi else ""
-                cells.append(f"<td data-v='{v}'>{v:.4f}{ci}{bar}</td>")
-            parts.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-        chance = _chance_row(b, cols)
-        if chance:
-            parts.append("<tr class='oracle chance'><td data-v='1e9'></td><td class='s' data-v='~'>chance level</td><td data-v=''></td>"
-                         + "".join(f"<td data-v='{c}'>{c}</td>" for c in chance) + "</tr>")
-        parts.append("</tbody></table>")
-        proto = "; ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in b.protocol.items())
-        vers = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in sorted(b.versions.items()))
-        parts.append(f"<p><small>Protocol: {proto}<br>Versions: {vers}</small></p>")
-    parts.append(f"<script>{_JS}</script></body></html>")
-    return "\n".join(parts)
+    """All tables on one self-contained page; ``leaderboard --format html --output FOLDER`` builds the full site."""
+    from talkwalk_bench.site import render_boards
+
+    return render_boards(boards, title)
 
 
 FORMATS = {"md": to_markdown, "csv": to_csv, "json": to_json, "html": to_html}

@@ -1,76 +1,159 @@
-"""Static leaderboard site: an index and one page per task, self-contained (no network).
+"""Static leaderboard site from templates: a cross-task overview, one page per task, an episode viewer per result.
 
-Each page has the sortable table (CIs drawn as bars, oracle rows apart), the
-protocol and package versions, and where the data exist inline SVG plots:
-for steering tasks a per-kind table (raw constraint following beside each
-kind's own chance level, and the chance-normalised value) with each kind
-plotted against its chance, and the controllable-diversity gradient
-(intra-list diversity under "stay close", neutral, "more variety"); latency
-distributions.
+Every page is one self-contained file that works offline. Task pages carry
+the full table (metric columns in groups that can be hidden, an arrow and a
+definition on every header, CI bars scaled per column, ±sd across seeds,
+best value per column in bold, a search box), links from every row to the
+result JSON, its episodes and the episode viewer page, the per-kind table
+of steering tasks and the plots (matplotlib, inline SVG).
 """
 
 from __future__ import annotations
 
-import html
+import math
+import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from talkwalk_bench.leaderboard import Board, Row, _chance_row, _columns
+from talkwalk_bench.metric_info import MetricInfo, group, info
+from talkwalk_bench.results import atomic_write_text, episodes_path
+from talkwalk_bench.templating import render
 
-from talkwalk_bench.leaderboard import _CSS, _JS, Board, to_html
-from talkwalk_bench.results import atomic_write_text, episodes_path, read_episodes
-
-PALETTE = ["#4a7bd0", "#d0654a", "#4aa86b", "#a04ad0", "#d0a64a", "#4ac3d0", "#7a7a7a", "#d04a8c"]
-GRADIENT = [("ild/stay_close", "stay close"), ("ild/neutral", "neutral"), ("ild/more_variety", "more variety")]
+SITE_EPISODES = 10  # episodes per viewer page on the site (the full set: `talkwalk-bench view`)
+_KIND_PREFIX = "constraint_following@"
 
 
 def page_name(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", task) + ".html"
 
 
-def _svg_gradient(board: Board) -> str:
-    rows = [r for r in board.rows if all(r.metrics.get(k, {}).get("value") is not None for k, _ in GRADIENT)]
-    if not rows:
-        return ""
-    w, h, pad = 640, 260, 40
-    vals = [r.metrics[k]["value"] for r in rows for k, _ in GRADIENT]
-    lo, hi = min(vals), max(vals)
-    lo, hi = (lo - 0.05, hi + 0.05) if hi > lo else (lo - 0.5, hi + 0.5)
-
-    def y(v: float) -> float:
-        return h - pad - (v - lo) / (hi - lo) * (h - 2 * pad)
-
-    xs = [pad + 30 + i * (w - 2 * pad - 160) / (len(GRADIENT) - 1) for i in range(len(GRADIENT))]
-    label_ys: list[float] = []
-    parts = [f"<svg class='plot' id='gradient-plot' width='{w}' height='{h}' xmlns='http://www.w3.org/2000/svg' role='img'>",
-             "<title>Intra-list diversity under each diversity request</title>",
-             f"<line x1='{pad}' y1='{h - pad}' x2='{w - pad}' y2='{h - pad}' stroke='#999'/>",
-             f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{h - pad}' stroke='#999'/>",
-             f"<text x='{pad}' y='{pad - 10}' font-size='11'>ILD@K</text>"]
-    for x, (_, label) in zip(xs, GRADIENT, strict=True):
-        parts.append(f"<text x='{x:.0f}' y='{h - pad + 16}' font-size='11' text-anchor='middle'>{label}</text>")
-    for t in np.linspace(lo, hi, 4):
-        parts.append(f"<text x='{pad - 4}' y='{y(t) + 4:.0f}' font-size='10' text-anchor='end'>{t:.2f}</text>")
-    for i, r in enumerate(rows):
-        c = PALETTE[i % len(PALETTE)]
-        pts = [(x, y(r.metrics[k]["value"])) for x, (k, _) in zip(xs, GRADIENT, strict=True)]
-        parts.append(f"<polyline fill='none' stroke='{c}' stroke-width='2' points='{' '.join(f'{a:.1f},{b:.1f}' for a, b in pts)}'/>")
-        for (k, _), (a, b) in zip(GRADIENT, pts, strict=True):
-            m = r.metrics[k]
-            if m.get("ci_low") is not None:
-                parts.append(f"<line x1='{a:.1f}' x2='{a:.1f}' y1='{y(m['ci_low']):.1f}' y2='{y(m['ci_high']):.1f}' stroke='{c}'/>")
-            parts.append(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='{c}'/>")
-        ly = pts[-1][1] + 4
-        while any(abs(ly - other) < 11 for other in label_ys):
-            ly += 11  # keep labels of overlapping lines readable
-        label_ys.append(ly)
-        parts.append(f"<text x='{xs[-1] + 10:.0f}' y='{ly:.0f}' font-size='10' fill='{c}'>{html.escape(r.system)}</text>")
-    parts.append("</svg>")
-    return ("<h3>Controllable diversity gradient</h3><p><small>Intra-list diversity (mean, 95 % CI) when the user asks to stay close, "
-            "says nothing, or asks for more variety; a steerable system rises left to right.</small></p>" + "".join(parts))
+def fmt(v: float | None) -> str:
+    """A value with as many decimals as its size needs (0.1234, 12.35, 189.2)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    a = abs(v)
+    return f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 10 else f"{v:.4f}"
 
 
-_KIND_PREFIX = "constraint_following@"
+@dataclass
+class Cell:
+    value: float | None
+    text: str
+    ci: str = ""
+    sd: str = ""
+    reason: str = ""
+    bar: tuple[float, float, float] | None = None  # CI left %, CI width %, value %
+    best: bool = False
+    n: Any = None
+
+
+@dataclass
+class Column:
+    name: str
+    info: MetricInfo
+    group: str
+    doc_href: str = ""
+
+
+@dataclass
+class RowView:
+    row: Row
+    cells: list[Cell]
+    links: list[tuple[str, str]] = field(default_factory=list)  # (label, href)
+    view_href: str = ""
+
+
+def _ordered_columns(board: Board) -> list[str]:
+    """Main score first, then the other headline metrics grouped by family; per-kind values have their own table."""
+    per_kind = (_KIND_PREFIX, "constraint_following_norm@")
+    cols = [c for c in _columns(board, 10**6) if c == board.main_score or not (c.startswith(per_kind) and "/" in c)]
+    order = ["following the request", "steering effects", "relevance", "diversity and exposure", "conversation", "speed",
+             "id validity", "other"]
+    rest = sorted((c for c in cols if c != board.main_score), key=lambda c: (order.index(group(c)), cols.index(c)))
+    return [board.main_score] + rest
+
+
+def _cells(board: Board, cols: list[str]) -> dict[str, list[Cell]]:
+    """Per column, one cell per row: text, CI, seed sd and a bar on that column's own scale."""
+    out: dict[str, list[Cell]] = {}
+    for c in cols:
+        ms = [r.metrics.get(c) or {} for r in board.rows]
+        lows = [m.get("ci_low") if m.get("ci_low") is not None else m.get("value") for m in ms]
+        highs = [m.get("ci_high") if m.get("ci_high") is not None else m.get("value") for m in ms]
+        chance = [m.get("chance") for m in ms if m.get("chance") is not None]
+        known = [x for x in lows + highs + chance if x is not None and math.isfinite(x)]
+        lo, hi = (min(known), max(known)) if known else (0.0, 1.0)
+        lo = min(lo, 0.0) if lo >= 0 or hi <= 0 else lo
+        span = (hi - lo) or 1.0
+        direction = info(c).direction
+        ranked_vals = [m["value"] for r, m in zip(board.rows, ms, strict=True) if not r.oracle and m.get("value") is not None]
+        best = (max(ranked_vals) if direction == "higher" else min(ranked_vals)) if ranked_vals and direction != "none" else None
+        cells = []
+        for r, m in zip(board.rows, ms, strict=True):
+            v = m.get("value")
+            if v is None:
+                cells.append(Cell(value=None, text="n/a", reason=m.get("reason") or "not reported"))
+                continue
+            a, b = m.get("ci_low"), m.get("ci_high")
+            bar = None
+            if a is not None and b is not None:
+                pa, pb, pv = (max(0.0, min(100.0, (x - lo) / span * 100)) for x in (a, b, v))
+                bar = (pa, max(0.6, pb - pa), pv)
+            cells.append(Cell(value=v, text=fmt(v), ci=f"[{fmt(a)}, {fmt(b)}]" if a is not None and b is not None and a != b else "",
+                              sd=f"±{fmt(m['seed_sd'])} sd over {m.get('seeds')} seeds" if m.get("seed_sd") else "",
+                              bar=bar, best=best is not None and v == best and not r.oracle, n=m.get("n")))
+        out[c] = cells
+    return out
+
+
+def _rel(target: Path, base: Path) -> str:
+    return os.path.relpath(Path(target).resolve(), Path(base).resolve()).replace(os.sep, "/")
+
+
+def docs_href(base: Path | None) -> str:
+    """The project's docs folder relative to ``base`` (where a page is written), "" when there is none."""
+    from talkwalk_bench.paths import PROJECT_DIR
+
+    docs = PROJECT_DIR / "docs"
+    return _rel(docs, base) if base is not None and docs.is_dir() else ""
+
+
+def viewer_name(board: Board, path: Path) -> str:
+    return f"episodes/{page_name(f'{board.task}-{board.dataset}')[:-5]}/{page_name(path.stem)}"
+
+
+def board_view(board: Board, base: Path | None = None, viewers: bool = False) -> dict[str, Any]:
+    """Everything a template needs for one task table; links are relative to ``base`` (omitted without it)."""
+    cols = _ordered_columns(board)
+    cells = _cells(board, cols)
+    docs = docs_href(base)
+    columns = [Column(name=c, info=info(c), group=group(c), doc_href=f"{docs}/{info(c).doc}" if docs and info(c).doc else "")
+               for c in cols]
+    groups: list[tuple[str, int]] = []
+    for col in columns:
+        if groups and groups[-1][0] == col.group:
+            groups[-1] = (col.group, groups[-1][1] + 1)
+        else:
+            groups.append((col.group, 1))
+    rows = []
+    for i, r in enumerate(board.rows):
+        links, view = [], ""
+        if base is not None:
+            for path, res in r.results:
+                tag = f"s{res.seed}" if len(r.results) > 1 else ""
+                links.append((f"json{tag and ' ' + tag}", _rel(path, base)))
+                if episodes_path(path).exists():
+                    links.append((f"jsonl{tag and ' ' + tag}", _rel(episodes_path(path), base)))
+            if viewers and episodes_path(r.results[0][0]).exists():
+                view = viewer_name(board, r.results[0][0])
+        rows.append(RowView(row=r, cells=[cells[c][i] for c in cols], links=links, view_href=view))
+    chance = _chance_row(board, cols)
+    return {"board": board, "columns": columns, "groups": groups, "rows": rows, "chance": chance,
+            "main": info(board.main_score), "kinds": kinds_view(board), "paired_na": any(
+                r.tied_with_best is None for r in board.rows if r.rank and r.rank > 1)}
 
 
 def _kind_metrics(board: Board) -> tuple[str, list[str]]:
@@ -84,138 +167,96 @@ def _kind_metrics(board: Board) -> tuple[str, list[str]]:
     return cut, kinds
 
 
-def _html_kinds(board: Board) -> str:
-    """Per request kind: each system's raw constraint following beside its own chance level, and the normalised value."""
+def kinds_view(board: Board) -> dict[str, Any] | None:
+    """Per request kind and system: raw constraint following, that system's chance level, n and the normalised value."""
     cut, kinds = _kind_metrics(board)
     if not kinds:
-        return ""
-    rows = board.rows
-    head = "".join(f"<th>{html.escape(r.system)}</th>" for r in rows)
-    body = []
+        return None
+    table = []
     for kind in kinds:
         cells = []
-        for r in rows:
+        for r in board.rows:
             m = r.metrics.get(f"{_KIND_PREFIX}{cut}/{kind}", {})
             norm = r.metrics.get(f"constraint_following_norm@{cut}/{kind}", {})
-            if m.get("value") is None:
-                cells.append("<td>n/a</td>")
-                continue
-            ch = m.get("chance")
-            nv = norm.get("value")
-            cells.append(f"<td data-v='{m['value']}'>{m['value']:.3f} <small>(chance {'' if ch is None else f'{ch:.3f}'}; "
-                         f"n {m.get('n', '')})</small>{'' if nv is None else f'<br><b>{nv:+.3f}</b>'}</td>")
-        body.append(f"<tr><td class='s'>{html.escape(kind)}</td>{''.join(cells)}</tr>")
-    return (f"<h3>Constraint following per request kind (@{cut})</h3><p><small>Each cell: the raw share of the top-{cut} that "
-            "satisfies the request, the chance level of that kind for that system's episodes (the share of the unseen "
-            "catalog satisfying it; anchored kinds differ per system), n episodes, and in bold the chance-normalised value "
-            "(0 = chance, 1 = every item satisfies, negative = below chance, floored at −1; docs/steering.md).</small></p>"
-            f"<table class='lb kinds'><thead><tr><th>kind</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+            cells.append(None if m.get("value") is None else {
+                "value": m["value"], "chance": m.get("chance"), "n": m.get("n"), "norm": norm.get("value"),
+                "above": m.get("chance") is not None and m.get("ci_low") is not None and m["ci_low"] > m["chance"]})
+        table.append((kind, cells))
+    return {"cut": cut, "kinds": kinds, "table": table}
 
 
-def _svg_kinds(board: Board) -> str:
-    """Each kind's constraint following against its chance level, one colour per system; the diagonal is chance."""
-    cut, kinds = _kind_metrics(board)
-    pts = []
-    for i, r in enumerate(board.rows):
-        for kind in kinds:
-            m = r.metrics.get(f"{_KIND_PREFIX}{cut}/{kind}", {})
-            if m.get("value") is not None and m.get("chance") is not None:
-                pts.append((i, r.system, kind, float(m["chance"]), float(m["value"])))
-    if not pts:
-        return ""
-    w = h = 420
-    pad = 46
-
-    def x(v: float) -> float:
-        return pad + v * (w - 2 * pad)
-
-    def y(v: float) -> float:
-        return h - pad - v * (h - 2 * pad)
-
-    parts = [f"<svg class='plot' id='kinds-plot' width='{w + 150}' height='{h}' xmlns='http://www.w3.org/2000/svg' role='img'>",
-             "<title>Constraint following per request kind against its chance level</title>",
-             f"<rect x='{pad}' y='{pad}' width='{w - 2 * pad}' height='{h - 2 * pad}' fill='none' stroke='#999'/>",
-             f"<line x1='{x(0)}' y1='{y(0)}' x2='{x(1)}' y2='{y(1)}' stroke='#bbb' stroke-dasharray='4 3'/>",
-             f"<text x='{x(0.62):.0f}' y='{y(0.55):.0f}' font-size='10' fill='#888'>chance</text>",
-             f"<text x='{w / 2:.0f}' y='{h - 8}' font-size='11' text-anchor='middle'>chance level of the kind</text>",
-             f"<text x='12' y='{h / 2:.0f}' font-size='11' text-anchor='middle' transform='rotate(-90 12 {h / 2:.0f})'>"
-             f"constraint following@{cut}</text>"]
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(f"<text x='{x(t):.0f}' y='{h - pad + 14}' font-size='10' text-anchor='middle'>{t:g}</text>")
-        parts.append(f"<text x='{pad - 4}' y='{y(t) + 4:.0f}' font-size='10' text-anchor='end'>{t:g}</text>")
-    for i, system, kind, c, v in pts:
-        col = PALETTE[i % len(PALETTE)]
-        parts.append(f"<circle cx='{x(c):.1f}' cy='{y(v):.1f}' r='4' fill='{col}' opacity='.8'>"
-                     f"<title>{html.escape(system)} · {html.escape(kind)}: {v:.3f} (chance {c:.3f})</title></circle>")
-    for i, r in enumerate(board.rows):
-        parts.append(f"<text x='{w + 4}' y='{pad + 14 * i:.0f}' font-size='10' fill='{PALETTE[i % len(PALETTE)]}'>"
-                     f"{html.escape(r.system)}</text>")
-    parts.append("</svg>")
-    return ("<h3>Per kind against chance</h3><p><small>One point per system and request kind (hover for the kind): "
-            "above the diagonal the system follows the kind better than a list drawn without regard to the request.</small></p>"
-            + "".join(parts))
+def _plots(board: Board, colours: dict[str, str]) -> list[dict[str, str]]:
+    try:
+        from talkwalk_bench import plots
+    except ImportError:  # matplotlib is an optional extra
+        return []
+    return plots.board_figures(board, colours)
 
 
-def _latencies(board: Board) -> dict[str, np.ndarray]:
-    out = {}
-    for r in board.rows:
-        path, res = r.results[0]
-        secs = [rec["seconds"] for rec in read_episodes(episodes_path(path))
-                if rec.get("status") == "ok" and rec.get("kind", "single") == "single" and isinstance(rec.get("seconds"), (int, float))]
-        if secs:
-            out[r.system] = np.asarray(secs) * 1000.0
-    return out
+def build_site(boards: list[Board], out_dir: Path, title: str = "talkwalk-bench leaderboard",
+               episodes: int = SITE_EPISODES) -> list[Path]:
+    """Write index.html, one page per task and (``episodes`` > 0) an episode viewer page per result."""
+    from talkwalk_bench.viewer import build_view
 
-
-def _svg_latency(board: Board) -> str:
-    lat = _latencies(board)
-    if not lat:
-        return ""
-    w, row_h, pad = 560, 34, 110
-    h = 40 + row_h * len(lat)
-    allv = np.concatenate(list(lat.values()))
-    lo, hi = np.log10(max(allv.min(), 1e-4)), np.log10(max(allv.max(), 1e-3))
-    hi = hi if hi > lo else lo + 1
-
-    def x(v: float) -> float:
-        return pad + (np.log10(max(v, 1e-4)) - lo) / (hi - lo) * (w - pad - 20)
-
-    parts = [f"<svg class='plot' id='latency-plot' width='{w}' height='{h}' xmlns='http://www.w3.org/2000/svg' role='img'>",
-             "<title>Single-request latency distribution (ms, log scale)</title>"]
-    for i, (name, v) in enumerate(lat.items()):
-        cy = 20 + i * row_h + row_h / 2
-        p5, p25, p50, p75, p95, p99 = np.percentile(v, [5, 25, 50, 75, 95, 99])
-        c = PALETTE[i % len(PALETTE)]
-        parts.append(f"<text x='{pad - 8}' y='{cy + 4:.0f}' font-size='11' text-anchor='end'>{html.escape(name)}</text>")
-        parts.append(f"<line x1='{x(p5):.1f}' x2='{x(p95):.1f}' y1='{cy}' y2='{cy}' stroke='{c}'/>")
-        parts.append(f"<rect x='{x(p25):.1f}' y='{cy - 8}' width='{max(1.0, x(p75) - x(p25)):.1f}' height='16' fill='{c}' opacity='.35' stroke='{c}'/>")
-        parts.append(f"<line x1='{x(p50):.1f}' x2='{x(p50):.1f}' y1='{cy - 9}' y2='{cy + 9}' stroke='#000' stroke-width='2'/>")
-        parts.append(f"<circle cx='{x(p99):.1f}' cy='{cy}' r='2.5' fill='{c}'/>")
-    for t in range(int(np.floor(lo)), int(np.ceil(hi)) + 1):
-        parts.append(f"<text x='{x(10.0 ** t):.1f}' y='{h - 4}' font-size='10' text-anchor='middle'>{10.0 ** t:g} ms</text>")
-    parts.append("</svg>")
-    return ("<h3>Latency distribution</h3><p><small>Per single request after warm-up: box = 25th-75th percentile, "
-            "bar = median, whiskers 5th-95th, dot = 99th; log scale.</small></p>" + "".join(parts))
-
-
-def build_site(boards: list[Board], out_dir: Path, title: str = "talkwalk-bench leaderboard") -> list[Path]:
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    links = []
+    colours = system_colours(boards)
+    docs = docs_href(out_dir)
+    tasks = []
     for b in boards:
         name = page_name(f"{b.task}-{b.dataset}")
-        page = to_html([b], title=f"{b.task} ({b.dataset})")
-        plots = _html_kinds(b) + _svg_kinds(b) + _svg_gradient(b) + _svg_latency(b)
-        nav = "<p><a href='index.html'>&larr; all tasks</a></p>"
-        page = page.replace("<body>", f"<body>{nav}", 1).replace("<script>", f"{plots}<script>", 1)
+        view = board_view(b, base=out_dir, viewers=episodes > 0)
+        page = render("task.html.j2", title=f"{b.task} ({b.dataset})", site_title=title, t=view, plots=_plots(b, colours),
+                      docs=docs, colours=colours, fmt=fmt)
         atomic_write_text(out_dir / name, page)
         written.append(out_dir / name)
-        ranked = [r for r in b.rows if r.rank == 1]
-        best = f"best: {html.escape(ranked[0].system)}" if ranked else ""
-        links.append(f"<li><a href='{name}'>{html.escape(b.task)}</a> <small>({html.escape(b.dataset)}; {len(b.rows)} systems; main score "
-                     f"{html.escape(b.main_score)}; {best})</small></li>")
-    index = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-             f"<h1>{html.escape(title)}</h1><ul>{''.join(links)}</ul><script>{_JS}</script></body></html>")
+        tasks.append((name, b, view))
+        if episodes > 0:
+            for r in b.rows:
+                path = r.results[0][0]
+                if not episodes_path(path).exists():
+                    continue
+                target = out_dir / viewer_name(b, path)
+                back = _rel(out_dir / name, target.parent)
+                links = {"back": back, "result": _rel(path, target.parent), "episodes": _rel(episodes_path(path), target.parent)}
+                if docs:
+                    from talkwalk_bench.viewer import doc_links
+
+                    links.update(doc_links(path, lambda p, _t=target: _rel(p, _t.parent)))
+                atomic_write_text(target, build_view(path, limit=episodes, links=links))
+                written.append(target)
+    systems = sorted({r.system for b in boards for r in b.rows}, key=lambda s: s.lower())
+    overview = []
+    for s in systems:
+        cells = []
+        for name, b, _ in tasks:
+            r = next((r for r in b.rows if r.system == s), None)
+            m = (r.metrics.get(b.main_score) or {}) if r else {}
+            cells.append(None if r is None else {"text": fmt(m.get("value")), "rank": "oracle" if r.oracle else r.rank,
+                                                  "best": r.rank == 1, "href": name, "ci": m.get("ci_low") is not None and
+                                                  f"[{fmt(m.get('ci_low'))}, {fmt(m.get('ci_high'))}]" or ""})
+        overview.append((s, cells))
+    try:
+        from talkwalk_bench import plots
+
+        figures = plots.overview_figures(boards, colours)
+    except ImportError:
+        figures = []
+    index = render("index.html.j2", title=title, tasks=tasks, overview=overview, docs=docs, plots=figures,
+                   main_info={b.task: info(b.main_score) for _, b, _ in tasks}, colours=colours)
     atomic_write_text(out_dir / "index.html", index)
     written.append(out_dir / "index.html")
     return written
+
+
+def system_colours(boards: list[Board]) -> dict[str, str]:
+    """One colour per system, the same on every page and plot."""
+    from talkwalk_bench.palette import colours_for
+
+    return colours_for(sorted({r.system for b in boards for r in b.rows}, key=lambda s: s.lower()))
+
+
+def render_boards(boards: list[Board], title: str) -> str:
+    """All tables on one page (``leaderboard --format html --output FILE.html``), without per-result links."""
+    return render("boards.html.j2", title=title, tables=[board_view(b) for b in boards], fmt=fmt)

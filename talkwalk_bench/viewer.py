@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,12 @@ class Catalog:
         return str(predicate)
 
 
+@lru_cache(maxsize=4)
+def _catalog(dataset: str | None) -> Catalog:
+    """One parsed catalog per dataset while a site writes many viewer pages."""
+    return Catalog(dataset)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, bool) or v is None:
         return "n/a" if v is None else str(v)
@@ -263,9 +270,9 @@ def build_view(result_path: Path, *, limit: int | None = None, links: dict[str, 
     total = len(records)
     if limit is not None:
         records = records[:limit]
-    cat = Catalog(res.dataset.name if res.dataset else None)
+    cat = _catalog(res.dataset.name if res.dataset else None)
     if cat.values is None and res.dataset and res.dataset.path:
-        cat = Catalog(res.dataset.path)
+        cat = _catalog(res.dataset.path)
     episodes = [episode_view(r, cat) for r in records]
     kinds = sorted({k for e in episodes for k in e.kinds})
     metrics = [(name, m, info(name)) for name, m in res.metrics.items()]
