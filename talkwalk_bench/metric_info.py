@@ -61,6 +61,11 @@ _DEFS: dict[str, tuple[str, str]] = {
     "success_rate": ("share of conversations where the simulated user accepts an item", "judge.md"),
     "exploration_velocity": ("new items shown per turn; descriptive", "judge.md"),
     "first_turn_relevance": ("share of the first list that satisfies the user's hidden target", "judge.md"),
+    "judge_instruction_following": ("LLM judge's 1-5 rating of how well the steered list follows the request", "judge.md"),
+    "judge_explanation_coherence": ("LLM judge's 1-5 rating of the system's explanation", "judge.md"),
+    "judge_pairwise_win_rate": ("share of pairs where the judge prefers the steered list over the neutral one", "judge.md"),
+    "judge_agreement": ("agreement of the judge with the machine-checked predicate", "judge.md"),
+    "judge_machine_spearman": ("Spearman correlation of judge ratings with the machine-checked share", "judge.md"),
 }
 # descriptive numbers: neither larger nor smaller is better by itself
 _NEUTRAL = ("ARP@", "exploration_velocity", "ild/", "steering_precision/", "relevance_neutral")
@@ -123,6 +128,8 @@ def group(metric: str) -> str:
         return "diversity and exposure"
     if base.startswith(("relevance", "Hit", "Recall", "Precision", "nDCG", "MRR", "MAP", "new_", "L1", "L2", "L3", "first_turn")):
         return "relevance"
+    if base.startswith("judge"):
+        return "LLM judge"
     if base.startswith(("latency", "throughput")):
         return "speed"
     if base.startswith(("turns", "success", "exploration")):

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talkwalk_bench.leaderboard import Board, Row, _chance_row, _columns
+from talkwalk_bench.leaderboard import (
+    Board,
+    Row,
+    _chance_row,
+    _columns,
+    _greyed,
+    _has_judge,
+    calibration_text,
+)
 from talkwalk_bench.metric_info import MetricInfo, group, info
 from talkwalk_bench.results import atomic_write_text, episodes_path
 from talkwalk_bench.templating import render
@@ -48,6 +56,7 @@ class Cell:
     bar: tuple[float, float, float] | None = None  # CI left %, CI width %, value %
     best: bool = False
     n: Any = None
+    greyed: str | None = None  # a judge column whose judge is uncalibrated or no better than chance
 
 
 @dataclass
@@ -71,7 +80,7 @@ def _ordered_columns(board: Board) -> list[str]:
     per_kind = (_KIND_PREFIX, "constraint_following_norm@")
     cols = [c for c in _columns(board, 10**6) if c == board.main_score or not (c.startswith(per_kind) and "/" in c)]
     order = ["following the request", "steering effects", "relevance", "diversity and exposure", "conversation", "speed",
-             "id validity", "other"]
+             "id validity", "LLM judge", "other"]
     rest = sorted((c for c in cols if c != board.main_score), key=lambda c: (order.index(group(c)), cols.index(c)))
     return [board.main_score] + rest
 
@@ -104,7 +113,8 @@ def _cells(board: Board, cols: list[str]) -> dict[str, list[Cell]]:
                 bar = (pa, max(0.6, pb - pa), pv)
             cells.append(Cell(value=v, text=fmt(v), ci=f"[{fmt(a)}, {fmt(b)}]" if a is not None and b is not None and a != b else "",
                               sd=f"±{fmt(m['seed_sd'])} sd over {m.get('seeds')} seeds" if m.get("seed_sd") else "",
-                              bar=bar, best=best is not None and v == best and not r.oracle, n=m.get("n")))
+                              bar=bar, best=best is not None and v == best and not r.oracle and not _greyed(m), n=m.get("n"),
+                              greyed=_greyed(m)))
         out[c] = cells
     return out
 
@@ -151,7 +161,9 @@ def board_view(board: Board, base: Path | None = None, viewers: bool = False) ->
                 view = viewer_name(board, r.results[0][0])
         rows.append(RowView(row=r, cells=[cells[c][i] for c in cols], links=links, view_href=view))
     chance = _chance_row(board, cols)
-    return {"board": board, "columns": columns, "groups": groups, "rows": rows, "chance": chance,
+    judged = _has_judge(board, cols)
+    calibration = [calibration_text(r.judge_calibration) or "no judge" for r in board.rows] if judged else []
+    return {"board": board, "columns": columns, "calibration": calibration, "groups": groups, "rows": rows, "chance": chance,
             "main": info(board.main_score), "kinds": kinds_view(board), "paired_na": any(
                 r.tied_with_best is None for r in board.rows if r.rank and r.rank > 1)}
 
