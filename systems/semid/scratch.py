@@ -194,7 +194,6 @@ class ScratchDecoder:
         plan = [S.batches(rows, batch_tokens=int(self.p["batch_tokens"]), seed=self.seed, epoch=e) for e in range(epochs)]
         total = sum(len(b) for b in plan)
         warm = max(1, total // 20)
-        weight = self.model.get_input_embeddings().weight
         ckpt = root / "checkpoint.pt"
         start_epoch, step, curve, best = 0, 0, [], (-1.0, None)
         if ckpt.exists():  # resume a killed training
@@ -213,22 +212,13 @@ class ScratchDecoder:
             for b in plan[epoch]:
                 for g in opt.param_groups:
                     g["lr"] = S.lr_at(step, total, peak=float(self.p["lr"]), warmup=warm)
-                toks = [rows[r].tokens for r in b]
-                ids, att = S.pad_batch(toks, PAD)
-                h = self._forward_hidden(ids, att)
-                n = ids.shape[1]
-                t = torch.arange(1, n)  # target token positions
-                first = torch.as_tensor([max(rows[r].first_target, 1) for r in b])
-                lens = att.sum(1)
-                mask = (t[None, :] >= first[:, None]) & (t[None, :] < lens[:, None])
-                lv = ((t - 1) % self.space.m).expand(len(b), -1)
-                loss, _ = S.level_loss(h[:, :-1][mask], weight, ids[:, 1:][mask], lv[mask], self.space)
+                loss = self._sequence_loss(rows, b)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 step += 1
-                n_tok += int(att.sum())
+                n_tok += sum(len(rows[r].tokens) for r in b)
                 bar.update(1)
                 el = time.perf_counter() - t0
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{float(loss.detach()):.3f}", tok_s=f"{n_tok / max(el, 1e-9):.0f}")
@@ -251,7 +241,7 @@ class ScratchDecoder:
         info = {"rows": len(rows), "steps": step, "best_epoch": best[1], "best_val_ndcg@10": best[0], "curve": curve}
         steer_steps = int(self.p["steer_steps"])
         if steer_steps > 0 and data.card is not None:
-            info["steering"] = self._train_steering(seqs, data, steer_steps)
+            info["steering"] = self._train_steering(seqs, data, steer_steps, rows)
         return info
 
     def _validate(self, seqs: dict[str, list[str]], valid: dict[str, str], users: Sequence[str]) -> float:
@@ -268,8 +258,26 @@ class ScratchDecoder:
                 gain += 1.0 / np.log2(r.items.index(valid[u]) + 2)
         return gain / len(users)
 
-    def _train_steering(self, seqs: dict[str, list[str]], data: TrainData, steps: int) -> dict[str, Any]:
-        """Steering rows: history window + a train phrasing -> soft targets over the satisfying items."""
+    def _sequence_loss(self, rows: Sequence[S.Window], b: Sequence[int]) -> Any:
+        """The whole-sequence loss of one batch of windows."""
+        import torch
+
+        ids, att = S.pad_batch([rows[r].tokens for r in b], PAD)
+        h = self._forward_hidden(ids, att)
+        t = torch.arange(1, ids.shape[1])
+        first = torch.as_tensor([max(rows[r].first_target, 1) for r in b])
+        mask = (t[None, :] >= first[:, None]) & (t[None, :] < att.sum(1)[:, None])
+        lv = ((t - 1) % self.space.m).expand(len(b), -1)
+        weight = self.model.get_input_embeddings().weight
+        return S.level_loss(h[:, :-1][mask], weight, ids[:, 1:][mask], lv[mask], self.space)[0]
+
+    def _train_steering(self, seqs: dict[str, list[str]], data: TrainData, steps: int, rows: Sequence[S.Window]) -> dict[str, Any]:
+        """Steering rows: history window + a train phrasing -> soft targets over the satisfying items.
+
+        Every step also takes one batch of sequence windows (and adds its loss), so
+        learning to follow requests does not erase next-item prediction: steering
+        rows alone took test nDCG@10 from 0.061 to 0.013 (400 users).
+        """
         import torch
         from tqdm.auto import tqdm
 
@@ -283,6 +291,7 @@ class ScratchDecoder:
         hist_n = int(self.p["steer_history"])
         params = list(self.model.parameters()) + list(self.proj.parameters())
         opt = torch.optim.AdamW(params, lr=float(self.p["lr"]) / 3, weight_decay=float(self.p["weight_decay"]))
+        seq_plan = [b for e in range(1 + steps // max(1, len(rows))) for b in S.batches(rows, batch_tokens=int(self.p["batch_tokens"]), seed=self.seed + 99, epoch=e)]
         weight = self.model.get_input_embeddings().weight
         losses = []
         bar = tqdm(range(steps), desc="semid-tiger steering", file=sys.stderr, mininterval=5.0)
@@ -311,7 +320,7 @@ class ScratchDecoder:
             loss = sum(
                 S.soft_loss(h[i, int(utt_pos[i]) : int(utt_pos[i]) + self.space.m], weight, targets[i], self.space)
                 for i in range(len(toks))
-            ) / len(toks)
+            ) / len(toks) + self._sequence_loss(rows, seq_plan[step % len(seq_plan)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
