@@ -96,3 +96,26 @@ def test_chat_rejects_a_non_positive_k_and_answers_help(tiny_dataset, capsys, mo
     out = capsys.readouterr().out
     assert out.count(HELP) >= 3 and "unknown command ':nonsense'" in out
     assert "> :help" not in out  # not sent to the system as an utterance
+
+
+def test_chat_explains_itself_and_leaves_the_list_alone_on_nonsense():
+    import argparse
+
+    from talkwalk_bench.commands.chat import run_chat
+
+    a = argparse.Namespace(system="popularity", system_arg=None, dataset="ml-100k", user="1", k=4, seed=0)
+    out = io.StringIO()
+    assert run_chat(a, stdin=io.StringIO("no horror, a 90s comedy\nasdfgh qwerty\n:history\n:user 99999\n:quit\n"), stdout=out) == 0
+    text = out.getvalue()
+    assert "fitting popularity" in text and "ready (" in text  # the phase is announced before the fit
+    assert "starting list (no request yet):" in text and "Most recent:" in text
+    turn = text.split("> no horror, a 90s comedy")[1].split("> asdfgh")[0]
+    assert "understood (card keyword reading): genre is Comedy; genre is not Horror; year 1990–1999" in turn
+    # Scream (1996) is a horror film: every reason line is checked against the metadata, not echoed
+    scream = next(line for line in turn.splitlines() if "Scream" in line)
+    reasons = turn.splitlines()[turn.splitlines().index(scream) + 1]
+    assert "misses no Horror" in reasons and "misses Comedy" in reasons and "meets 1990–1999" in reasons
+    # nonsense: said so, and no turn was played (no list follows it)
+    after = text.split("> asdfgh qwerty")[1]
+    assert after.lstrip().startswith("not understood") and " = " not in after.split("user 1:")[0]
+    assert "no user '99999'" in text
