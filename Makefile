@@ -27,13 +27,14 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Regenerate the committed leaderboards from the committed results.
+# Regenerate the committed leaderboards and the docs' plots from the committed results.
 leaderboards: setup
 	$(BIN)/talkwalk-bench leaderboard results --format md --output leaderboards/README.md
 	$(BIN)/talkwalk-bench leaderboard results --format html --output leaderboards/index.html
 	$(BIN)/talkwalk-bench leaderboard results --format html --output leaderboards/site
 	$(BIN)/talkwalk-bench leaderboard results --format csv --output leaderboards/leaderboard.csv
 	$(BIN)/talkwalk-bench leaderboard results --format json --output leaderboards/leaderboard.json
+	$(BIN)/python -m talkwalk_bench.plots results docs/img
 
 lint: setup
 	$(BIN)/ruff check talkwalk_bench systems tests benchmarks
