@@ -1,16 +1,22 @@
 """A small OpenAI-compatible endpoint for a local transformers model, on loopback only.
 
-``/v1/chat/completions`` (non-streaming) and ``/v1/models``, answers shaped
-like OpenAI's, so the judge, the LLM-driven simulated user and any other
-``openai`` client work offline. Requests are served one generation at a time
-(a CPU model gains nothing from running two at once). For GPUs and real
-throughput use ``vllm serve``; this is a convenience for small models.
+``/v1/chat/completions`` (non-streaming, with ``logprobs``/``top_logprobs``)
+and ``/v1/models``, answers shaped like OpenAI's, so the judge, the LLM-driven
+simulated user and any other ``openai`` client work offline. Requests are
+queued and served one generation at a time (a CPU model gains nothing from
+running two at once); a request whose client has hung up while it waited is
+dropped before it is generated, so a client's timeout and retry does not
+double the queue. For GPUs and real throughput use ``vllm serve``; this is a
+convenience for small models.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import select
+import socket
 import threading
 import time
 import uuid
@@ -24,6 +30,10 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 MAX_BODY = 4 * 1024 * 1024
 JSON_PREFIX = '{"'
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit
+# one torch thread: on shared cores (another run busy) two threads spin-wait on each other
+# and ran 5-20x slower than one here; on an idle machine the gain of more is small for a 135M model
+DEFAULT_THREADS = 1
 
 
 @dataclass
@@ -32,6 +42,12 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length"
+    # OpenAI's choices[0].logprobs.content: per generated token {"token", "logprob", "bytes", "top_logprobs"}
+    logprobs: list[dict[str, Any]] | None = None
+
+
+class Abandoned(Exception):
+    """The client hung up while its request waited in the queue; nothing was generated."""
 
 
 class ChatEngine:
@@ -45,7 +61,7 @@ class ChatEngine:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, ref: str, *, name: str | None = None, threads: int | None = None) -> ChatEngine:
+    def load(cls, ref: str, *, name: str | None = None, threads: int | None = DEFAULT_THREADS) -> ChatEngine:
         import torch
 
         from talkwalk_bench.models import load_causal_lm
@@ -66,8 +82,14 @@ class ChatEngine:
 
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None,
-                 json_mode: bool = False) -> Completion:
-        """json_mode starts the answer with '{"' (a prefill), which steers small models into JSON."""
+                 json_mode: bool = False, logprobs: int | None = None,
+                 still_wanted: Callable[[], bool] | None = None) -> Completion:
+        """json_mode starts the answer with '{"' (a prefill), which steers small models into JSON.
+
+        ``logprobs`` (0-20) returns each generated token's log-probability and that many
+        alternatives (from the raw logits, before any sampling warpers). ``still_wanted`` is
+        asked once the model is free; False drops the request (``Abandoned``).
+        """
         import torch
 
         prefix = JSON_PREFIX if json_mode else ""
@@ -81,11 +103,16 @@ class ChatEngine:
             kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if logprobs is not None:
+            kwargs.update(return_dict_in_generate=True, output_logits=True)
         with self._lock, torch.inference_mode():
+            if still_wanted is not None and not still_wanted():
+                raise Abandoned
             if seed is not None:
                 torch.manual_seed(int(seed))
             out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-        new = out[0, len(ids):].tolist()
+        seq = out.sequences if logprobs is not None else out
+        new = seq[0, len(ids):].tolist()
         eos = tok.eos_token_id
         finish = "length"
         if eos is not None and eos in new:
@@ -96,7 +123,23 @@ class ChatEngine:
             if s and s in text:
                 text = text[: text.index(s)]
                 finish = "stop"
-        return Completion(text, len(ids), len(new), finish)
+        lp = self._token_logprobs(new, out.logits, int(logprobs)) if logprobs is not None else None
+        return Completion(text, len(ids), len(new), finish, lp)
+
+    def _token_logprobs(self, new: list[int], logits: Any, top: int) -> list[dict[str, Any]]:
+        import torch
+
+        tok = self.tokenizer
+        out = []
+        for step, token_id in enumerate(new):
+            row = torch.log_softmax(logits[step][0].float(), dim=-1)
+            entry = {"token": tok.decode([token_id]), "logprob": float(row[token_id]), "bytes": None, "top_logprobs": []}
+            if top > 0:
+                values, idx = torch.topk(row, min(top, row.shape[-1]))
+                entry["top_logprobs"] = [{"token": tok.decode([int(i)]), "logprob": float(v), "bytes": None}
+                                         for v, i in zip(values.tolist(), idx.tolist(), strict=True) if math.isfinite(v)]
+            out.append(entry)
+        return out
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -151,11 +194,17 @@ class _Handler(BaseHTTPRequestHandler):
         messages = [{"role": m["role"], "content": _text(m.get("content"))} for m in body["messages"]]
         stop = body.get("stop")
         stop = [stop] if isinstance(stop, str) else list(stop or [])
+        want_lp = bool(body.get("logprobs"))
         try:
             c = self.server.engine.complete(
                 messages, max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
                 temperature=float(body.get("temperature") or 0.0), top_p=float(body.get("top_p") or 1.0),
-                seed=body.get("seed"), stop=stop, json_mode=_json_mode(body))
+                seed=body.get("seed"), stop=stop, json_mode=_json_mode(body),
+                logprobs=int(body.get("top_logprobs") or 0) if want_lp else None, still_wanted=self._client_here)
+        except Abandoned:
+            log.info("dropped a queued request: its client hung up before generation")
+            self.close_connection = True
+            return
         except Exception as exc:  # a model error is the server's fault, not the client's
             log.exception("generation failed")
             self._error(500, f"generation failed: {type(exc).__name__}: {exc}", kind="server_error")
@@ -166,10 +215,22 @@ class _Handler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             "model": self.server.engine.name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
-                         "logprobs": None, "finish_reason": c.finish_reason}],
+                         "logprobs": {"content": c.logprobs} if want_lp and c.logprobs is not None else None,
+                         "finish_reason": c.finish_reason}],
             "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                       "total_tokens": c.prompt_tokens + c.completion_tokens},
         })
+
+
+    def _client_here(self) -> bool:
+        """False when the client has closed the connection (a readable socket with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return True
+            return bool(self.connection.recv(1, socket.MSG_PEEK))
+        except (OSError, ValueError):
+            return False
 
 
 def _text(content: Any) -> str:
@@ -201,11 +262,17 @@ def _check_body(body: Any) -> str | None:
     mt = body.get("max_tokens", body.get("max_completion_tokens"))
     if mt is not None and (not isinstance(mt, int) or mt < 1):
         return "'max_tokens' must be a positive integer"
+    top = body.get("top_logprobs")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS):
+        return f"'top_logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}"
+    if top is not None and not body.get("logprobs"):
+        return "'top_logprobs' needs 'logprobs': true"
     return None
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a full judge run's concurrent requests wait in the queue, not in refused connects
     engine: Any
     started: int
 

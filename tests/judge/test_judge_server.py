@@ -108,3 +108,74 @@ def test_serve_llm_command_rejects_a_bad_port_and_an_unknown_model(capsys, monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["serve-llm", "--model", "nobody/nothing", "--port", "0"]) == 2
     assert "offline" in capsys.readouterr().err
+
+
+def test_logprobs_of_a_real_model_match_its_greedy_tokens(tiny_engine):
+    import math
+
+    c = tiny_engine.complete([{"role": "user", "content": "rate the list"}], max_tokens=4, logprobs=3)
+    assert c.logprobs is not None and len(c.logprobs) == c.completion_tokens
+    for t in c.logprobs:
+        tops = t["top_logprobs"]
+        assert len(tops) == 3 and [x["logprob"] for x in tops] == sorted((x["logprob"] for x in tops), reverse=True)
+        assert t["token"] == tops[0]["token"] and t["logprob"] == pytest.approx(tops[0]["logprob"])  # greedy picks the top
+        assert sum(math.exp(x["logprob"]) for x in tops) <= 1 + 1e-6
+    with ServerThread(tiny_engine) as url:
+        r = _client(url).chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "rate the list"}],
+                                                 max_tokens=4, logprobs=True, top_logprobs=2)
+        plain = _client(url).chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "rate"}], max_tokens=2)
+        with pytest.raises(openai.BadRequestError, match="top_logprobs"):
+            _client(url).chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "x"}],
+                                                 logprobs=True, top_logprobs=50)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens and all(len(t.top_logprobs) == 2 for t in content)
+    assert plain.choices[0].logprobs is None
+
+
+def test_a_request_whose_client_hung_up_is_not_generated(tiny_engine):
+    from talkwalk_bench.judge.server import Abandoned
+
+    with pytest.raises(Abandoned):
+        tiny_engine.complete([{"role": "user", "content": "x"}], max_tokens=2, still_wanted=lambda: False)
+
+    class QueuedEngine:
+        """One generation at a time, like ChatEngine; counts what it generated."""
+
+        name = "queued"
+
+        def __init__(self) -> None:
+            import threading
+
+            self.lock = threading.Lock()
+            self.generated = 0
+
+        def complete(self, messages, *, still_wanted=None, **kw):
+            import time
+
+            from talkwalk_bench.judge.server import Completion
+
+            with self.lock:
+                if still_wanted is not None and not still_wanted():
+                    raise Abandoned
+                time.sleep(0.4)
+                self.generated += 1
+            return Completion('{"score": 3}', 1, 1, "stop")
+
+    import threading
+    import time
+
+    eng = QueuedEngine()
+    with ServerThread(eng) as url:
+        def ask():
+            with pytest.raises(openai.APITimeoutError):
+                openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=0.2).chat.completions.create(
+                    model="queued", messages=[{"role": "user", "content": "x"}])
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(1.0)  # the first generation finishes; the three queued behind it find their clients gone
+        ok = _client(url).chat.completions.create(model="queued", messages=[{"role": "user", "content": "y"}])
+    assert ok.choices[0].message.content == '{"score": 3}'
+    assert eng.generated == 2  # the one already running when its client left, and the last request
