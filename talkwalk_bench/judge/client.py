@@ -3,8 +3,13 @@
 Transport faults (timeouts, connection errors, 429, 5xx) are retried with
 exponential backoff; answers that do not parse are asked again; whatever
 still fails becomes a failed ``Judgment`` with its reason, never a score.
-Calls, tokens, cache hits and failures are counted for the result. The API
-key is read from the environment and never stored or reported.
+Only an endpoint that cannot be reached (or refuses) counts towards the
+breaker that stops calling it: a timeout means slow, not down (the run's
+deadline bounds the wait). Score rubrics ask for ``logprobs`` and record the
+expected score (``talkwalk_bench.judge.logprobs``) where the endpoint returns
+them. With a base URL and no model, the endpoint's one model (``/v1/models``)
+is used. Calls, tokens, cache hits and failures are counted for the result.
+The API key is read from the environment and never stored or reported.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from talkwalk_bench.errors import BenchError
 from talkwalk_bench.judge.cache import JudgeCache, cache_key
+from talkwalk_bench.judge.logprobs import expected_score
 from talkwalk_bench.judge.rubrics import ParseError, Rubric
 
 KEY_ENV = ("TALKWALK_JUDGE_API_KEY", "OPENAI_API_KEY")
@@ -49,7 +55,9 @@ class JudgeConfig:
     base_url: str | None = None
     temperature: float = 0.0
     max_tokens: int = 96
-    timeout_s: float = 60.0
+    # a queued local server answers a concurrency-4 run's last call after 4 generations;
+    # under CPU load one generation took up to 40 s here
+    timeout_s: float = 300.0
     max_retries: int = 3  # transport retries per call
     parse_retries: int = 1  # extra asks when the answer does not parse
     backoff_s: float = 0.5
@@ -61,6 +69,9 @@ class JudgeConfig:
     # all judging in one run stops asking after this many seconds (0: no limit), so an
     # endpoint that hangs cannot hold a run for retries x timeout x calls
     deadline_s: float = 600.0
+    logprobs: bool = True  # ask score rubrics for logprobs; the expected score is recorded where they come back
+    top_logprobs: int = 10
+    calibration: str | None = None  # a judge_calibration result backing this judge; default: looked up in runs/
 
     OPTION_KEYS = {
         "judge_model": ("model", str), "judge_base_url": ("base_url", str), "judge_temperature": ("temperature", float),
@@ -68,7 +79,8 @@ class JudgeConfig:
         "judge_parse_retries": ("parse_retries", int), "judge_backoff": ("backoff_s", float),
         "judge_concurrency": ("concurrency", int), "judge_cache": ("cache", bool), "judge_cache_path": ("cache_path", str),
         "judge_breaker": ("breaker", int), "judge_json_mode": ("json_mode", bool),
-        "judge_deadline": ("deadline_s", float),
+        "judge_deadline": ("deadline_s", float), "judge_logprobs": ("logprobs", bool),
+        "judge_top_logprobs": ("top_logprobs", int), "judge_calibration": ("calibration", str),
     }
     ENV = {"judge_model": "TALKWALK_JUDGE_MODEL", "judge_base_url": "TALKWALK_JUDGE_BASE_URL"}
 
@@ -94,14 +106,30 @@ class JudgeConfig:
             raise BenchError("-O judge_concurrency must be >= 1 and judge_retries, judge_parse_retries >= 0")
         if not (cfg.deadline_s >= 0 and cfg.timeout_s > 0) or cfg.deadline_s == float("inf"):
             raise BenchError("-O judge_deadline must be a number of seconds >= 0 (0: no limit) and judge_timeout > 0")
+        if not 0 <= cfg.top_logprobs <= 20:
+            raise BenchError("-O judge_top_logprobs must be from 0 to 20")
         return cfg
+
+    def with_served_model(self) -> JudgeConfig:
+        """With a base URL and no model: the endpoint's one model from ``/v1/models`` (unchanged otherwise)."""
+        if self.model or not self.base_url:
+            return self
+        names, _ = served_models(self.endpoint)
+        if len(names) == 1:
+            from dataclasses import replace
+
+            return replace(self, model=names[0])
+        return self
 
     def missing(self) -> str | None:
         """Why no judge can run, or None when it is configured."""
         if not self.base_url and not self.model:
             return "no judge endpoint configured; pass -O judge_base_url=URL -O judge_model=NAME (or --judge-base-url/--judge-model)"
         if not self.model:
-            return "no judge model configured; pass -O judge_model=NAME (or --judge-model)"
+            names, why = served_models(self.endpoint) if self.base_url else ([], "")
+            found = (f"{self.endpoint}/models lists {len(names)}: {', '.join(names[:5])}" if names
+                     else f"{self.endpoint}/models: {why}")
+            return f"no judge model configured and none to default to ({found}); pass -O judge_model=NAME (or --judge-model)"
         if not self.base_url and not api_key():
             return "no judge endpoint: pass -O judge_base_url=URL, or set OPENAI_API_KEY to use api.openai.com"
         return None
@@ -115,7 +143,26 @@ class JudgeConfig:
         return {"model": self.model, "base_url": self.endpoint, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "max_retries": self.max_retries, "parse_retries": self.parse_retries,
                 "concurrency": self.concurrency, "json_mode": self.json_mode, "deadline_s": self.deadline_s,
-                "api_key_set": api_key() is not None}
+                "timeout_s": self.timeout_s, "logprobs": self.logprobs, "api_key_set": api_key() is not None}
+
+
+def served_models(endpoint: str, timeout_s: float = 10.0) -> tuple[list[str], str]:
+    """The model ids an OpenAI-compatible endpoint lists at ``/models``, or ([], why not)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(endpoint.rstrip("/") + "/models")
+    key = api_key()
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (the user's own endpoint)
+            data = json.loads(resp.read())
+        names = [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and m.get("id")]
+        return names, "" if names else "no models listed"
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        return [], _redact(f"{type(exc).__name__}: {exc}")[:200]
 
 
 @dataclass
@@ -147,12 +194,15 @@ class JudgeStats:
     judgments: int = 0
     failures: int = 0
     retries: int = 0
+    timeouts: int = 0
+    expected_scores: int = 0  # score judgments with a probability-weighted score
     failure_reasons: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens, "cache_hits": self.cache_hits,
                 "judgments": self.judgments, "failures": self.failures, "retries": self.retries,
+                "timeouts": self.timeouts, "expected_scores": self.expected_scores,
                 "failure_reasons": dict(self.failure_reasons.most_common(10))}
 
 
@@ -171,6 +221,7 @@ class Judge:
         self.stats = JudgeStats()
         self._lock = threading.Lock()
         self._consecutive_transport = 0
+        self._logprobs_refused = False  # the endpoint answered a logprobs request with a 4xx: stop asking
         # time spent judging (not the system's time between batches) counts against the deadline
         self._spent = 0.0
         self._batch_started: float | None = None
@@ -189,7 +240,9 @@ class Judge:
 
     def judge(self, rubric: Rubric, variables: dict[str, Any]) -> Judgment:
         messages = rubric.messages(**variables)
-        key = cache_key(self.config.endpoint, str(self.config.model), rubric.id, self.config.temperature, messages)
+        # judgments asked with logprobs carry the expected score: cached apart from those without
+        rid = rubric.id + ("+logprobs" if self._wants_logprobs(rubric) else "")
+        key = cache_key(self.config.endpoint, str(self.config.model), rid, self.config.temperature, messages)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
@@ -230,6 +283,9 @@ class Judge:
 
     # --------------------------------------------------------------- private
 
+    def _wants_logprobs(self, rubric: Rubric) -> bool:
+        return self.config.logprobs and rubric.kind == "score" and not self._logprobs_refused
+
     def _ask(self, rubric: Rubric, messages: list[dict[str, str]]) -> Judgment:
         attempts = 0
         last_text: str | None = None
@@ -237,17 +293,26 @@ class Judge:
         for _ in range(1 + self.config.parse_retries):
             attempts += 1
             try:
-                text = self._complete(messages)
+                text, tokens = self._complete(messages, logprobs=self._wants_logprobs(rubric))
             except _Transport as exc:
                 return Judgment(False, error=str(exc), attempts=attempts, raw=last_text)
             last_text = text
             try:
-                return Judgment(True, rubric.parse(text), attempts=attempts)
+                value = rubric.parse(text)
             except ParseError as exc:
                 last_parse = str(exc)
+                continue
+            if rubric.kind == "score" and tokens:
+                dist = expected_score(tokens, rubric.scale)  # type: ignore[arg-type]
+                # only when the token read is the score the text says (not a digit elsewhere)
+                if dist is not None and dist["token"].strip('"') == str(value["score"]):
+                    value.update(expected_score=round(dist["expected"], 6), score_probs=dist["probs"], score_mass=dist["mass"])
+                    with self._lock:
+                        self.stats.expected_scores += 1
+            return Judgment(True, value, attempts=attempts)
         return Judgment(False, error=f"unparseable: {last_parse}", attempts=attempts, raw=last_text)
 
-    def _complete(self, messages: list[dict[str, str]]) -> str:
+    def _complete(self, messages: list[dict[str, str]], *, logprobs: bool = False) -> tuple[str, list[Any] | None]:
         import openai
 
         with self._lock:
@@ -255,7 +320,7 @@ class Judge:
         if open_breaker:
             raise _Transport(f"endpoint down: skipped after {self.config.breaker} failed calls in a row")
         delay = self.config.backoff_s
-        last = ""
+        last, slow = "", False
         for attempt in range(self.config.max_retries + 1):
             self._check_deadline()
             if attempt:
@@ -265,38 +330,51 @@ class Judge:
                 delay *= 2
             with self._lock:
                 self.stats.calls += 1
-            extra = {"response_format": {"type": "json_object"}} if self.config.json_mode else {}
+            extra: dict[str, Any] = {"response_format": {"type": "json_object"}} if self.config.json_mode else {}
+            if logprobs and not self._logprobs_refused:
+                extra.update(logprobs=True, top_logprobs=self.config.top_logprobs)
             try:
                 resp = self.client.chat.completions.create(
                     model=self.config.model, messages=messages, temperature=self.config.temperature,
                     max_tokens=self.config.max_tokens, **extra,
                 )
             except openai.APITimeoutError:
-                last = f"timeout: no answer within {self.config.timeout_s:g}s"
+                # slow is not down: a timeout does not count towards the breaker
+                last, slow = f"timeout: no answer within {self.config.timeout_s:g}s", True
+                with self._lock:
+                    self.stats.timeouts += 1
                 continue
+            except openai.BadRequestError as exc:
+                if "logprobs" in extra:  # an endpoint without logprobs: ask again without, from now on
+                    self._logprobs_refused = True
+                    return self._complete(messages, logprobs=False)
+                self._transport_failed()
+                raise _Transport(f"http error: HTTP {exc.status_code}: {_redact(str(exc))[:200]}") from None
             except openai.APIConnectionError as exc:
-                last = f"connection error: {_redact(str(exc))[:200]}"
+                last, slow = f"connection error: {_redact(str(exc))[:200]}", False
                 continue
             except openai.RateLimitError:
-                last = "rate limited: HTTP 429"
+                last, slow = "rate limited: HTTP 429", True  # busy, not down
                 continue
             except openai.InternalServerError as exc:
-                last = f"server error: HTTP {exc.status_code}"
+                last, slow = f"server error: HTTP {exc.status_code}", False
                 continue
             except openai.APIStatusError as exc:  # 4xx other than 429: asking again will not help
                 self._transport_failed()
                 raise _Transport(f"http error: HTTP {exc.status_code}: {_redact(str(exc))[:200]}") from None
             except Exception as exc:  # a body that is not an OpenAI response, among others
+                slow = False
                 last = f"bad response: {type(exc).__name__}: {_redact(str(exc))[:200]}"
                 continue
             text = self._content(resp)
             if text is None:
-                last = "bad response: no choices[0].message.content"
+                last, slow = "bad response: no choices[0].message.content", False
                 continue
             with self._lock:
                 self._consecutive_transport = 0
-            return text
-        self._transport_failed()
+            return text, self._logprob_tokens(resp)
+        if not slow:
+            self._transport_failed()
         raise _Transport(last)
 
     def _check_deadline(self) -> None:
@@ -309,6 +387,15 @@ class Judge:
     def _transport_failed(self) -> None:
         with self._lock:
             self._consecutive_transport += 1
+
+    @staticmethod
+    def _logprob_tokens(resp: Any) -> list[Any] | None:
+        try:
+            lp = resp.choices[0].logprobs
+        except (AttributeError, IndexError, TypeError):
+            return None
+        content = getattr(lp, "content", None) if lp is not None else None
+        return list(content) if content else None
 
     def _content(self, resp: Any) -> str | None:
         usage = getattr(resp, "usage", None)

@@ -175,3 +175,59 @@ def test_run_flags_become_task_options_and_an_explicit_option_wins():
                                    "--judge-base-url", "http://127.0.0.1:9/v1", "-O", "judge_model=m2"])
     opts = _judge_options(a, {"judge_model": "m2"})
     assert opts == {"judge_model": "m2", "judge_base_url": "http://127.0.0.1:9/v1"}
+
+
+def test_a_slow_endpoint_is_not_declared_down(serve, tmp_path, rubric):
+    # the first calls outlast the timeout (a busy machine), the rest are quick: every timeout used to count
+    # towards the breaker, which then skipped all later calls as "endpoint down"
+    slow = {"n": 0}
+
+    def reply(m, n):
+        return '{"score": 3}'
+
+    eng = ScriptedEngine(reply)
+    orig = eng.complete
+
+    def complete(messages, **kw):
+        slow["n"] += 1
+        if slow["n"] <= 3:
+            import time
+
+            time.sleep(0.5)
+        return orig(messages, **kw)
+
+    eng.complete = complete
+    j = _judge(serve(eng), tmp_path, concurrency=1, cache=False, timeout_s=0.25, max_retries=0, breaker=2)
+    outs = j.judge_many([(rubric, {**VARS, "request": f"r{i}"}) for i in range(8)])
+    errors = [o.error for o in outs if not o.ok]
+    assert len(errors) == 3 and all(e.startswith("timeout") for e in errors)
+    assert sum(o.ok for o in outs) == 5 and j.describe()["timeouts"] == 3
+
+
+def test_the_model_defaults_to_the_one_the_endpoint_serves(serve):
+    url = serve(ScriptedEngine(lambda m, n: "{}", name="only-model"))
+    cfg = JudgeConfig(base_url=url)
+    assert cfg.with_served_model().model == "only-model" and cfg.with_served_model().missing() is None
+    down = JudgeConfig(base_url="http://127.0.0.1:9/v1")
+    assert down.with_served_model().model is None and "/models" in down.missing()
+
+
+def test_an_endpoint_without_logprobs_is_asked_without_them(tmp_path, rubric):
+    import json as _json
+
+    bodies = []
+
+    def handler(request):
+        body = _json.loads(request.content)
+        bodies.append(body)
+        if body.get("logprobs"):
+            return httpx.Response(400, json={"error": {"message": "logprobs are not supported"}})
+        return httpx.Response(200, json={"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                                         "choices": [{"index": 0, "finish_reason": "stop",
+                                                      "message": {"role": "assistant", "content": '{"score": 2}'}}]})
+
+    client = openai.OpenAI(base_url="http://judge.test/v1", api_key="k", max_retries=0,
+                           http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    j = Judge(JudgeConfig(model="m", base_url="http://judge.test/v1", cache=False), client=client)
+    assert j.judge(rubric, VARS).value["score"] == 2 and j.judge(rubric, {**VARS, "request": "b"}).ok
+    assert [bool(b.get("logprobs")) for b in bodies] == [True, False, False]
