@@ -5,14 +5,23 @@
 of the list satisfying the request's predicate) and optionally a reference
 list, and returns the per-episode judge metrics:
 
-- ``judge_instruction_following``: the 1-5 rubric score;
+- ``judge_instruction_following``: the 1-5 rubric score (the expected score
+  from the score token's probabilities where the endpoint returns logprobs);
 - ``judge_explanation_coherence``: 1-5, for systems with the ``explanations``
   capability that returned an explanation;
-- ``judge_pairwise_win_rate``: 1 / 0.5 / 0 when the judge prefers the system's
-  list / calls a tie / prefers the reference list (A/B order shuffled per
-  episode, seeded, against position bias);
+- ``judge_pairwise_win_rate``: the judge is asked in both orders (system as
+  A, then as B) and each answer scores 1 / 0.5 / 0 when it prefers the
+  system's list / calls a tie / prefers the reference list; the episode's
+  value is their mean, so a judge that always answers "A" scores 0.5 whatever
+  the lists (one shuffled order, as before, only averaged that bias out over
+  episodes and left each verdict a coin toss on position);
 - ``judge_agreement``: 1 when the judge's verdict (score >= ``judge_pass``)
   equals the machine's (share >= ``machine_pass``), else 0.
+
+``extras`` records the judge calibration (``judge_calibration`` task) that
+backs these numbers: ``-O judge_calibration=RESULT.json``, else the newest
+successful calibration in ``runs/judge_calibration`` of the same model,
+endpoint and rubric versions; without one the judge is "uncalibrated".
 
 A failed judgment leaves its metric None for that episode (not a score);
 ``summarize`` turns metrics without any judgment into "n/a" with the reason
@@ -22,7 +31,6 @@ own ``play``/``summarize``/``extras``.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from talkwalk_bench.judge.calibration import score_of
 from talkwalk_bench.metrics.stats import Estimate, not_available
 
 JUDGE_METRICS = ("judge_instruction_following", "judge_explanation_coherence", "judge_pairwise_win_rate", "judge_agreement")
@@ -86,9 +95,6 @@ class SteeringJudge:
             return cls(None, why, **kw)
         return cls(Judge(cfg), None, **kw)
 
-    def _swap(self, episode: str) -> bool:
-        return random.Random(f"{self.seed}|{episode}|ab").random() < 0.5
-
     def score(self, batch: Sequence[JudgeItem]) -> list[dict[str, Any]]:
         """Per episode: ``{"metrics": {...}, "judge": {...}}`` to merge into the episode record."""
         if self.judge is None:
@@ -101,9 +107,10 @@ class SteeringJudge:
                 jobs.append((self.rubrics["explanation_coherence"], {"request": e.request, "items": e.items, "explanation": e.explanation}))
                 where.append((i, "explanation_coherence"))
             if e.reference_items is not None:
-                a, b = (e.reference_items, e.items) if self._swap(e.episode) else (e.items, e.reference_items)
-                jobs.append((self.rubrics["pairwise_preference"], {"request": e.request, "items_a": a, "items_b": b}))
-                where.append((i, "pairwise_preference"))
+                for a, b, name in ((e.items, e.reference_items, "pairwise_system_as_A"),
+                                   (e.reference_items, e.items, "pairwise_system_as_B")):
+                    jobs.append((self.rubrics["pairwise_preference"], {"request": e.request, "items_a": a, "items_b": b}))
+                    where.append((i, name))
         results = self.judge.judge_many(jobs)
         out = [{"metrics": dict.fromkeys(JUDGE_METRICS), "judge": {}} for _ in batch]
         for (i, rubric), j in zip(where, results, strict=True):
@@ -113,17 +120,22 @@ class SteeringJudge:
                 continue
             m = rec["metrics"]
             if rubric == "instruction_following":
-                score = int(j.value["score"])
-                m["judge_instruction_following"] = float(score)
+                score = score_of(j.value)
+                m["judge_instruction_following"] = score
                 if e.machine_share is not None:
                     m["judge_agreement"] = float((score >= self.judge_pass) == (e.machine_share >= self.machine_pass))
             elif rubric == "explanation_coherence":
-                m["judge_explanation_coherence"] = float(j.value["score"])
+                m["judge_explanation_coherence"] = score_of(j.value)
             else:
-                system_is = "B" if self._swap(e.episode) else "A"
+                system_is = rubric[-1]
                 choice = j.value["choice"]
                 rec["judge"][rubric]["system_was"] = system_is
-                m["judge_pairwise_win_rate"] = 0.5 if choice == "tie" else float(choice == system_is)
+                rec.setdefault("_wins", []).append(0.5 if choice == "tie" else float(choice == system_is))
+        for rec in out:
+            wins = rec.pop("_wins", [])
+            # both orders answered: their mean; one failed: no debiased value for this episode
+            if len(wins) == 2:
+                rec["metrics"]["judge_pairwise_win_rate"] = (wins[0] + wins[1]) / 2
         return out
 
     def summarize(self, records: list[dict[str, Any]], *, system_name: str = "system", n_resamples: int = 1000) -> dict[str, Estimate]:
@@ -171,7 +183,55 @@ class SteeringJudge:
         if self.judge is not None:
             info["rubrics"] = {n: r.id for n, r in self.rubrics.items()}
             info["this_process"] = self.judge.describe()
+            info["pairwise_orders"] = "both (system as A, then as B); the win rate is their mean"
+            info["calibration"] = find_calibration(self.judge.config, info["rubrics"])
         return info
+
+
+def find_calibration(config: Any, rubrics: dict[str, str]) -> dict[str, Any]:
+    """The calibration result backing a judge: {"verdict", "path", "model", "endpoint", "judge_accuracy", ...}.
+
+    ``config.calibration`` names a result file (or "none"); otherwise the newest
+    successful ``judge_calibration`` result under ``runs/`` whose model,
+    endpoint and rubric versions match is used. Verdict "uncalibrated" when
+    there is none, "no better than chance" when its accuracy CI covers chance.
+    """
+    from pathlib import Path
+
+    from talkwalk_bench.errors import BenchError
+    from talkwalk_bench.judge.calibration import CHANCE, MAIN, verdict
+    from talkwalk_bench.paths import runs_dir
+    from talkwalk_bench.results import read_result
+
+    wanted = {"model": config.model, "endpoint": config.endpoint}
+    if config.calibration in ("none", "off"):
+        return {"verdict": "uncalibrated", "reason": "-O judge_calibration=none", **wanted}
+    if config.calibration:
+        candidates = [Path(config.calibration)]
+    else:
+        folder = runs_dir() / "judge_calibration"
+        candidates = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    why = "no judge_calibration result for this model, endpoint and rubric versions; run `talkwalk-bench judge-calibrate`"
+    for path in candidates:
+        try:
+            res = read_result(path)
+        except BenchError as exc:
+            if config.calibration:
+                why = f"{path}: {exc}"
+            continue
+        proto = res.protocol or {}
+        same = (res.task.family == "judge_calibration" and res.status == "success"
+                and proto.get("judge_model") == config.model and proto.get("judge_endpoint") == config.endpoint
+                and all(proto.get("rubrics", {}).get(n) == rubrics.get(n) for n in proto.get("rubrics", {}) if n in rubrics))
+        if not same:
+            if config.calibration:
+                why = f"{path}: not a successful judge_calibration of {config.model} at {config.endpoint} with these rubrics"
+            continue
+        m = res.metrics.get(MAIN)
+        est = m.model_dump() if m is not None else None
+        return {"verdict": verdict(est), "path": str(path), **wanted, "rubrics": proto.get("rubrics"),
+                MAIN: est, "chance": CHANCE[MAIN], "run_id": res.run_id}
+    return {"verdict": "uncalibrated", "reason": why, **wanted}
 
 
 def spearman_ci(pairs: list[tuple[float, float]], *, seed: int = 0, n_resamples: int = 1000) -> Estimate:

@@ -78,19 +78,22 @@ def test_judge_metrics_on_the_steer_turn_and_steering_metrics_unchanged(serve, s
     shares = [_steer_share(r, iv) for r in eps]
     assert [r["machine_share"] for r in eps] == pytest.approx(shares)
     assert m["judge_agreement"].value == pytest.approx(sum(s >= 0.5 for s in shares) / N_USERS)
-    # pairwise against the neutral list: the judge always says A; the system wins where its list was A
-    wins = sum(r["judge"]["pairwise_preference"]["system_was"] == "A" for r in eps) / N_USERS
-    assert m["judge_pairwise_win_rate"].value == pytest.approx(wins) and 0 < wins < 1
+    # pairwise against the neutral list, asked in both orders: a judge that always says A wins one
+    # order and loses the other, so every episode is 1/2 whatever the lists
+    assert all(r["judge"]["pairwise_system_as_A"]["system_was"] == "A" for r in eps)
+    assert all(r["judge"]["pairwise_system_as_B"]["system_was"] == "B" for r in eps)
+    assert m["judge_pairwise_win_rate"].value == 0.5 and m["judge_pairwise_win_rate"].n == N_USERS
     assert m["judge_explanation_coherence"].value is None and "explanations" in m["judge_explanation_coherence"].reason
     assert "constant" in m["judge_machine_spearman"].reason  # every score is 4: undefined, not a number
 
     # the judge saw the steer utterance, and the neutral list as the other side
     single = [p for p in prompts if "List A" not in p]
-    assert len(single) == len(prompts) - N_USERS == N_USERS
+    # pairwise in both orders; where the steered list equals the neutral one both orders are one prompt (cached)
+    assert len(single) == N_USERS and N_USERS <= len(prompts) - N_USERS <= 2 * N_USERS
     for r in eps:
         assert any(r["requests"]["steer"]["utterance"] in p for p in single)
     j = res.extras["judge"]
-    assert j["available"] and j["failed_in_records"] == 0 and j["judgments_in_records"] == 2 * N_USERS
+    assert j["available"] and j["failed_in_records"] == 0 and j["judgments_in_records"] == 3 * N_USERS
     assert "neutral" in j["reference"] and j["this_process"]["model"] == "scripted"
     assert read_result(out).status == "success"
 

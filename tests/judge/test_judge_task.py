@@ -48,22 +48,24 @@ def test_judge_metrics_with_n_and_ci_and_agreement_by_hand(serve, tmp_path):
     # agreement: the judge always says 4 (>= 3, 'honoured'); the machine says so when >= half the list fits
     expected = sum(r["machine_share"] >= 0.5 for r in eps) / 12
     assert m["judge_agreement"].value == pytest.approx(expected)
-    # pairwise: the judge always picks A; the system wins where it was shown as A
-    wins = sum(r["judge"]["pairwise_preference"]["system_was"] == "A" for r in eps) / 12
-    assert m["judge_pairwise_win_rate"].value == pytest.approx(wins) and 0 < wins < 1
-    assert m["judge_pairwise_win_rate"].ci_low <= wins <= m["judge_pairwise_win_rate"].ci_high
+    # pairwise in both orders: a judge that always picks A wins as A and loses as B: 1/2 every episode
+    assert [r["judge"]["pairwise_system_as_B"]["choice"] for r in eps] == ["A"] * 12
+    assert m["judge_pairwise_win_rate"].value == 0.5 and m["judge_pairwise_win_rate"].n == 12
     assert m["judge_explanation_coherence"].value is None and "explanations" in m["judge_explanation_coherence"].reason
     assert m["constraint_following@10"].chance is not None
     j = res.extras["judge"]
     assert j["this_process"]["model"] == "scripted" and j["this_process"]["temperature"] == 0.0
-    assert j["rubrics"]["instruction_following"] == "instruction_following@v1"
-    assert j["this_process"]["calls"] == eng.calls == 24 and j["this_process"]["total_tokens"] > 0
+    assert j["rubrics"]["instruction_following"] == "instruction_following@v2"
+    # popularity against the popularity reference: both orders can be the same prompt, then one is a cache hit
+    assert j["this_process"]["calls"] == eng.calls and eng.calls + j["this_process"]["cache_hits"] == 36
+    assert j["this_process"]["total_tokens"] > 0
+    assert j["calibration"]["verdict"] == "uncalibrated" and "judge-calibrate" in j["calibration"]["reason"]
     assert j["failed_in_records"] == 0
 
     # a rerun pays nothing: every judgment comes from the cache
     eng2 = ScriptedEngine(lambda m, n: "never asked")
     res2, _, _ = _run(tmp_path, "pop2", _opts(serve(eng2), tmp_path) | {"judge_base_url": j["this_process"]["base_url"]})
-    assert eng2.calls == 0 and res2.extras["judge"]["this_process"]["cache_hits"] == 24
+    assert eng2.calls == 0 and res2.extras["judge"]["this_process"]["cache_hits"] == 36
     assert res2.metrics["judge_instruction_following"].value == 4.0
 
 
@@ -83,10 +85,10 @@ def test_garbage_answers_are_failures_not_scores(serve, tmp_path):
     res, eps, out = _run(tmp_path, "garbage", _opts(serve(eng), tmp_path, judge_parse_retries=0))
     # every judgment failed: the run is no success, and says why
     assert res.status == "degraded" and read_result(out).status == "degraded"
-    assert "every one of the 24 judgments failed" in res.error and "--allow-degraded" in res.error
+    assert "every one of the 36 judgments failed" in res.error and "--allow-degraded" in res.error
     assert res.metrics["judge_instruction_following"].value is None
     assert "unparseable" in res.metrics["judge_instruction_following"].reason
-    assert res.extras["judge"]["failed_in_records"] == 24
+    assert res.extras["judge"]["failed_in_records"] == 36
     assert all(r["judge"]["instruction_following"]["ok"] is False for r in eps)
 
 
@@ -104,7 +106,7 @@ def test_killing_the_endpoint_mid_run_leaves_a_valid_result_with_failures_counte
         proc.wait(timeout=10)
     assert res.status == "success" and res.n_failed == 0
     j = res.extras["judge"]
-    assert 0 < j["failed_in_records"] < 24 and j["judgments_in_records"] == 24
+    assert 0 < j["failed_in_records"] < 36 and j["judgments_in_records"] == 36
     n_scored = res.metrics["judge_instruction_following"].n
     assert 0 < n_scored < 12 and res.metrics["judge_instruction_following"].value == 2.0
     assert res.metrics["constraint_following@10"].n == 12  # the machine check is unaffected
@@ -131,6 +133,7 @@ def test_pairwise_against_another_runs_lists(serve, tmp_path):
     assert res.metrics["judge_pairwise_win_rate"].value == 0.5 and res.metrics["judge_pairwise_win_rate"].n == 12
     assert str(pop_out) in res.extras["judge"]["reference"]
     # the oracle's prompts carry the popularity run's lists as the other side
-    assert len(seen) == 24 and all(("List A" in p and "List B" in p) for p in seen)
+    # 12 episodes x 2 orders for the oracle; the popularity run against its own reference may hit its cache
+    assert 36 <= len(seen) <= 48 and all(("List A" in p and "List B" in p) for p in seen)
     with pytest.raises(Exception, match="not found"):
         _run(tmp_path, "bad", _opts(url, tmp_path, judge_reference=str(tmp_path / "missing.json")), system=SYSTEM)
