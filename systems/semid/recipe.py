@@ -108,7 +108,7 @@ def train_seq(
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    rows = S.windows(sequences, space, prefix=[vocab["rec"]], window=int(p["window"]))
+    rows = S.windows(sequences, space, prefix=[vocab["rec"]], window=int(p["window"]), overlap=int(p["overlap"]))
     epochs = float(p["epochs"])
     plan: list[list[int]] = []
     e = 0

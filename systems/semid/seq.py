@@ -7,11 +7,13 @@ space token). The loss is taken at every code position, with the softmax
 restricted to the codes of the level being predicted, which is exactly what
 constrained decoding renormalises over.
 
-Long histories are cut into windows of at most ``window`` items with stride
-``window // 2``: the first window of a user supervises every position, each
-later one only the items it adds, so every next-item prediction of the
-training split is supervised exactly once, with at least ``window // 2`` items
-of context once the history is that long.
+Long histories are cut into windows of at most ``window`` items that overlap
+by ``overlap`` items (default ``window // 2``): the first window of a user
+supervises every position, each later one only the items it adds, so every
+next-item prediction of the training split is supervised exactly once, with
+at least ``overlap`` items of context once the history is that long. The
+overlap is paid for in tokens: ``window / (window - overlap)`` times the
+supervised ones.
 
 ``CodeSpace`` maps items to compact codes and codes to token ids;
 ``level_loss`` is the restricted-softmax cross-entropy (and, given a
@@ -107,9 +109,12 @@ def windows(
     *,
     prefix: Sequence[int],
     window: int = 200,
+    overlap: int | None = None,
 ) -> list[Window]:
-    """Every user's sequence as windows of <= ``window`` items, stride ``window // 2``."""
-    stride = max(1, window // 2)
+    """Every user's sequence as windows of <= ``window`` items overlapping by ``overlap`` items
+    (default ``window // 2``); each later window supervises only the items it adds."""
+    overlap = window // 2 if overlap is None else min(overlap, window - 1)
+    stride = max(1, window - overlap)
     out = []
     for u, seq in sequences.items():
         items = [it for it in seq if it in space.index]

@@ -23,7 +23,7 @@ INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch",
 # so models trained before they existed keep their cache entries
 ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt"}
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
-SEQ_ONLY = ("val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
+SEQ_ONLY = ("val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "overlap", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
 class SemIdRecommender:

@@ -8,6 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from test_semid_system import ARGS, train_data  # noqa: E402
+
 from systems.semid import seq as S  # noqa: E402
 from systems.semid.ids import SemanticIdTable  # noqa: E402
 from systems.semid.tiny import save_tiny  # noqa: E402
@@ -15,11 +17,9 @@ from talkwalk_bench.registry import build_system  # noqa: E402
 from talkwalk_bench.steering import ItemValues, train_phrasings  # noqa: E402
 from talkwalk_bench.types import Request, Turn  # noqa: E402
 
-from test_semid_system import ARGS, train_data  # noqa: E402
-
 TIGER = dict(embedder="card", widths="4x4x4", rqvae_steps=60, hidden=16, layers=1, heads=2, epochs=2,
              steer_steps=2, steer_batch=2, val_users=3, beam=24, window=6, batch_tokens=64)
-SEQ = {**ARGS, "steps_b": 2, "epochs": 2.0, "batch_tokens": 128, "window": 6, "steer_every": 2, "steer_batch": 2,
+SEQ = {**ARGS, "steps_b": 2, "epochs": 2.0, "batch_tokens": 128, "window": 6, "overlap": 3, "steer_every": 2, "steer_batch": 2,
        "checkpoint_every": 1, "teacher": "semid-tiger",
        "teacher_args": ",".join(f"{k}={v}" for k, v in TIGER.items() if k not in ("embedder", "widths", "rqvae_steps"))}
 
@@ -52,6 +52,10 @@ def test_windows_supervise_every_prediction_exactly_once():
         supervised[w.user] += items[first_item:]
     for u, seq in seqs.items():
         assert supervised[u] == [tuple(sp.item_tokens(it)) for it in seq]
+    # a smaller overlap: fewer tokens, still every prediction once, with >= 1 item of context
+    rows1 = S.windows(seqs, sp, prefix=[99], window=4, overlap=1)
+    assert sum(len(w.tokens) for w in rows1) < sum(len(w.tokens) for w in rows)
+    assert sum((len(w.tokens) - 1) // sp.m - (w.first_target - 1) // sp.m for w in rows1) == 17
 
 
 def test_level_loss_is_the_restricted_softmax_cross_entropy():
