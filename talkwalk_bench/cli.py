@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="run one system on one task")
-    r.add_argument("--system", default=_env("TALKWALK_SYSTEM"), required=_env("TALKWALK_SYSTEM") is None, help="system name (env TALKWALK_SYSTEM)")
+    r.add_argument("--system", default=_env("TALKWALK_SYSTEM"), help="system name (env TALKWALK_SYSTEM); required but for judge_calibration, which runs none")
     r.add_argument("--task", default=_env("TALKWALK_TASK"), required=_env("TALKWALK_TASK") is None, help="task name or spec file (env TALKWALK_TASK)")
     r.add_argument("--dataset", default=_env("TALKWALK_DATASET"), help="bundled name or folder of atomic files; default: the task's (env TALKWALK_DATASET)")
     r.add_argument("--seed", type=whole("--seed", env="TALKWALK_SEED", minimum=0, maximum=MAX_SEED), default=_env("TALKWALK_SEED", "0"), help="seed for episodes and training (env TALKWALK_SEED, default 0)")

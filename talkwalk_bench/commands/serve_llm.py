@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
                    help="port on 127.0.0.1; 0 picks a free one (env TALKWALK_LLM_PORT, default 8321)")
     p.add_argument("--name", default=None, help="model id to report in /v1/models; default: from the reference")
     p.add_argument("--threads", type=whole("--threads", env="TALKWALK_LLM_THREADS", minimum=0),
-                   default=os.environ.get("TALKWALK_LLM_THREADS", "0"),
-                   help="torch CPU threads (env TALKWALK_LLM_THREADS; default: torch's choice)")
+                   default=os.environ.get("TALKWALK_LLM_THREADS", "1"),
+                   help="torch CPU threads (env TALKWALK_LLM_THREADS; default 1, the fastest on shared cores; 0: torch's choice)")
     p.set_defaults(func=cmd_serve_llm)
 
 
@@ -39,7 +39,9 @@ def cmd_serve_llm(a: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         print(f"serving {engine.name} at {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        print(f"  judge with: talkwalk-bench run ... -O judge_base_url={url} -O judge_model={engine.name}", file=sys.stderr, flush=True)
+        print(f"  judge with: talkwalk-bench run ... --judge-base-url {url}  (the model, {engine.name}, is found at {url}/models)",
+              file=sys.stderr, flush=True)
+        print(f"  calibrate:  talkwalk-bench judge-calibrate --judge-base-url {url}", file=sys.stderr, flush=True)
 
     try:
         serve_forever(engine, a.port, on_ready=ready)

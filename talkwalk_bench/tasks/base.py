@@ -125,6 +125,8 @@ class Family:
     options: ClassVar[tuple[str, ...] | None] = None
     # Whether the family reads --steering-file; a run of any other family given one is refused.
     reads_steering_file: ClassVar[bool] = False
+    # A family that runs no system (judge calibration) provides ``stand_in()`` for the result's system row.
+    system_free: ClassVar[bool] = False
 
     @classmethod
     def parse_params(cls, spec: TaskSpec, path: Path | str = "") -> BaseModel:

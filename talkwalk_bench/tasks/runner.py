@@ -44,7 +44,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @dataclass
 class RunConfig:
-    system: str
+    system: str | None  # None only for a system-free task (judge_calibration)
     task: str
     dataset: str | None = None
     seed: int = 0
@@ -103,32 +103,44 @@ def run(cfg: RunConfig) -> Result:
                          f"(families that read one: {readers})")
     dataset = load_dataset(cfg.dataset or spec.dataset, allow_untimed=cfg.allow_untimed,
                            allow_unknown_items=cfg.allow_unknown_items)
-    SYSTEMS.entry(cfg.system)  # unknown name fails here, before anything is written
-    if cfg.output:
-        out = Path(cfg.output)
+    if family_cls.system_free:
+        if cfg.system or cfg.system_args:
+            raise BenchError(f"task '{spec.name}' runs no system (it measures the judge); drop --system and -S")
+    elif not cfg.system:
+        raise BenchError("--system NAME is required (or $TALKWALK_SYSTEM); `talkwalk-bench list systems` names them")
     else:
-        out = default_output(cfg.system, spec.name, dataset.name, cfg.seed)
-        inside(out, runs_dir(), "the default output")
+        SYSTEMS.entry(cfg.system)  # unknown name fails here, before anything is written
 
     ctx = TaskContext(spec=spec, params=params, dataset=dataset, seed=cfg.seed, card_path=cfg.card,
                       steering_file=cfg.steering_file, options=dict(cfg.options or {}))
     family = family_cls(ctx)
+    if family_cls.system_free:  # the row is the stand-in's (a judge-free task has no system to build)
+        system, args = family.stand_in(), {}
+        sysname, oracle = system.meta.name, False
+    else:
+        sysname = str(cfg.system)
+        oracle = bool(SYSTEMS.entry(sysname).tags.get("oracle"))
+    if cfg.output:
+        out = Path(cfg.output)
+    else:
+        out = default_output(sysname, spec.name, dataset.name, cfg.seed)
+        inside(out, runs_dir(), "the default output")
     if family_cls.needs_card:
         ctx.card  # noqa: B018  (fail on a bad card before training)
     episodes = family.episodes()
 
-    system, args = build_system(cfg.system, cfg.system_args or {})
+    if not family_cls.system_free:
+        system, args = build_system(sysname, cfg.system_args or {})
     meta = system.meta
-    entry = SYSTEMS.entry(cfg.system)
-    sysinfo = SystemInfo(name=cfg.system, version=str(getattr(meta, "version", "0")), args=_jsonable(args),
-                         capabilities=sorted(getattr(meta, "capabilities", ())), oracle=bool(entry.tags.get("oracle") or getattr(meta, "is_oracle", False)))
+    sysinfo = SystemInfo(name=sysname, version=str(getattr(meta, "version", "0")), args=_jsonable(args),
+                         capabilities=sorted(getattr(meta, "capabilities", ())), oracle=oracle or bool(getattr(meta, "is_oracle", False)))
     taskinfo = TaskInfo(name=spec.name, version=spec.version, family=spec.family, spec_hash=spec.spec_hash(),
                         main_score=spec.main_score, spec_path=str(spec_path))
     dsinfo = DatasetInfo(name=dataset.name, fingerprint=dataset.fingerprint, n_users=dataset.n_users,
                          n_items=dataset.n_items, n_interactions=len(dataset.interactions), path=str(dataset.path))
     check_writable(out)
     # one run at a time per output: taken before looking at what is there, held to the end
-    with OutputLock(out, {"system": cfg.system, "task": spec.name}):
+    with OutputLock(out, {"system": sysname, "task": spec.name}):
         return _run_locked(cfg, out, t_start, spec, family, ctx, episodes, system, sysinfo, taskinfo, dsinfo)
 
 
@@ -181,14 +193,14 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
         except BenchError:
             raise
         except Exception as exc:
-            raise SystemFailure(f"system '{cfg.system}' failed in fit: {type(exc).__name__}: {_one_line(exc)}") from exc
+            raise SystemFailure(f"system '{sysinfo.name}' failed in fit: {type(exc).__name__}: {_one_line(exc)}") from exc
         timings["fit_s"] = time.perf_counter() - t0
 
         finished = {r["episode"] for r in done}
         todo = [e for e in episodes if e.id not in finished]
         records = list(done)
         t_play = time.perf_counter()
-        bar = tqdm(total=len(episodes), initial=len(done), desc=f"{cfg.system} / {spec.name}", unit="ep",
+        bar = tqdm(total=len(episodes), initial=len(done), desc=f"{sysinfo.name} / {spec.name}", unit="ep",
                    disable=not cfg.progress, leave=False)
         try:
             for start in range(0, len(todo), spec.batch_size):
@@ -202,7 +214,7 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
                     _fail_batch(writer, batch, exc)
                     first = batch[0].id
                     raise SystemFailure(
-                        f"system '{cfg.system}' raised {type(exc).__name__} on episode {first}: {_one_line(exc)}; "
+                        f"system '{sysinfo.name}' raised {type(exc).__name__} on episode {first}: {_one_line(exc)}; "
                         f"{len(records)} finished episodes kept in {ep_path}; fix it and rerun with --resume"
                     ) from exc
                 for ep, rec in zip(batch, recs, strict=True):
