@@ -53,7 +53,7 @@ def semid(
     teacher: str = "",
     teacher_args: str = "",
     distill: float = 0.5,
-    epochs: float = 2.0,
+    epochs: float = 1.0,
     window: int = 200,
     overlap: int = 50,
     batch_tokens: int = 2048,
