@@ -1,0 +1,64 @@
+"""Learning curves of the semantic-id systems: validation nDCG@10 against training CPU-minutes.
+
+Usage: python benchmarks/semid_learning_curve.py LABEL=CACHE_DIR [LABEL=CACHE_DIR ...]
+           [--point LABEL=MINUTES:NDCG ...] [--out docs/img/semid_learning_curve.png]
+
+Each CACHE_DIR is a trained model's cache folder (the ``cache_dir`` a fit
+reports): ``semid`` with ``recipe=seq`` logs its validation nDCG@10 every
+``val_every`` sequence batches (``train_log.json``: ``training.curve``),
+``semid-tiger`` after every epoch (``curve``). ``--point`` adds a single
+measured point (e.g. the old prompt recipe, which logged no curve). Writes a
+PNG with matplotlib and prints the curves as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def curve(path: Path) -> list[tuple[float, float]]:
+    log = json.loads((path / "train_log.json").read_text())
+    if "training" in log:  # semid, recipe=seq
+        return [(r["minutes"], r["val_ndcg@10"]) for r in log["training"].get("curve", [])]
+    return [(r["seconds"] / 60, r["val_ndcg@10"]) for r in log.get("curve", [])]  # semid-tiger
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="+", help="LABEL=CACHE_DIR")
+    ap.add_argument("--point", action="append", default=[], help="LABEL=MINUTES:NDCG")
+    ap.add_argument("--out", default="docs/img/semid_learning_curve.png")
+    args = ap.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for spec in args.runs:
+        label, _, path = spec.partition("=")
+        pts = curve(Path(path))
+        print(f"{label}: " + ", ".join(f"{m:.1f} min {v:.4f}" for m, v in pts))
+        ax.plot([m for m, _ in pts], [v for _, v in pts], marker="o", label=label)
+    for spec in args.point:
+        label, _, mv = spec.partition("=")
+        m, v = (float(x) for x in mv.split(":"))
+        ax.scatter([m], [v], marker="x", s=80, color="black", zorder=3)
+        ax.annotate(label, (m, v), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xlabel("training time on 2 shared CPU cores (minutes)")
+    ax.set_ylabel("validation nDCG@10 (ml-100k)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Semantic-id recommenders: validation nDCG@10 against training time")
+    fig.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
