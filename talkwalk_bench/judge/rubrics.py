@@ -3,7 +3,9 @@
 A rubric's answer is parsed strictly: a score rubric needs an integer
 ``score`` inside its scale, a choice rubric a ``choice`` among its choices.
 Anything else is a parse failure (retried by the client, then recorded as a
-failure, never as a score).
+failure, never as a score). One exception: an answer cut off by the token
+limit after its first field was complete (``{"score": 1, "reason": "1.1.1...``,
+as small models ramble) keeps that field, marked ``cut_off``.
 """
 
 from __future__ import annotations
@@ -62,7 +64,14 @@ class Rubric(BaseModel):
 
     def parse(self, text: str | None) -> dict[str, Any]:
         """The answer as ``{"score": int}``, ``{"choice": str}`` (+ ``reason``) or ``{"utterance": str}``; raises ParseError."""
-        obj = extract_json(text or "")
+        cut_off = False
+        try:
+            obj = extract_json(text or "")
+        except ParseError:
+            obj = _cut_off(text or "", self.field)
+            if obj is None:
+                raise
+            cut_off = True
         if self.field not in obj:
             raise ParseError(f"JSON answer lacks '{self.field}'")
         value = obj[self.field]
@@ -85,7 +94,7 @@ class Rubric(BaseModel):
             lo, hi = self.scale
             if not lo <= value <= hi:
                 raise ParseError(f"score {value} outside {lo}-{hi}")
-            return {"score": value, "reason": reason}
+            return {"score": value, "reason": reason, **({"cut_off": True} if cut_off else {})}
         assert self.choices is not None
         if not isinstance(value, str):
             raise ParseError(f"choice {value!r} is not a string")
@@ -93,7 +102,15 @@ class Rubric(BaseModel):
         v = value.strip().strip('"').lower()
         if v not in by_lower:
             raise ParseError(f"choice {value!r} not one of {', '.join(self.choices)}")
-        return {"choice": by_lower[v], "reason": reason}
+        return {"choice": by_lower[v], "reason": reason, **({"cut_off": True} if cut_off else {})}
+
+
+def _cut_off(text: str, field: str) -> dict[str, Any] | None:
+    """The first field of a JSON answer that was cut off after it: ``{"score": 3, "reason": "...`` -> {"score": 3}."""
+    m = re.match(r'\s*\{\s*"' + re.escape(field) + r'"\s*:\s*(-?\d+|"[^"\n]*")\s*,', text)
+    if m is None:
+        return None
+    return {field: json.loads(m.group(1))}
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)

@@ -71,3 +71,16 @@ def test_a_rubric_file_with_a_bad_kind_is_rejected(tmp_path):
     p.write_text("name: r\nversion: 1\nkind: score\nsystem: s\ntemplate: t\n")
     with pytest.raises(SpecError, match="scale"):
         load_rubric(str(p))
+
+
+def test_an_answer_cut_off_after_its_first_field_keeps_it(score, choice):
+    got = score.parse('{"score": 1, "reason": "1.1.1.1.1.1.1.1.1.1.1.1.1.1')
+    assert got["score"] == 1 and got["cut_off"] is True
+    assert choice.parse('{"choice": "B", "reason": "List B is')["choice"] == "B"
+    # only a complete first field counts: a number still being written, or an invalid value, is no answer
+    for text in ('{"score": 4.', '{"score": 4', '{"reason": "x", "score": 2', '{"score": 9, "reason": "', 'x {"score": 2, '):
+        with pytest.raises(ParseError):
+            score.parse(text)
+    with pytest.raises(ParseError):
+        choice.parse('{"choice": "A, B or tie", "reason": "A')
+    assert "cut_off" not in score.parse('{"score": 2, "reason": "ok"}')
