@@ -131,7 +131,7 @@ def train_seq(
     ckpt = root / "checkpoint.pt"
     step, done_seq, log = 0, 0, []
     if ckpt.exists():  # resume a killed training
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        st = torch.load(ckpt, map_location="cpu", weights_only=True)
         with torch.no_grad():
             for q, v in zip(params, st["params"], strict=True):
                 q.copy_(v)

@@ -151,7 +151,7 @@ class ScratchDecoder:
         ).astype(np.float64)
         weights = root / "model.pt"
         if weights.exists():
-            state = torch.load(weights, map_location="cpu")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state["model"])
             self.proj.load_state_dict(state["proj"])
             self.fit_info = {**json.loads((root / "train_log.json").read_text()), "cached": True}
@@ -197,7 +197,7 @@ class ScratchDecoder:
         ckpt = root / "checkpoint.pt"
         start_epoch, step, curve, best = 0, 0, [], (-1.0, None)
         if ckpt.exists():  # resume a killed training
-            st = torch.load(ckpt, map_location="cpu", weights_only=False)
+            st = torch.load(ckpt, map_location="cpu", weights_only=True)
             self.model.load_state_dict(st["model"])
             self.proj.load_state_dict(st["proj"])
             opt.load_state_dict(st["opt"])
@@ -235,7 +235,7 @@ class ScratchDecoder:
             if epoch + 1 - best[1] >= int(self.p["patience"]):
                 break  # early stopping on validation nDCG@10
         bar.close()
-        st = torch.load(root / "best.pt", map_location="cpu")
+        st = torch.load(root / "best.pt", map_location="cpu", weights_only=True)
         self.model.load_state_dict(st["model"])
         self.proj.load_state_dict(st["proj"])
         info = {"rows": len(rows), "steps": step, "best_epoch": best[1], "best_val_ndcg@10": best[0], "curve": curve}

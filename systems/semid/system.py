@@ -118,7 +118,7 @@ class SemIdRecommender:
             model = add_lora(model, r=self.p["lora_r"], top_layers=int(self.p.get("train_layers", 0)) if seq else 0)
         core = model.get_base_model() if use_lora else model
         if weights.exists():
-            state = torch.load(weights, map_location="cpu")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
             with torch.no_grad():
                 core.get_input_embeddings().weight[n_old:] = state["new_rows"]
                 if "new_head_rows" in state:
