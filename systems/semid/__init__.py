@@ -50,7 +50,7 @@ def semid(
     threads: int = 0,
     recipe: str = "seq",
     train_layers: int = 8,
-    teacher: str = "",
+    teacher: str = "semid-tiger",
     teacher_args: str = "",
     distill: float = 0.5,
     epochs: float = 1.0,
