@@ -178,4 +178,6 @@ def test_a_request_whose_client_hung_up_is_not_generated(tiny_engine):
         time.sleep(1.0)  # the first generation finishes; the three queued behind it find their clients gone
         ok = _client(url).chat.completions.create(model="queued", messages=[{"role": "user", "content": "y"}])
     assert ok.choices[0].message.content == '{"score": 3}'
-    assert eng.generated == 2  # the one already running when its client left, and the last request
+    # the last request, and at most the one already running when its client left (on a busy machine even
+    # that one may find its client gone); without the check all five would be generated
+    assert 1 <= eng.generated <= 2
