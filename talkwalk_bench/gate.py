@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from talkwalk_bench.errors import BenchError
+from talkwalk_bench.metric_info import lower_is_better
 from talkwalk_bench.registry import did_you_mean
-from talkwalk_bench.results import MetricEntry, Result, lower_is_better
+from talkwalk_bench.results import MetricEntry, Result
 
 
 @dataclass

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from talkwalk_bench.errors import ResultFileError
+from talkwalk_bench.metric_info import lower_is_better
 from talkwalk_bench.metrics.stats import paired_significant
 from talkwalk_bench.results import (
     Result,
     episodes_path,
     looks_like_result,
-    lower_is_better,
     read_episodes,
     read_result,
 )

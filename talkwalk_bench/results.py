@@ -28,16 +28,10 @@ from talkwalk_bench.errors import BenchError, ResultFileError
 from talkwalk_bench.yamlio import first_error
 
 SCHEMA_VERSION = 1
-# Metrics where smaller is better: the gate and the leaderboard read them reversed.
-LOWER_IS_BETTER_PREFIXES = ("latency", "turns_to_satisfaction", "Gini", "popularity_bias", "invalid", "duplicate", "copy")
 TRACKED_PACKAGES = ("talkwalk-bench", "numpy", "scipy", "pandas", "torch", "recbole", "faiss-cpu", "transformers", "sentence-transformers", "peft", "openai")
 
 
 INVALID_PREFIX = "invalid: not a finite number"
-
-
-def lower_is_better(metric: str) -> bool:
-    return metric.startswith(LOWER_IS_BETTER_PREFIXES)
 
 
 class Strict(BaseModel):

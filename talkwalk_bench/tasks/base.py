@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from talkwalk_bench.data.card import DatasetCard, load_card
 from talkwalk_bench.data.dataset import Dataset
 from talkwalk_bench.data.split import Split, leave_one_out
-from talkwalk_bench.errors import SpecError, SystemFailure
+from talkwalk_bench.errors import BenchError, SpecError, SystemFailure
+from talkwalk_bench.metric_info import Metric, check_name, check_selection, resolve
 from talkwalk_bench.metrics.stats import Estimate
 from talkwalk_bench.registry import Registry
 from talkwalk_bench.tasks.spec import TaskSpec
@@ -127,6 +128,44 @@ class Family:
     reads_steering_file: ClassVar[bool] = False
     # A family that runs no system (judge calibration) provides ``stand_in()`` for the result's system row.
     system_free: ClassVar[bool] = False
+    # The metrics it reports: names declared in talkwalk_bench/metric_info.py, or new Metric(...) declarations.
+    produces: ClassVar[tuple[str | Metric, ...]] = ()
+    # Whether the spec's ``metrics:`` list picks among them (by stem: ``nDCG``); otherwise it must stay empty.
+    selects_metrics: ClassVar[bool] = False
+
+    @classmethod
+    def declared_metrics(cls) -> list[Metric]:
+        return resolve(cls.produces, f"task family '{cls.name}'")
+
+    @classmethod
+    def selectable(cls) -> list[Metric]:
+        """What the spec's ``metrics:`` list may name (by stem)."""
+        return cls.declared_metrics() if cls.selects_metrics else []
+
+    @classmethod
+    def produced(cls, spec: TaskSpec) -> list[Metric]:
+        """The metrics a run of ``spec`` reports (all declared ones, less those ``metrics:`` leaves out)."""
+        declared = cls.declared_metrics()
+        if not cls.selects_metrics or not spec.metrics:
+            return declared
+        chosen = set(spec.metrics)
+        return [m for m in declared if m.stem.rsplit("/", 1)[-1] in chosen]
+
+    @classmethod
+    def check_metrics(cls, spec: TaskSpec, path: Path | str = "") -> None:
+        """``metrics:``, ``main_score`` and ``gate.metrics`` name metrics this family reports at the spec's cutoffs."""
+        where = str(path or spec.name)
+        try:
+            if spec.metrics:
+                if not cls.selects_metrics:
+                    raise BenchError(f"{where}: metrics: the {cls.name} family reports all its metrics; remove metrics:")
+                check_selection(spec.metrics, cls.selectable(), where, cls.name)
+            produced = cls.produced(spec)
+            check_name(spec.main_score, produced, spec.k, f"{where}: main_score", cls.name)
+            for name in spec.gate.metrics:
+                check_name(name, produced, spec.k, f"{where}: gate.metrics", cls.name)
+        except BenchError as exc:
+            raise SpecError(str(exc)) from None
 
     @classmethod
     def parse_params(cls, spec: TaskSpec, path: Path | str = "") -> BaseModel:

@@ -28,6 +28,7 @@ class BeyondFamily(Family):
     """Beyond-accuracy: coverage, Gini, intra-list diversity, novelty, popularity of next-item lists."""
 
     name = "beyond"
+    produces = ("coverage@K", "Gini@K", "ILD@K", "novelty@K", "ARP@K", "tail_share@K", "Hit@K", "nDCG@K")
     Params = BeyondParams
     needs_card = True
 

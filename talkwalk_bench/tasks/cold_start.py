@@ -74,6 +74,8 @@ class ColdStartFamily(Family):
     """Cold start: new users (metadata only) and new items (withheld from training); first-turn relevance."""
 
     name = "cold_start"
+    produces = tuple(f"{kind}/{m}@K" for kind in ("new_users", "new_items") for m in ("Hit", "Recall", "Precision", "nDCG", "MRR", "MAP"))
+    selects_metrics = True
     Params = ColdStartParams
 
     def metric_names(self) -> list[str]:

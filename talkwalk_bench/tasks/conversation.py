@@ -249,6 +249,9 @@ class ConversationFamily(Family):
     """Multi-turn conversations with a simulated user: turns-to-satisfaction, exploration velocity."""
 
     name = "conversation"
+    produces = ("turns_to_satisfaction", "turns_to_satisfaction_when_satisfied", "turns_to_satisfaction_no_critique",
+                "turns_saved", "success_rate", "success_rate_no_critique", "success_lift", "exploration_velocity",
+                "first_turn_relevance")
     reads_steering_file = True
     Params = ConversationParams
     needs_card = True

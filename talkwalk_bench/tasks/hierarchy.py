@@ -74,6 +74,7 @@ class HierarchyFamily(Family):
     """L1/L2/L3 prefix accuracy of predicted semantic ids, valid-id %, duplicates, copies of history."""
 
     name = "hierarchy"
+    produces = (*(f"L{d}@K" for d in range(1, 9)), "valid_id", "duplicate_rate", "copy_of_history")
     Params = HierarchyParams
 
     def _has_ids(self) -> bool:

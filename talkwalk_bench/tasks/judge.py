@@ -53,6 +53,8 @@ class JudgeFamily(Family):
     """LLM-as-judge of steering lists (instruction following, explanation coherence, pairwise), checked against predicates."""
 
     name = "judge"
+    produces = ("constraint_following@K", "judge_instruction_following", "judge_explanation_coherence",
+                "judge_pairwise_win_rate", "judge_agreement", "judge_machine_spearman")
     reads_steering_file = True
     Params = JudgeParams
     needs_card = True

@@ -66,6 +66,8 @@ class JudgeCalibrationFamily(Family):
     """Calibration of the LLM judge on known-answer cases (good vs violating lists, both pairwise orders)."""
 
     name = "judge_calibration"
+    produces = ("judge_accuracy", "judge_pointwise_accuracy", "judge_good_above_bad", "judge_score_gap",
+                "judge_pairwise_accuracy", "judge_position_bias", "judge_score_variance")
     Params = CalibrationParams
     needs_card = True
     reads_steering_file = True

@@ -42,6 +42,7 @@ class LatencyFamily(Family):
     """Latency: p50/p95/p99 of single requests after warm-up, and batched throughput, in-process."""
 
     name = "latency"
+    produces = ("latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "throughput_rps")
     Params = LatencyParams
 
     def __init__(self, ctx) -> None:

@@ -59,6 +59,8 @@ class RankingFamily(Family):
     """Next-item ranking over the full catalog, one episode per test user."""
 
     name = "ranking"
+    produces = ("Hit@K", "Recall@K", "Precision@K", "nDCG@K", "MRR@K", "MAP@K")
+    selects_metrics = True
     Params = RankingParams
 
     def metric_names(self) -> list[str]:

@@ -237,6 +237,7 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
         for name, c in chance.items():
             if name in result.metrics:
                 result.metrics[name].chance = c
+        _check_declared(list(result.metrics), type(family))
         result.extras = _jsonable({"gate_metrics": spec.gate.metrics, "gate_tolerance": spec.gate.tolerance, **extras})
         degraded = judge_failed(result.extras)
         if degraded and not cfg.allow_degraded:
@@ -306,6 +307,18 @@ def _fail_batch(writer: EpisodeWriter, batch, exc: BaseException) -> None:
          "traceback": traceback.format_exc(limit=5)}
         for e in batch
     ])
+
+
+def _check_declared(names: list[str], family: type) -> None:
+    """A family reports only what it declares, so every number has a direction and a definition."""
+    from talkwalk_bench.metric_info import lookup
+
+    declared = family.declared_metrics()
+    for name in names:
+        decl, _ = lookup(name)
+        if decl is None or decl not in declared:
+            raise BenchError(f"task family '{family.name}' reported '{name}' without declaring it; "
+                             "add it to the family's produces (and to talkwalk_bench/metric_info.py if new)")
 
 
 def aggregate(records: list[dict[str, Any]], spec, seed: int) -> dict[str, MetricEntry]:

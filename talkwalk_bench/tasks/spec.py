@@ -122,7 +122,9 @@ def load_spec_file(path: Path) -> TaskSpec:
     if spec.family not in FAMILIES:
         names = FAMILIES.names()
         raise SpecError(f"{path}: family: unknown family '{spec.family}'.{did_you_mean(spec.family, names)} Known: {', '.join(names)}")
-    FAMILIES.get(spec.family).parse_params(spec, path)
+    family = FAMILIES.get(spec.family)
+    family.parse_params(spec, path)
+    family.check_metrics(spec, path)
     return spec
 
 

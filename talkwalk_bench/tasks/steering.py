@@ -101,6 +101,11 @@ class SteerabilityFamily(Family):
     """Multi-turn steering episodes with machine-checkable predicates (constraint following, sensitivity, reversibility...)."""
 
     name = "steerability"
+    produces = ("constraint_following@K", "constraint_following_norm@K", "steering_lift@K", "attribute_control@K",
+                "preference_sensitivity@K", "steering_entropy_reduction", "steering_precision", "reversibility",
+                "steering_traceability", "diversity_gradient", "ild", "relevance_under_steering@K",
+                "relevance_under_steering/RR@K", "relevance_neutral@K", "judge_instruction_following",
+                "judge_explanation_coherence", "judge_pairwise_win_rate", "judge_agreement", "judge_machine_spearman")
     reads_steering_file = True
     Params = SteerabilityParams
     needs_card = True
