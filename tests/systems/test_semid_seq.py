@@ -164,3 +164,16 @@ def test_constraint_rows_come_from_train_phrasings_only(env):
     rows = ConstraintSpace(card).rows(card)
     train = {ph.text for ph in train_phrasings(card)}
     assert rows and {u for u, _ in rows} <= train
+
+
+def test_tiger_steering_stage_leaves_lists_without_a_request_unchanged(env):
+    plain, _ = build_system("semid-tiger", {**TIGER, "steer_steps": 0})
+    plain.fit(env[1], seed=0)
+    steered, _ = build_system("semid-tiger", {**TIGER, "steer_steps": 3})
+    steered.fit(env[1], seed=0)
+    assert steered.fit_info["cached"] is True  # the sequence model is shared, only the stage differs
+    assert "steering" in steered.fit_info and "steering" not in plain.fit_info
+    hist = ("1", "2", "3")
+    r = Request("0", history=hist, exclude=frozenset(hist))
+    assert plain.recommend([r], k=8)[0].items == steered.recommend([r], k=8)[0].items
+    np.testing.assert_allclose(plain.score_catalog([r]), steered.score_catalog([r]))
