@@ -95,44 +95,26 @@ def _print_result(res, out) -> None:
 
 
 def cmd_suite(a: argparse.Namespace) -> int:
-    from talkwalk_bench import leaderboard as lb
-    from talkwalk_bench.paths import inside, runs_dir
-    from talkwalk_bench.results import atomic_write_text
+    """A suite is a list of matrices: planned and run by the matrix orchestrator, one leaderboard at the end."""
+    from talkwalk_bench.commands.matrix import drive
+    from talkwalk_bench.matrix import plan
+    from talkwalk_bench.paths import runs_dir
     from talkwalk_bench.suite import load_suite
-    from talkwalk_bench.tasks.runner import RunConfig, run
 
     suite = load_suite(a.suite)
     out_dir = Path(a.output_dir) if a.output_dir else runs_dir() / suite.name
     seeds = _seeds(a.seeds) if a.seeds else suite.seeds
-    failures = []
-    for spec in suite.runs:
-        for system in spec.systems:
-            for seed in seeds:
-                dataset = a.dataset or suite.dataset
-                out = inside(out_dir / spec.task_dir / f"{system}__seed{seed}.json", out_dir)
-                try:
-                    res = run(RunConfig(system=system, task=spec.task, dataset=dataset, seed=seed, output=out,
-                                        system_args=spec.system_args.get(system, {}), resume=not a.force, force=a.force,
-                                        progress=not a.no_progress))
-                    if res.status != "success":
-                        raise BenchError(f"status {res.status}: {res.error}")
-                    print(f"done  {spec.task:<14} {system:<18} seed {seed}: {res.task.main_score} = {res.main_value()}", file=sys.stderr)
-                except BenchError as exc:
-                    failures.append(f"{spec.task}/{system}/seed{seed}: {exc}")
-                    print(f"FAIL  {spec.task:<14} {system:<18} seed {seed}: {exc}", file=sys.stderr)
-    results, skipped = lb.collect([out_dir]) if out_dir.is_dir() else ([], [])
-    if results:
-        boards = lb.build(results)
-        text = lb.to_markdown(boards)
-        atomic_write_text(out_dir / "leaderboard.md", text)
-        atomic_write_text(out_dir / "leaderboard.html", lb.to_html(boards))
-        print(text)
-        print(f"leaderboard written to {out_dir / 'leaderboard.md'} and .html")
-    else:
-        print("no successful results: no leaderboard written", file=sys.stderr)
-    for f in failures:
-        print(f"error: {f}", file=sys.stderr)
-    return 1 if failures else 0
+    progress = not a.no_progress and a.jobs == 1 and a.executor == "local"
+    cells = [cell for spec in suite.runs
+             for cell in plan(spec.systems, [spec.task], seeds, out_dir, a.dataset or suite.dataset, spec.system_args,
+                              force=a.force, progress=progress)]
+    return drive(cells, out_dir, executor=a.executor, jobs=a.jobs, address=a.address)
+
+
+def _executor(raw: str) -> str:
+    from talkwalk_bench.commands.matrix import _executor as check
+
+    return check(raw)
 
 
 def _seeds(text: str) -> list[int]:
@@ -340,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", default=_env("TALKWALK_SEEDS"), help="comma-separated seeds (env TALKWALK_SEEDS)")
     s.add_argument("--output-dir", default=_env("TALKWALK_OUTPUT_DIR"), help="default runs/SUITE (env TALKWALK_OUTPUT_DIR)")
     s.add_argument("--force", action="store_true", help="rerun cells that already have results")
+    s.add_argument("--executor", type=_executor, default=_env("TALKWALK_EXECUTOR", "local"), help="local or ray (env TALKWALK_EXECUTOR, default local)")
+    s.add_argument("--jobs", type=whole("--jobs", env="TALKWALK_JOBS", minimum=1), default=_env("TALKWALK_JOBS", "1"), help="local worker processes (env TALKWALK_JOBS, default 1)")
+    s.add_argument("--address", default=_env("RAY_ADDRESS"), help="Ray cluster address (env RAY_ADDRESS); default: start a local Ray")
     s.add_argument("--no-progress", action="store_true", default=env_flag("TALKWALK_NO_PROGRESS"), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
     s.set_defaults(func=cmd_suite)
 

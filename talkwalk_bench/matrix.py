@@ -1,7 +1,9 @@
 """Run a (system x task x seed) matrix on worker processes or on Ray, resuming finished cells.
 
-Each cell is one ``run`` writing its result as ``run`` does; a cell whose
-result already exists with status ``success`` is skipped. Scheduling is left
+The one orchestrator: ``matrix`` and ``suite`` both plan cells here and run
+them through ``execute``. Each cell is one ``run`` writing its result where
+``run`` would (``paths.result_path``); a cell whose result already exists
+with status ``success`` is skipped, unless it is forced. Scheduling is left
 to existing engines: ``concurrent.futures`` process pools locally, Ray tasks
 (with CPU/GPU requests per system) on a cluster.
 """
@@ -28,6 +30,9 @@ class Cell:
     output: str
     dataset: str | None = None
     system_args: tuple[tuple[str, Any], ...] = ()
+    force: bool = False  # rerun even when a result exists
+    progress: bool = False
+    legacy: tuple[str, ...] = ()  # older names of the same result, read as done
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,10 @@ class CellOutcome:
 
 
 def plan(systems: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], out_dir: Path, dataset: str | None = None,
-         system_args: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
+         system_args: dict[str, dict[str, Any]] | None = None, *, force: bool = False,
+         progress: bool = False) -> list[Cell]:
     from talkwalk_bench.data.dataset import resolve_dataset
-    from talkwalk_bench.paths import inside
+    from talkwalk_bench.paths import inside, legacy_result_paths, result_path
     from talkwalk_bench.registry import SYSTEMS
     from talkwalk_bench.tasks.spec import load_spec
 
@@ -53,20 +59,28 @@ def plan(systems: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], out
             for seed in seeds:
                 if seed < 0 or seed >= 2**32:
                     raise BenchError(f"--seeds: seed {seed} is out of range; seeds are whole numbers from 0 to 2**32 - 1")
-                out = inside(Path(out_dir) / spec.name / f"{system}__{ds_name}__seed{seed}.json", Path(out_dir))
+                out = inside(result_path(out_dir, spec.name, system, ds_name, seed), Path(out_dir))
+                old = tuple(str(p) for p in legacy_result_paths(out_dir, spec.name, system, seed))
                 args = tuple(sorted((system_args or {}).get(system, {}).items()))
-                cells.append(Cell(system, task, int(seed), str(out), dataset, args))
+                cells.append(Cell(system, task, int(seed), str(out), dataset, args, force, progress, old))
     return cells
 
 
 def is_done(cell: Cell) -> bool:
-    p = Path(cell.output)
-    if not p.exists():
+    if cell.force:
         return False
-    try:
-        return read_result(p).status == "success"
-    except ResultFileError:
-        return False
+    for path in (cell.output, *cell.legacy):
+        p = Path(path)
+        if not p.exists():
+            continue
+        try:
+            if read_result(p).status == "success":
+                return True
+        except ResultFileError:
+            pass
+        if path == cell.output:
+            return False  # what is at the cell's own name decides; a broken file there is rerun (and reported)
+    return False
 
 
 def run_cell(cell: Cell) -> CellOutcome:
@@ -76,10 +90,11 @@ def run_cell(cell: Cell) -> CellOutcome:
 
     try:
         res = run(RunConfig(system=cell.system, task=cell.task, dataset=cell.dataset, seed=cell.seed,
-                            output=Path(cell.output), system_args=dict(cell.system_args), resume=True, progress=False))
+                            output=Path(cell.output), system_args=dict(cell.system_args), resume=not cell.force,
+                            force=cell.force, progress=cell.progress))
         if res.status != "success":  # degraded: it ran, but is not a result to publish
             return CellOutcome(cell, "error", f"status {res.status}: {res.error}")
-        return CellOutcome(cell, res.status, "")
+        return CellOutcome(cell, res.status, f"{res.task.main_score} = {res.main_value()}")
     except BenchError as exc:
         return CellOutcome(cell, "error", str(exc))
     except Exception as exc:  # a worker must report, not die silently

@@ -19,6 +19,16 @@ def runs_dir() -> Path:
     return Path(os.environ.get("TALKWALK_RUNS_DIR", "runs"))
 
 
+def result_path(root: Path, task: str, system: str, dataset: str, seed: int) -> Path:
+    """Where a run's result lives, for ``run``, ``matrix`` and ``suite`` alike: ROOT/TASK/SYSTEM__DATASET__seedN.json."""
+    return Path(root) / task / f"{system}__{dataset}__seed{seed}.json"
+
+
+def legacy_result_paths(root: Path, task: str, system: str, seed: int) -> list[Path]:
+    """Names earlier versions wrote (``suite`` left out the dataset); still read so old folders resume."""
+    return [Path(root) / task / f"{system}__seed{seed}.json"]
+
+
 def cache_dir() -> Path:
     """Trained-model cache: $TALKWALK_CACHE_DIR or ~/.cache/talkwalk-bench."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "talkwalk-bench"

@@ -35,6 +35,26 @@ def test_a_suite_that_succeeds_writes_its_results_and_leaderboard_inside_its_fol
     suite.write_text(f"name: s\ndataset: {tiny_dataset}\nruns: [{{task: ranking, systems: [popularity, random]}}]\n")
     out = tmp_path / "out"
     assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
-    assert sorted(p.name for p in (out / "ranking").glob("*.json")) == ["popularity__seed0.json", "random__seed0.json"]
+    # one naming scheme with run and matrix: TASK/SYSTEM__DATASET__seedN.json
+    name = tiny_dataset.name
+    assert sorted(p.name for p in (out / "ranking").glob("*.json")) == [f"popularity__{name}__seed0.json",
+                                                                         f"random__{name}__seed0.json"]
     assert "popularity" in (out / "leaderboard.md").read_text()
     assert {p.parent for p in tmp_path.rglob("*.json")} == {out / "ranking"}
+
+
+def test_a_suite_folder_written_under_the_old_names_resumes_without_rerunning(tmp_path, tiny_dataset, capsys):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\ndataset: {tiny_dataset}\nruns: [{{task: ranking, systems: [popularity]}}]\n")
+    out = tmp_path / "out"
+    assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
+    [new] = (out / "ranking").glob("popularity__*.json")
+    old = new.with_name("popularity__seed0.json")  # what suite wrote before it shared matrix's names
+    new.rename(old)
+    new.with_name(new.stem + ".episodes.jsonl").rename(old.with_name("popularity__seed0.episodes.jsonl"))
+    capsys.readouterr()
+    assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
+    assert "skip" in capsys.readouterr().err
+    assert [p.name for p in (out / "ranking").glob("*.json")] == ["popularity__seed0.json"]
+    assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress", "--force"]) == 0
+    assert new.exists()

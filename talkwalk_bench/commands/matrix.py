@@ -34,10 +34,8 @@ def _split(s: str) -> list[str]:
 
 
 def run(a: argparse.Namespace) -> int:
-    from talkwalk_bench import leaderboard as lb
     from talkwalk_bench.errors import BenchError
-    from talkwalk_bench.matrix import execute, plan
-    from talkwalk_bench.results import atomic_write_text
+    from talkwalk_bench.matrix import plan
 
     try:
         seeds = [int(s) for s in _split(a.seeds)]
@@ -45,14 +43,26 @@ def run(a: argparse.Namespace) -> int:
         raise BenchError(f"--seeds {a.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     out_dir = Path(a.output_dir)
     cells = plan(_split(a.systems), _split(a.tasks), seeds, out_dir, a.dataset)
+    return drive(cells, out_dir, executor=a.executor, jobs=a.jobs, address=a.address)
+
+
+def drive(cells, out_dir: Path, *, executor: str = "local", jobs: int = 1, address: str | None = None) -> int:
+    """Run planned cells (``matrix`` and ``suite`` alike), report each, then write the folder's leaderboard."""
+    from talkwalk_bench import leaderboard as lb
+    from talkwalk_bench.errors import BenchError
+    from talkwalk_bench.matrix import execute
+    from talkwalk_bench.results import atomic_write_text
+
+    labels = {"success": "done", "skipped": "skip", "error": "FAIL"}
 
     def report(o):
         c = o.cell
-        print(f"{o.status:<8} {c.task:<14} {c.system:<20} seed {c.seed}" + (f": {o.message}" if o.status == "error" else ""), file=sys.stderr)
+        print(f"{labels.get(o.status, o.status):<5} {c.task:<14} {c.system:<20} seed {c.seed}"
+              + (f": {o.message}" if o.message else ""), file=sys.stderr)
 
-    outcomes = execute(cells, executor=a.executor, jobs=a.jobs, address=a.address, on_done=report)
+    outcomes = execute(cells, executor=executor, jobs=jobs, address=address, on_done=report)
     try:
-        results, _ = lb.collect([out_dir])
+        results, _ = lb.collect([out_dir]) if out_dir.is_dir() else ([], [])
     except BenchError as exc:
         results = []
         print(f"leaderboard not regenerated: {exc}", file=sys.stderr)
@@ -62,6 +72,9 @@ def run(a: argparse.Namespace) -> int:
         atomic_write_text(out_dir / "leaderboard.md", text)
         atomic_write_text(out_dir / "leaderboard.html", lb.to_html(boards))
         print(text)
+        print(f"leaderboard written to {out_dir / 'leaderboard.md'} and .html", file=sys.stderr)
+    else:
+        print("no successful results: no leaderboard written", file=sys.stderr)
     errors = [o for o in outcomes if o.status == "error"]
     print(f"{len(cells)} cells: {sum(o.status == 'success' for o in outcomes)} run, "
           f"{sum(o.status == 'skipped' for o in outcomes)} skipped, {len(errors)} failed", file=sys.stderr)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from talkwalk_bench.data.dataset import load_dataset
 from talkwalk_bench.errors import BenchError, SystemFailure
 from talkwalk_bench.metrics.stats import mean_ci_many
-from talkwalk_bench.paths import inside, runs_dir
+from talkwalk_bench.paths import inside, result_path, runs_dir
 from talkwalk_bench.registry import SYSTEMS, build_system, did_you_mean
 from talkwalk_bench.results import (
     DatasetInfo,
@@ -62,7 +62,7 @@ class RunConfig:
 
 
 def default_output(system: str, task: str, dataset: str, seed: int) -> Path:
-    return runs_dir() / task / f"{system}__{dataset}__seed{seed}.json"
+    return result_path(runs_dir(), task, system, dataset, seed)
 
 
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds in [0, 2**32)
