@@ -1,17 +1,18 @@
 """Systems, task families and datasets by name.
 
-Built-in systems live in the ``systems`` package and register with
-``@register_system``; third-party packages add theirs through the entry-point
-group ``talkwalk_bench.systems``. A factory keeps its heavy imports (torch,
-recbole, faiss, transformers) inside its body, so listing names stays instant.
+Systems and task families come in through entry points, the bundled ones
+exactly as a third party's: ``talkwalk_bench.systems`` (name -> a factory
+``f(**args) -> Recommender``, or a module whose ``@register_system``
+decorators register it) and ``talkwalk_bench.tasks`` (name -> a ``Family``
+subclass). The harness never imports a system package by name. A factory
+keeps its heavy imports (torch, recbole, faiss, transformers) inside its
+body, so listing names stays instant.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
-import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -21,6 +22,7 @@ from talkwalk_bench.errors import BenchError, UnknownNameError
 
 T = TypeVar("T")
 ENTRY_POINT_GROUP = "talkwalk_bench.systems"
+TASKS_ENTRY_POINT_GROUP = "talkwalk_bench.tasks"
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
@@ -83,24 +85,33 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
-def _load_systems() -> None:
-    try:
-        import systems as builtin
-    except ImportError:  # harness installed without the reference systems
-        builtin = None
-    if builtin is not None:
-        for info in pkgutil.iter_modules(builtin.__path__, prefix="systems."):
-            importlib.import_module(info.name)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in SYSTEMS._entries:
+def load_entry_points(registry: Registry[Any], group: str, broken: Callable[[str, str, Exception], Any]) -> None:
+    """Load every entry point of ``group`` into ``registry``.
+
+    Loading the target usually registers it (and its siblings in the same
+    module) through a decorator; a target that did not register itself is
+    added under the entry point's name. A plugin that fails to import is
+    listed with an entry that explains, so it cannot hide the others.
+    """
+    for ep in entry_points(group=group):
+        if ep.name in registry._entries:
             continue
         try:
-            factory = ep.load()
-        except Exception as exc:  # a broken plugin must not hide the others
-            SYSTEMS.add(ep.name, _broken_factory(ep.name, ep.value, exc), "failed to load")
+            obj = ep.load()
+        except Exception as exc:
+            registry.add(ep.name, broken(ep.name, ep.value, exc), "failed to load")
             continue
-        if ep.name not in SYSTEMS._entries:
-            SYSTEMS.add(ep.name, factory, (factory.__doc__ or "").strip().split("\n")[0])
+        if ep.name in registry._entries:
+            continue
+        if inspect.ismodule(obj):
+            registry.add(ep.name, broken(ep.name, ep.value, LookupError(f"module {obj.__name__} registers no {registry.kind} "
+                                                                         f"named '{ep.name}'")), "failed to load")
+        else:
+            registry.add(ep.name, obj, (obj.__doc__ or "").strip().split("\n")[0])
+
+
+def _load_systems() -> None:
+    load_entry_points(SYSTEMS, ENTRY_POINT_GROUP, _broken_factory)
 
 
 def _broken_factory(name: str, target: str, exc: Exception) -> Callable[..., Any]:

@@ -73,6 +73,19 @@ def _label(items: dict, card, item: str) -> str:
     return " | ".join(parts) or item
 
 
+def _keyword_reader():
+    """The module behind the ``keyword`` entry point of ``talkwalk_bench.readers`` (None when none is installed)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="talkwalk_bench.readers"):
+        if ep.name == "keyword":
+            try:
+                return ep.load()
+            except Exception:  # a broken plugin only hides the reading, never the chat
+                return None
+    return None
+
+
 class Reader:
     """The dataset card's keyword reading of an utterance (values, decades, years, negation), for display and checks.
 
@@ -85,10 +98,11 @@ class Reader:
         self.ok = False
         if card is None:
             return
-        try:
-            from systems.keyword_filter import ItemMatcher, Lexicon, merge_ranges, parse
-        except ImportError:
+        reader = _keyword_reader()
+        if reader is None:
             return
+        ItemMatcher, Lexicon, merge_ranges, parse = (  # noqa: N806 (names of the reader's classes and functions)
+            reader.ItemMatcher, reader.Lexicon, reader.merge_ranges, reader.parse)
         self._parse, self._merge = parse, merge_ranges
         self.lexicon = Lexicon(card)
         self.matcher = ItemMatcher(card, ds.items, ds.item_ids)

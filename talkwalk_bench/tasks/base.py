@@ -231,15 +231,22 @@ def option_names(family_cls: type[Family]) -> list[str]:
 
 
 def _load_families() -> None:
-    import importlib
-    import pkgutil
+    from talkwalk_bench.registry import TASKS_ENTRY_POINT_GROUP, load_entry_points
 
-    import talkwalk_bench.tasks as pkg
+    load_entry_points(FAMILIES, TASKS_ENTRY_POINT_GROUP, _broken_family)
 
-    for info in pkgutil.iter_modules(pkg.__path__, prefix="talkwalk_bench.tasks."):
-        if info.name.rsplit(".", 1)[-1] in ("base", "spec", "runner"):
-            continue
-        importlib.import_module(info.name)
+
+def _broken_family(name: str, target: str, exc: Exception) -> type[Family]:
+    class Broken(Family):
+        __doc__ = f"failed to load ({target})"
+
+        @classmethod
+        def parse_params(cls, spec: TaskSpec, path: Path | str = "") -> BaseModel:
+            raise SpecError(f"task family '{name}' (entry point {target}) failed to load: {exc}; "
+                            "reinstall the package that provides it")
+
+    Broken.name = name
+    return Broken
 
 
 def register_family(cls: type[Family]) -> type[Family]:
