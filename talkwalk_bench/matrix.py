@@ -47,7 +47,7 @@ def plan(systems: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], out
          progress: bool = False) -> list[Cell]:
     from talkwalk_bench.data.dataset import resolve_dataset
     from talkwalk_bench.paths import inside, legacy_result_paths, result_path
-    from talkwalk_bench.registry import SYSTEMS
+    from talkwalk_bench.registry import SYSTEMS, resolve_system_args
     from talkwalk_bench.tasks.spec import load_spec
 
     cells = []
@@ -56,6 +56,7 @@ def plan(systems: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], out
         ds_name = resolve_dataset(dataset or spec.dataset)[0]
         for system in systems:
             SYSTEMS.entry(system)
+            resolve_system_args(system, (system_args or {}).get(system, {}))  # a wrong -S type fails before any cell runs
             for seed in seeds:
                 if seed < 0 or seed >= 2**32:
                     raise BenchError(f"--seeds: seed {seed} is out of range; seeds are whole numbers from 0 to 2**32 - 1")

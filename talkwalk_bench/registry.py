@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from talkwalk_bench.errors import BenchError, UnknownNameError
 
@@ -183,7 +187,13 @@ def system_defaults(name: str) -> dict[str, Any]:
 
 
 def resolve_system_args(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``-S key=value`` overrides into the defaults, rejecting unknown keys."""
+    """Merge ``-S key=value`` overrides into the defaults, rejecting unknown keys and values of the wrong type.
+
+    The factory's signature is the one place a system's arguments are
+    written: each override is checked and converted against its annotation
+    (or, unannotated, the type of its default), so ``-S epochs=abc`` stops
+    before any work and ``-S lr=1`` arrives as a float.
+    """
     factory = SYSTEMS.get(name)
     params = inspect.signature(factory).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -195,8 +205,40 @@ def resolve_system_args(name: str, overrides: Mapping[str, Any]) -> dict[str, An
                 f"system '{name}' has no argument '{key}'.{did_you_mean(key, known)} "
                 f"Its arguments: {', '.join(known) or '(none)'}"
             )
-        args[key] = value
+        args[key] = _convert(name, key, value, params[key], factory) if key in params else value
     return args
+
+
+_LAX = ConfigDict(coerce_numbers_to_str=True)  # -S name=2024 for a str argument is the text "2024"
+
+
+def _param_type(p: inspect.Parameter, factory: Callable[..., Any]) -> Any:
+    """A parameter's type: its annotation (string annotations resolved as typing does), else its default's type."""
+    ann = p.annotation
+    if isinstance(ann, str):
+        holder = types.SimpleNamespace(__annotations__={p.name: ann})
+        try:
+            ann = typing.get_type_hints(holder, getattr(inspect.unwrap(factory), "__globals__", {}))[p.name]
+        except Exception:  # an annotation naming something the module does not export: fall back to the default
+            ann = inspect.Parameter.empty
+    if ann is inspect.Parameter.empty or ann is Any:
+        return type(p.default) if isinstance(p.default, (bool, int, float, str)) else None
+    return ann
+
+
+def _convert(system: str, key: str, value: Any, p: inspect.Parameter, factory: Callable[..., Any]) -> Any:
+    tp = _param_type(p, factory)
+    if tp is None:
+        return value
+    try:
+        return TypeAdapter(tp, config=_LAX).validate_python(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        want = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        raise BenchError(f"-S {key}={value!r}: system '{system}' takes {key} as {want} ({err['msg'][0].lower()}{err['msg'][1:]})"
+                         ) from None
+    except Exception:  # a type pydantic cannot check (a class of the system's own): pass the value as given
+        return value
 
 
 def build_system(name: str, overrides: Mapping[str, Any] | None = None) -> tuple[Any, dict]:

@@ -67,3 +67,26 @@ def test_variant_has_the_base_arguments_with_its_own_defaults(monkeypatch):
     assert calls == [("base-b", {"alpha": 0.5, "beta": 7})]
     with pytest.raises(BenchError, match="unknown argument"):
         registry.register_variant("base-c", builder, like=base, defaults={"delta": 1})
+
+
+def test_system_arguments_are_checked_and_converted_against_the_factory_signature(monkeypatch, capsys):
+    def factory(epochs: int = 3, lr: float = 1e-3, name: str = "x", flag: bool = True, depth=2, tags: list[int] | None = None):
+        return None
+
+    fresh: Registry = Registry("system")
+    fresh.add("typed", factory)
+    with monkeypatch.context() as m:
+        m.setattr(registry, "SYSTEMS", fresh)
+        args = resolve_system_args("typed", {"lr": 1, "name": 2024, "flag": "no", "depth": "4", "tags": [1, "2"]})
+        assert args == {"epochs": 3, "lr": 1.0, "name": "2024", "flag": False, "depth": 4, "tags": [1, 2]}
+        assert isinstance(args["lr"], float) and isinstance(args["depth"], int)
+        with pytest.raises(BenchError, match=r"-S epochs='many': system 'typed' takes epochs as int"):
+            resolve_system_args("typed", {"epochs": "many"})
+        with pytest.raises(BenchError, match="takes depth as int"):  # unannotated: the default's type
+            resolve_system_args("typed", {"depth": 2.5})
+    # through the command line, before any work: one line, exit 2
+    from talkwalk_bench.cli import main
+
+    assert main(["run", "--system", "random", "--task", "ranking", "-S", "seed_offset=abc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "takes seed_offset as int" in err
