@@ -89,7 +89,7 @@ class SteeringJudge:
     def from_options(cls, options: dict[str, Any], **kw: Any) -> SteeringJudge:
         from talkwalk_bench.judge.client import Judge, JudgeConfig
 
-        cfg = JudgeConfig.from_options(options)
+        cfg = JudgeConfig.from_options(options).with_served_model()
         why = cfg.missing()
         if why:
             return cls(None, why, **kw)

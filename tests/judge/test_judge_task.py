@@ -137,3 +137,12 @@ def test_pairwise_against_another_runs_lists(serve, tmp_path):
     assert 36 <= len(seen) <= 48 and all(("List A" in p and "List B" in p) for p in seen)
     with pytest.raises(Exception, match="not found"):
         _run(tmp_path, "bad", _opts(url, tmp_path, judge_reference=str(tmp_path / "missing.json")), system=SYSTEM)
+
+
+def test_the_judge_model_defaults_to_the_one_the_endpoint_serves(serve, tmp_path):
+    eng = ScriptedEngine(lambda m, n: '{"choice": "tie"}' if "List A" in m[-1]["content"] else '{"score": 2}', name="only-one")
+    opts = _opts(serve(eng), tmp_path)
+    del opts["judge_model"]
+    res, _, _ = _run(tmp_path, "discovered", opts)
+    assert res.status == "success" and res.extras["judge"]["this_process"]["model"] == "only-one"
+    assert res.metrics["judge_instruction_following"].value == 2.0
