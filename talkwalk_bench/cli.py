@@ -151,6 +151,21 @@ def cmd_list(a: argparse.Namespace) -> int:
         print("suites:")
         for name in suite_files():
             print(f"  {name}")
+    if what in (None, "families"):
+        from talkwalk_bench.tasks.base import FAMILIES
+
+        print("task families:")
+        for e in FAMILIES.entries():
+            print(f"  {e.name:<22}{e.description}")
+    if what == "metrics":
+        from talkwalk_bench.tasks.base import FAMILIES
+
+        for e in FAMILIES.entries():
+            print(f"{e.name}:")
+            for m in e.obj.declared_metrics():
+                from talkwalk_bench.metric_info import info
+
+                print(f"  {m.name:<38}{info(m.name).arrow} {m.definition}")
     if what in (None, "datasets"):
         print("datasets:")
         for name, desc in BUNDLED.items():
@@ -328,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", default=env_flag("TALKWALK_NO_PROGRESS"), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
     s.set_defaults(func=cmd_suite)
 
-    ls = sub.add_parser("list", help="list systems, tasks, suites and datasets")
-    ls.add_argument("what", nargs="?", choices=["systems", "tasks", "datasets"])
+    ls = sub.add_parser("list", help="list systems, tasks, suites, task families, datasets; or each family's metrics")
+    ls.add_argument("what", nargs="?", choices=["systems", "tasks", "families", "datasets", "metrics"])
     ls.set_defaults(func=cmd_list)
 
     v = sub.add_parser("validate", help="validate task specs, suites, dataset cards and steering files")

@@ -92,3 +92,19 @@ def test_direction_comes_from_the_declaration_not_the_name():
 def test_declaring_a_name_twice_with_another_meaning_is_refused():
     with pytest.raises(BenchError, match="declared twice"):
         mi.declare(mi.Metric("nDCG@K", "lower", "something else"))
+
+
+def test_cold_start_metrics_list_and_main_score_are_checked_together(tmp_path, capsys):
+    text = (ROOT / "tasks" / "cold_start.yaml").read_text().replace("metrics: [Hit, nDCG]", "metrics: [Hit, MRR]")
+    (tmp_path / "cs.yaml").write_text(text)
+    assert main(["validate", str(tmp_path / "cs.yaml")]) == 1  # main_score new_users/nDCG@10 is no longer reported
+    assert "'new_users/nDCG@10' is not a metric" in capsys.readouterr().err
+    (tmp_path / "cs.yaml").write_text(text.replace("[Hit, MRR]", "[Hit, nDCG, HIT]"))
+    assert main(["validate", str(tmp_path / "cs.yaml")]) == 1
+    assert "Did you mean 'Hit'?" in capsys.readouterr().err
+
+
+def test_list_metrics_shows_each_familys_declarations(capsys):
+    assert main(["list", "metrics"]) == 0
+    out = capsys.readouterr().out
+    assert "ranking:" in out and "nDCG@K" in out and "latency_p50_ms" in out and "↓" in out
