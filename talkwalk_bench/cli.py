@@ -99,9 +99,10 @@ def cmd_suite(a: argparse.Namespace) -> int:
     from talkwalk_bench.commands.matrix import drive
     from talkwalk_bench.matrix import plan
     from talkwalk_bench.paths import runs_dir
-    from talkwalk_bench.suite import load_suite
+    from talkwalk_bench.suite import check_references, load_suite
 
     suite = load_suite(a.suite)
+    check_references(suite, a.suite)
     out_dir = Path(a.output_dir) if a.output_dir else runs_dir() / suite.name
     seeds = _seeds(a.seeds) if a.seeds else suite.seeds
     progress = not a.no_progress and a.jobs == 1 and a.executor == "local"
@@ -177,7 +178,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_validate(a: argparse.Namespace) -> int:
     from talkwalk_bench.data.card import DatasetCard
     from talkwalk_bench.paths import tasks_dir
-    from talkwalk_bench.suite import load_suite, suite_files
+    from talkwalk_bench.suite import check_references, load_suite, suite_files
     from talkwalk_bench.tasks.spec import load_spec_file, spec_files
     from talkwalk_bench.yamlio import load_model
 
@@ -198,7 +199,7 @@ def cmd_validate(a: argparse.Namespace) -> int:
             if kind == "task":
                 load_spec_file(p)
             elif kind == "suite":
-                load_suite(str(p))
+                check_references(load_suite(str(p)), p)
             elif kind == "steering-builtin":
                 _check_builtin_steering(p)
             elif kind == "steering":

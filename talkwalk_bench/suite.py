@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from talkwalk_bench.errors import SpecError, UnknownNameError
+from talkwalk_bench.errors import BenchError, SpecError, UnknownNameError
 from talkwalk_bench.paths import safe_name, tasks_dir
 from talkwalk_bench.registry import did_you_mean
 from talkwalk_bench.yamlio import load_model
@@ -57,6 +57,26 @@ class Suite(BaseModel):
         if not v or any(s < 0 or s >= 2**32 for s in v):
             raise ValueError("seeds must be a non-empty list of whole numbers from 0 to 2**32 - 1")
         return v
+
+
+def check_references(suite: Suite, where: str | Path = "") -> None:
+    """What a suite names exists: each task loads (its metrics checked), each system is registered, each
+    system_args entry belongs to one of the run's systems and has the factory's types."""
+    from talkwalk_bench.registry import SYSTEMS, resolve_system_args
+    from talkwalk_bench.tasks.spec import load_spec
+
+    prefix = f"{where or suite.name}: "
+    for i, run in enumerate(suite.runs):
+        try:
+            load_spec(run.task)
+            for system in run.systems:
+                SYSTEMS.entry(system)
+            for system, args in run.system_args.items():
+                if system not in run.systems:
+                    raise SpecError(f"system_args names '{system}', which this run does not list in systems")
+                resolve_system_args(system, args)
+        except BenchError as exc:
+            raise SpecError(f"{prefix}runs[{i}] ({run.task}): {exc}") from None
 
 
 def suite_files() -> dict[str, Path]:

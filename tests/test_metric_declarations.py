@@ -108,3 +108,18 @@ def test_list_metrics_shows_each_familys_declarations(capsys):
     assert main(["list", "metrics"]) == 0
     out = capsys.readouterr().out
     assert "ranking:" in out and "nDCG@K" in out and "latency_p50_ms" in out and "↓" in out
+
+
+@pytest.mark.parametrize("runs,expected", [
+    ("[{task: ranking, systems: [popularity, random], system_args: {random: {seed_offset: two}}}]", "takes seed_offset as int"),
+    ("[{task: ranking, systems: [popularity], system_args: {random: {seed_offset: 2}}}]", "does not list in systems"),
+    ("[{task: ranking, systems: [popularityy]}]", "Did you mean 'popularity'?"),
+    ("[{task: rankng, systems: [popularity]}]", "Did you mean 'ranking'?"),
+])
+def test_validate_checks_what_a_suite_names(tmp_path, capsys, runs, expected):
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    (folder / "s.yaml").write_text(f"name: s\nruns: {runs}\n")
+    assert main(["validate", str(folder / "s.yaml")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and "runs[0]" in err
