@@ -18,9 +18,7 @@ import numpy as np
 from talkwalk_bench.errors import BenchError
 from talkwalk_bench.registry import register_system
 from talkwalk_bench.steering import ItemValues, Predicate, holds_for
-from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
-
-ORACLE_KEY = "oracle_predicate"
+from talkwalk_bench.types import ORACLE_KEY, Ranking, Request, SystemMeta, TrainData
 
 
 class OracleFilter:

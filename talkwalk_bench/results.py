@@ -22,20 +22,16 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from talkwalk_bench.errors import BenchError, ResultFileError
-from talkwalk_bench.yamlio import first_error
+from talkwalk_bench.yamlio import Strict, first_error
 
 SCHEMA_VERSION = 1
 TRACKED_PACKAGES = ("talkwalk-bench", "numpy", "scipy", "pandas", "torch", "recbole", "faiss-cpu", "transformers", "sentence-transformers", "peft", "openai")
 
 
 INVALID_PREFIX = "invalid: not a finite number"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class MetricEntry(Strict):

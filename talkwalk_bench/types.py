@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+# Request.context key under which tasks hand an oracle system (registered with oracle=True) the
+# ground-truth predicate of the current request; never set for any other system.
+ORACLE_KEY = "oracle_predicate"
+
 if TYPE_CHECKING:
     from talkwalk_bench.data.card import DatasetCard
 

@@ -6,11 +6,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from talkwalk_bench.errors import SpecError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base of declarations and records read from files: an unknown key is an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

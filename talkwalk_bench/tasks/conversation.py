@@ -69,9 +69,7 @@ from talkwalk_bench.metrics.stats import Estimate, not_available
 from talkwalk_bench.registry import SYSTEMS
 from talkwalk_bench.tasks.base import Episode, Family, register_family
 from talkwalk_bench.tasks.ranking import sample_users
-from talkwalk_bench.types import Request, Turn
-
-ORACLE_KEY = "oracle_predicate"  # the steerability task's key for oracle systems
+from talkwalk_bench.types import ORACLE_KEY, Request, Turn
 
 
 def _norm(text: str) -> str:

@@ -31,9 +31,8 @@ from talkwalk_bench.errors import BenchError
 from talkwalk_bench.metrics.stats import Estimate
 from talkwalk_bench.tasks.base import Episode, Family, register_family
 from talkwalk_bench.tasks.ranking import sample_users
-from talkwalk_bench.types import Request, Turn
+from talkwalk_bench.types import ORACLE_KEY, Request, Turn
 
-ORACLE_KEY = "oracle_predicate"
 Kind = Literal["include", "exclude", "range_bin", "include_range", "include_exclude"]
 
 

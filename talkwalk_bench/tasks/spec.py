@@ -7,16 +7,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from talkwalk_bench.errors import SpecError, UnknownNameError
 from talkwalk_bench.paths import safe_name, tasks_dir
 from talkwalk_bench.registry import did_you_mean
-from talkwalk_bench.yamlio import read_yaml, validate
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from talkwalk_bench.yamlio import Strict, read_yaml, validate
 
 
 class SplitSpec(Strict):

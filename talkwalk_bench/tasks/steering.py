@@ -55,11 +55,10 @@ from talkwalk_bench.steering.render import Steer, Vocabulary
 from talkwalk_bench.tasks.base import Episode, Family, register_family
 from talkwalk_bench.tasks.ranking import sample_users
 from talkwalk_bench.tasks.steering_eval import eval_templates
-from talkwalk_bench.types import Ranking, Request, Turn
+from talkwalk_bench.types import ORACLE_KEY, Ranking, Request, Turn
 
 ATTRIBUTE_KINDS = ("include", "exclude", "range_bin", "before", "after", "include_range", "include_exclude")
 ANCHORED_KINDS = ("older", "newer", "similar", "contrast")
-ORACLE_KEY = "oracle_predicate"
 
 
 class SteerabilityParams(BaseModel):
