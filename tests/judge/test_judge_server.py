@@ -133,51 +133,60 @@ def test_logprobs_of_a_real_model_match_its_greedy_tokens(tiny_engine):
 
 
 def test_a_request_whose_client_hung_up_is_not_generated(tiny_engine):
-    from talkwalk_bench.judge.server import Abandoned
+    import threading
+    import time
+
+    from talkwalk_bench.judge.server import Abandoned, Completion
 
     with pytest.raises(Abandoned):
         tiny_engine.complete([{"role": "user", "content": "x"}], max_tokens=2, still_wanted=lambda: False)
 
     class QueuedEngine:
-        """One generation at a time, like ChatEngine; counts what it generated."""
+        """One generation at a time, like ChatEngine; the first one runs until the test releases it."""
 
         name = "queued"
 
         def __init__(self) -> None:
-            import threading
-
             self.lock = threading.Lock()
-            self.generated = 0
+            self.running, self.release = threading.Event(), threading.Event()
+            self.generated = self.waiting = self.dropped = 0
 
         def complete(self, messages, *, still_wanted=None, **kw):
-            import time
-
-            from talkwalk_bench.judge.server import Completion
-
+            self.waiting += 1
             with self.lock:
+                self.waiting -= 1
                 if still_wanted is not None and not still_wanted():
+                    self.dropped += 1
                     raise Abandoned
-                time.sleep(0.4)
+                self.running.set()
+                self.release.wait(10)
                 self.generated += 1
             return Completion('{"score": 3}', 1, 1, "stop")
 
-    import threading
-    import time
+    def until(cond) -> None:
+        end = time.monotonic() + 10
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.02)
+        assert cond()
 
     eng = QueuedEngine()
     with ServerThread(eng) as url:
-        def ask():
+        first = threading.Thread(target=lambda: _client(url).chat.completions.create(
+            model="queued", messages=[{"role": "user", "content": "a"}]))
+        first.start()
+        until(eng.running.is_set)
+
+        def impatient():
             with pytest.raises(openai.APITimeoutError):
-                openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=0.2).chat.completions.create(
-                    model="queued", messages=[{"role": "user", "content": "x"}])
-        threads = [threading.Thread(target=ask) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        time.sleep(1.0)  # the first generation finishes; the three queued behind it find their clients gone
-        ok = _client(url).chat.completions.create(model="queued", messages=[{"role": "user", "content": "y"}])
-    assert ok.choices[0].message.content == '{"score": 3}'
-    # the last request, and at most the one already running when its client left (on a busy machine even
-    # that one may find its client gone); without the check all five would be generated
-    assert 1 <= eng.generated <= 2
+                openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=0.3).chat.completions.create(
+                    model="queued", messages=[{"role": "user", "content": "b"}])
+        second = threading.Thread(target=impatient)
+        second.start()
+        second.join()  # its client has given up ...
+        until(lambda: eng.waiting == 1)  # ... while its request waits behind the first
+        eng.release.set()
+        first.join()
+        until(lambda: eng.dropped == 1)
+        assert eng.generated == 1  # without the check the abandoned request would be generated for nobody
+        ok = _client(url).chat.completions.create(model="queued", messages=[{"role": "user", "content": "c"}])
+    assert ok.choices[0].message.content == '{"score": 3}' and eng.generated == 2
