@@ -23,6 +23,8 @@ INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch",
 # so models trained before they existed keep their cache entries
 ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt"}
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
+# variants that differ from another only in inference arguments share its trained model
+TRAINS_AS = {"semid-constrain": "semid"}
 SEQ_ONLY = ("val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "overlap", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
@@ -83,7 +85,7 @@ class SemIdRecommender:
         if "decoder" in keep:  # inference only, but kept as "trie" so existing keys do not move
             keep["decoder"] = "trie"
         payload = json.dumps(
-            {"v": VERSION, "data": data.key, "seed": seed, "name": self.meta.name, **keep},
+            {"v": VERSION, "data": data.key, "seed": seed, "name": TRAINS_AS.get(self.meta.name, self.meta.name), **keep},
             sort_keys=True,
             default=str,
         )

@@ -177,3 +177,11 @@ def test_tiger_steering_stage_leaves_lists_without_a_request_unchanged(env):
     r = Request("0", history=hist, exclude=frozenset(hist))
     assert plain.recommend([r], k=8)[0].items == steered.recommend([r], k=8)[0].items
     np.testing.assert_allclose(plain.score_catalog([r]), steered.score_catalog([r]))
+
+
+def test_constrain_variant_shares_semids_trained_model(env):
+    from talkwalk_bench.registry import build_system as build
+
+    a, _ = build("semid", {**SEQ, "base_model": str(env[0])})
+    b, _ = build("semid-constrain", {**SEQ, "base_model": str(env[0])})
+    assert a._cache_key(env[1], 0) == b._cache_key(env[1], 0)
