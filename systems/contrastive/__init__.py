@@ -31,16 +31,6 @@ def _build(name: str, args: dict[str, Any], **fixed: Any):
     return make(name, params, **kw)
 
 
-def _defaults(epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hidden: str, adapter: bool,
-              smooth_weight: float, use_user: bool, use_steering: bool, use_interactions: bool, w_text: float, w_user: float,
-              w_context: float, w_history: float, w_attract: float, w_repulsion: float, w_glide: float, w_negation: float, window: int,
-              history_window: int, diversity: float, intent_threshold: float, hnsw_threshold: int,
-              text_model: str, progress: bool, steer_weight: float, exclude_demote: bool, exclude_max_share: float,
-              exclude_z: float, polarity_threshold: float, ground_margin: float, ground_min: float, unfreeze_layers: int,
-              lr_text: float) -> dict[str, Any]:
-    return dict(locals())
-
-
 @register_system("contrastive", description="Seed 001: one contrastive space for metadata and language, FAISS search, steerable query")
 def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 256, lr: float = 1e-3,
                 hidden: str = "512,256", adapter: bool = True, smooth_weight: float = 1.0, use_user: bool = True,
@@ -52,7 +42,7 @@ def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 2
                 exclude_demote: bool = True, exclude_max_share: float = 0.5, exclude_z: float = 1.0,
                 polarity_threshold: float = 1.0, ground_margin: float = 0.1, ground_min: float = 0.6,
                 unfreeze_layers: int = 0, lr_text: float = 5e-5):
-    return _build("contrastive", _defaults(**locals()))
+    return _build("contrastive", dict(locals()))  # the signature above is the one list of arguments and defaults
 
 
 def _variant(name: str, **args: Any):
