@@ -105,3 +105,39 @@ def test_a_family_and_a_system_from_an_outside_package_run_without_editing_the_h
     proc = subprocess.run([sys.executable, "-m", "talkwalk_bench.cli", "validate", str(spec)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Did you mean 'fill_rate@4'?" in proc.stderr
+
+
+def _top_level_imports() -> dict[str, set[str]]:
+    """Harness module -> harness modules it imports when it is imported (function bodies and TYPE_CHECKING aside)."""
+    def name(p: Path) -> str:
+        parts = list(p.relative_to(ROOT).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "talkwalk_bench").rglob("*.py"):
+        deps: set[str] = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("talkwalk_bench"):
+                deps |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[name(path)] = deps
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_harness_modules_import_each_other_without_cycles():
+    graph = _top_level_imports()
+    assert "talkwalk_bench.tasks.spec" not in graph["talkwalk_bench.tasks.base"]  # spec -> base, never the reverse
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph[m]):
+            assert state.get(d) != 1, f"import cycle: {' -> '.join(path + [d])}"
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])

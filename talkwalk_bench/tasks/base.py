@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -26,10 +26,11 @@ from talkwalk_bench.errors import BenchError, SpecError, SystemFailure
 from talkwalk_bench.metric_info import Metric, check_name, check_selection, resolve
 from talkwalk_bench.metrics.stats import Estimate
 from talkwalk_bench.registry import Registry
-from talkwalk_bench.tasks.spec import TaskSpec
 from talkwalk_bench.types import Ranking, Request, TrainData
 from talkwalk_bench.yamlio import first_error
 
+if TYPE_CHECKING:  # annotations only: spec.py imports this module (to check a spec's family), never the reverse
+    from talkwalk_bench.tasks.spec import TaskSpec
 
 class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
