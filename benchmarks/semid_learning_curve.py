@@ -52,7 +52,7 @@ def main() -> None:
     ax.set_ylabel("validation nDCG@10 (ml-100k)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Semantic-id recommenders: validation nDCG@10 against training time")
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
