@@ -266,12 +266,7 @@ class ScratchDecoder:
         reqs = [Request(user_id=u, history=tuple(seqs[u]), exclude=frozenset(seqs[u])) for u in users]
         self.model.eval()
         self.proj.eval()
-        out = self.recommend(reqs, k=10)
-        gain = 0.0
-        for u, r in zip(users, out, strict=True):
-            if valid[u] in r.items:
-                gain += 1.0 / np.log2(r.items.index(valid[u]) + 2)
-        return gain / len(users)
+        return S.ndcg_at_10([r.items for r in self.recommend(reqs, k=10)], [valid[u] for u in users])
 
     def _sequence_loss(self, rows: Sequence[S.Window], b: Sequence[int]) -> Any:
         """The whole-sequence loss of one batch of windows."""

@@ -201,6 +201,16 @@ def soft_loss(hidden: Any, weight: Any, targets: Sequence[np.ndarray], space: Co
     return out / space.m
 
 
+def ndcg_at_10(ranked: Sequence[Sequence[str]], targets: Sequence[str]) -> float:
+    """Mean nDCG@10 of one held-out item per list, with the harness's own metric code."""
+    from talkwalk_bench.metrics.ranking import hit_matrix, ranking_metrics
+
+    if not ranked:
+        return 0.0
+    H, n_rel = hit_matrix([list(r)[:10] for r in ranked], [[t] for t in targets], 10)
+    return float(ranking_metrics(H, n_rel, [10], ["nDCG"])["nDCG@10"].mean())
+
+
 def lr_at(step: int, total: int, *, peak: float, warmup: int) -> float:
     """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 10 % of it."""
     if step < warmup:

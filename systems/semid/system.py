@@ -262,19 +262,9 @@ class SemIdRecommender:
                 x = tok(PROMPT.format(utterance=utt), add_special_tokens=False)["input_ids"]
                 y = tok(" " + text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
                 rows.append((x, y))
-        n_old = self.vocab["n_old"]
-        for q in core.parameters():
-            q.requires_grad_(False)
-        rows_w = [core.get_input_embeddings().weight]
-        head = core.get_output_embeddings()
-        if head is not None and head.weight is not rows_w[0]:
-            rows_w.append(head.weight)
-        hooks = []
-        for w in rows_w:
-            w.requires_grad_(True)
-            keep = torch.zeros(w.shape[0], 1, dtype=w.dtype)
-            keep[n_old:] = 1.0
-            hooks.append(w.register_hook(lambda g, keep=keep: g * keep))  # only the new rows move
+        from systems.semid.train import train_new_rows_only
+
+        rows_w, hooks = train_new_rows_only(core, self.vocab["n_old"])
         params = list(rows_w)
         if use_lora:
             lora = [q for n, q in model.named_parameters() if "lora_" in n]
@@ -285,24 +275,23 @@ class SemIdRecommender:
         seqs = _train_sequences(data)
         val_users = [u for u in sorted(valid) if u in seqs][: int(self.p.get("val_users", 0))]
 
+        from systems.semid.decode import PrefixTrie, beam_search_batch
+        from systems.semid.seq import ndcg_at_10
+
+        trie = PrefixTrie(space.sids)
+
         def validate() -> float:
             """nDCG@10 of the validation item for ``val_users`` (history masked), with the model as it is now."""
-            from systems.semid.decode import PrefixTrie, beam_search_batch
-
-            trie = PrefixTrie(space.sids)
             n = int(self.p["max_history"])
-            gain = 0.0
+            ranked = []
             for i in range(0, len(val_users), 16):
                 us = val_users[i : i + 16]
                 prompts = [[self.vocab["rec"], *space.history_tokens(seqs[u], n)] for u in us]
                 ex = [[space.sids[space.index[it]] for it in set(seqs[u]) if it in space.index] for u in us]
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.p["bf16"])):
                     res = beam_search_batch(core, prompts, trie, space.level_tokens, k=10, beam=10, excludes=ex)
-                for u, r in zip(us, res, strict=True):
-                    items = [space.by_sid[s] for s, _ in r]
-                    if valid[u] in items:
-                        gain += 1.0 / np.log2(items.index(valid[u]) + 2)
-            return gain / max(1, len(val_users))
+                ranked += [[space.by_sid[s] for s, _ in r] for r in res]
+            return ndcg_at_10(ranked, [valid[u] for u in val_users])
 
         try:
             info = train_seq(model, core, tok, self.vocab, space, seqs, data=data,

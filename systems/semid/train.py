@@ -115,6 +115,29 @@ def loss_on_targets(core: Any, ids: Any, labels: Any, att: Any) -> Any:
     return F.cross_entropy(logits.float(), y[mask])
 
 
+def train_new_rows_only(core: Any, n_old: int) -> tuple[list[Any], list[Any]]:
+    """Freeze ``core`` except the rows from ``n_old`` on of its input and output embeddings.
+
+    Returns (the embedding tensors, their gradient hooks; remove the hooks after training).
+    With tied embeddings the head shares the input tensor, which is then listed once.
+    """
+    import torch
+
+    for p in core.parameters():
+        p.requires_grad_(False)
+    rows = [core.get_input_embeddings().weight]
+    head = core.get_output_embeddings()
+    if head is not None and head.weight is not rows[0]:
+        rows.append(head.weight)
+    hooks = []
+    for w in rows:
+        w.requires_grad_(True)
+        keep = torch.zeros(w.shape[0], 1, dtype=w.dtype)
+        keep[n_old:] = 1.0
+        hooks.append(w.register_hook(lambda g, keep=keep: g * keep))  # only the new rows may move
+    return rows, hooks
+
+
 def add_lora(model: Any, *, r: int = 8, alpha: int = 16, top_layers: int = 0) -> Any:
     """Wrap the attention and MLP projections with LoRA adapters (peft); returns the peft model.
 
@@ -168,23 +191,10 @@ def train(
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
-    for p in core.parameters():
-        p.requires_grad_(False)
-    emb_params = {id(core.get_input_embeddings().weight): core.get_input_embeddings().weight}
-    if core.get_output_embeddings() is not None:
-        emb_params.setdefault(
-            id(core.get_output_embeddings().weight), core.get_output_embeddings().weight
-        )
-    hooks = []
-    for w in emb_params.values():
-        w.requires_grad_(True)
-        keep = torch.zeros(w.shape[0], 1, dtype=w.dtype)
-        keep[n_old:] = 1.0
-        # only the new rows may move (with tied embeddings the head shares this tensor)
-        hooks.append(w.register_hook(lambda g, keep=keep: g * keep))
+    rows_w, hooks = train_new_rows_only(core, n_old)
     for p in lora_params:
         p.requires_grad_(True)
-    groups = [{"params": list(emb_params.values()), "lr": lr, "weight_decay": 0.0}]
+    groups = [{"params": rows_w, "lr": lr, "weight_decay": 0.0}]
     if lora_params:
         groups.append({"params": list(lora_params), "lr": lr_lora, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups)

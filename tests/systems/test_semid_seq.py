@@ -185,3 +185,8 @@ def test_constrain_variant_shares_semids_trained_model(env):
     a, _ = build("semid", {**SEQ, "base_model": str(env[0])})
     b, _ = build("semid-constrain", {**SEQ, "base_model": str(env[0])})
     assert a._cache_key(env[1], 0) == b._cache_key(env[1], 0)
+
+
+def test_validation_ndcg_uses_the_held_out_items_rank():
+    got = S.ndcg_at_10([["a", "b"], ["c"]], ["b", "z"])
+    assert got == pytest.approx((1 / np.log2(3)) / 2)
