@@ -51,23 +51,21 @@ class Teacher:
         if [tuple(s) for s in system.space.sids] != [tuple(s) for s in space.sids]:
             raise ValueError("the teacher's semantic ids differ from the student's; use the same embedder and widths")
         self.space = space
-        # student token id -> teacher token id, per level
-        self.map = {}
+        import torch
+
+        from systems.semid.scratch import BOS
+
+        # student token id -> teacher token id (anything else, the prefix included, -> BOS), built once
+        top = max(max(t) for t in space.level_tokens)
+        self.lut = torch.full((top + 1,), BOS, dtype=torch.long)
         for j in range(space.m):
-            for c, t in enumerate(space.level_tokens[j]):
-                self.map[t] = system.space.level_tokens[j][c]
+            self.lut[torch.as_tensor(space.level_tokens[j])] = torch.as_tensor(system.space.level_tokens[j])
 
     def level_logits(self, ids: Any, att: Any, mask: Any, levels: Any) -> list[Any]:
         """The teacher's logits over each level's codes at the masked positions (in level order)."""
         import torch
 
-        from systems.semid.scratch import BOS
-
-        lut = torch.full((int(ids.max()) + 1,), BOS, dtype=torch.long)
-        for s, t in self.map.items():
-            if s < len(lut):
-                lut[s] = t
-        tids = lut[ids]
+        tids = self.lut[ids.clamp(max=len(self.lut) - 1)]
         with torch.inference_mode():
             h = self.sys.model.model(input_ids=tids, attention_mask=att).last_hidden_state[:, :-1][mask]
             w = self.sys.model.get_input_embeddings().weight
@@ -157,12 +155,7 @@ def train_seq(
     while done_seq < n_seq:
         set_lr()
         b = plan[done_seq]
-        ids, att = S.pad_batch([rows[r].tokens for r in b], 0)
-        n = ids.shape[1]
-        t = torch.arange(1, n)
-        first = torch.as_tensor([max(rows[r].first_target, 1) for r in b])
-        mask = (t[None, :] >= first[:, None]) & (t[None, :] < att.sum(1)[:, None])
-        lv = ((t - 1) % space.m).expand(len(b), -1)[mask]
+        ids, att, mask, lv = S.window_batch(rows, b, space.m, 0)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(p["bf16"])):
             h = _body(core, ids, att, p)[:, :-1][mask]
             tl = teacher.level_logits(ids, att, mask, lv) if teacher is not None else None

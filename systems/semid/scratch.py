@@ -270,16 +270,10 @@ class ScratchDecoder:
 
     def _sequence_loss(self, rows: Sequence[S.Window], b: Sequence[int]) -> Any:
         """The whole-sequence loss of one batch of windows."""
-        import torch
-
-        ids, att = S.pad_batch([rows[r].tokens for r in b], PAD)
+        ids, att, mask, lv = S.window_batch(rows, b, self.space.m, PAD)
         h = self._forward_hidden(ids, att)
-        t = torch.arange(1, ids.shape[1])
-        first = torch.as_tensor([max(rows[r].first_target, 1) for r in b])
-        mask = (t[None, :] >= first[:, None]) & (t[None, :] < att.sum(1)[:, None])
-        lv = ((t - 1) % self.space.m).expand(len(b), -1)
         weight = self.model.get_input_embeddings().weight
-        return S.level_loss(h[:, :-1][mask], weight, ids[:, 1:][mask], lv[mask], self.space)[0]
+        return S.level_loss(h[:, :-1][mask], weight, ids[:, 1:][mask], lv, self.space)[0]
 
     def _train_steering(self, seqs: dict[str, list[str]], data: TrainData, steps: int) -> dict[str, Any]:
         """Steering rows: history window + a train phrasing -> soft targets over the satisfying items.

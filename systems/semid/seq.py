@@ -239,6 +239,17 @@ def batches(rows: Sequence[Window], *, batch_tokens: int, seed: int, epoch: int)
     return [out[i] for i in rng.permutation(len(out))]
 
 
+def window_batch(rows: Sequence[Window], b: Sequence[int], m: int, pad: int) -> tuple[Any, Any, Any, Any]:
+    """(ids, attention mask, target mask over positions 1.., compact level of each masked target) of a batch."""
+    import torch
+
+    ids, att = pad_batch([rows[r].tokens for r in b], pad)
+    t = torch.arange(1, ids.shape[1])
+    first = torch.as_tensor([max(rows[r].first_target, 1) for r in b])
+    mask = (t[None, :] >= first[:, None]) & (t[None, :] < att.sum(1)[:, None])
+    return ids, att, mask, ((t - 1) % m).expand(len(b), -1)[mask]
+
+
 def pad_batch(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any]:
     """Right-padded ids and attention mask."""
     import torch
