@@ -190,3 +190,13 @@ def test_constrain_variant_shares_semids_trained_model(env):
 def test_validation_ndcg_uses_the_held_out_items_rank():
     got = S.ndcg_at_10([["a", "b"], ["c"]], ["b", "z"])
     assert got == pytest.approx((1 / np.log2(3)) / 2)
+
+
+def test_bad_teacher_args_is_a_one_line_error_before_any_work():
+    from talkwalk_bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"-S teacher_args=epochs: 'epochs' is not KEY=VALUE") as e:
+        build_system("semid", {"teacher_args": "epochs"})
+    assert "\n" not in str(e.value)
+    with pytest.raises(BenchError, match="nope=1"):
+        build_system("semid", {"teacher_args": "nope=1"})
