@@ -58,7 +58,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                         card=Path(a.card) if a.card else None,
                         steering_file=Path(a.steering_file) if a.steering_file else None,
                         options=_judge_options(a, parse_kv(a.option, "-O")),
-                        allow_untimed=a.allow_untimed, allow_unknown_items=a.allow_unknown_items,
+                        limit=a.limit, allow_untimed=a.allow_untimed, allow_unknown_items=a.allow_unknown_items,
                         allow_degraded=a.allow_degraded))
     out = res.__dict__.get("_path")
     _print_result(res, out)
@@ -250,7 +250,7 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
 
     if a.format not in lb.FORMATS:  # a default from $TALKWALK_LB_FORMAT is not checked by argparse
         raise BenchError(f"--format {a.format!r}: use one of {', '.join(lb.FORMATS)} (from --format or $TALKWALK_LB_FORMAT)")
-    results, skipped = lb.collect([Path(p) for p in a.results])
+    results, skipped = lb.collect([Path(p) for p in a.results], allow_limited=a.allow_limited)
     for s in skipped:
         print(f"skipped {s}", file=sys.stderr)
     if not results:
@@ -325,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--card", default=_env("TALKWALK_CARD"), help="dataset card YAML; default tasks/cards/DATASET.yaml (env TALKWALK_CARD)")
     r.add_argument("--steering-file", default=_env("TALKWALK_STEERING_FILE"), help="your own steering phrasings (YAML) for steering tasks (env TALKWALK_STEERING_FILE)")
     r.add_argument("--no-progress", action="store_true", default=env_flag("TALKWALK_NO_PROGRESS"), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
+    r.add_argument("--limit", type=whole("--limit", minimum=1), default=None, metavar="N",
+                   help="play only the first N episodes: a quick try, recorded in the result; leaderboards refuse it unless --allow-limited")
     r.add_argument("--allow-untimed", action="store_true", help="accept an interaction file without a timestamp field (file order; recorded in the result)")
     r.add_argument("--allow-unknown-items", action="store_true", help="accept interactions on items missing from the .item file (recorded in the result)")
     r.add_argument("--allow-degraded", action="store_true", help="accept a run whose judge answered nothing (status success, recorded); default: status degraded, exit 1")
@@ -358,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     lbp.add_argument("results", nargs="+", help="result JSON files or folders")
     lbp.add_argument("--format", choices=["md", "csv", "json", "html"], default=_env("TALKWALK_LB_FORMAT", "md"), help="(env TALKWALK_LB_FORMAT, default md)")
     lbp.add_argument("--output", default=None, help="write here instead of stdout; with --format html, a folder gets a site (index + one page per task)")
+    lbp.add_argument("--allow-limited", action="store_true", help="rank results of --limit runs too (marked 'limited'); by default they are refused")
     lbp.set_defaults(func=cmd_leaderboard)
 
     g = sub.add_parser("gate", help="fail (exit 1) when a run regresses against a baseline; exit 2 on bad input")

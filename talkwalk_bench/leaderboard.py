@@ -82,11 +82,12 @@ def _other_json(path: Path) -> bool:
     return not looks_like_result(data)
 
 
-def collect(paths: list[Path]) -> tuple[list[tuple[Path, Result]], list[str]]:
+def collect(paths: list[Path], *, allow_limited: bool = False) -> tuple[list[tuple[Path, Result]], list[str]]:
     """Expand folders, read and validate every result; errors stop with the file named.
 
     Inside a folder, JSON files that are not results at all are skipped with a
-    note; a file named on the command line must be a result.
+    note; a file named on the command line must be a result. A result of a
+    ``--limit`` run (a few episodes) is refused unless ``allow_limited``.
     """
     files: list[Path] = []
     skipped: list[str] = []
@@ -107,12 +108,16 @@ def collect(paths: list[Path]) -> tuple[list[tuple[Path, Result]], list[str]]:
         if r.status != "success":
             skipped.append(f"{f}: status {r.status}" + (f" ({r.error})" if r.error else ""))
             continue
+        if r.limit is not None and not allow_limited:
+            raise ResultFileError(f"{f}: a --limit {r.limit} run ({r.n_episodes} episodes) is not comparable with full runs; "
+                                  "rerun it without --limit, move it out of the folder, or pass --allow-limited")
         results.append((f, r))
     return results, skipped
 
 
 def _variant_name(r: Result) -> str:
-    return r.system.name
+    # a --limit run (allowed with --allow-limited) never shares a row with full runs
+    return r.system.name if r.limit is None else f"{r.system.name} (limited: {r.n_episodes} episodes)"
 
 
 def build(results: list[tuple[Path, Result]]) -> list[Board]:

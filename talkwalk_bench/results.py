@@ -103,6 +103,8 @@ class Result(Strict):
     metrics: dict[str, MetricEntry] = Field(default_factory=dict)
     n_episodes: int = 0
     n_failed: int = 0
+    # --limit N: only the first N of the task's episodes ran (a quick try, not comparable with full runs)
+    limit: int | None = None
     episodes_file: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     extras: dict[str, Any] = Field(default_factory=dict)

@@ -213,6 +213,17 @@ class Family:
 
 FAMILIES: Registry[type[Family]] = Registry("task family", lambda: _load_families())
 
+def explain(r: Ranking) -> str:
+    """What a system said about one list, for the episode file: its explanation and, when it
+    reports one, the constraint it understood (``trace['constraint']``); "" when it said nothing."""
+    parts = []
+    if r.trace and r.trace.get("constraint") is not None:
+        parts.append(f"understood: {r.trace['constraint']}")
+    if r.explanation:
+        parts.append(str(r.explanation).strip())
+    return " | ".join(p for p in parts if p)
+
+
 # -O options of the families that do not declare ``options`` on their class.
 FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
     "steerability": ("judge", "judge_pairwise"),

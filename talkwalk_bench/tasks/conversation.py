@@ -67,7 +67,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from talkwalk_bench.errors import BenchError
 from talkwalk_bench.metrics.stats import Estimate, not_available
 from talkwalk_bench.registry import SYSTEMS
-from talkwalk_bench.tasks.base import Episode, Family, register_family
+from talkwalk_bench.tasks.base import Episode, Family, explain, register_family
 from talkwalk_bench.tasks.ranking import sample_users
 from talkwalk_bench.types import ORACLE_KEY, Request, Turn
 
@@ -371,6 +371,8 @@ class ConversationFamily(Family):
                 else:
                     s["turns"].append({"utterance": text, "kind": c.kind, "template": tmpl, "detail": c.detail,
                                        "predicate": c.predicate.to_dict(), "shown": shown})
+                if why := explain(r):  # what the system said about this list (shown by `talkwalk-bench view`)
+                    s["turns"][-1]["explanation"] = why
                 acc = sim.accepts(shown, s["target"])
                 if acc is not None:
                     s["accepted"], s["accepted_item"], s["done"] = t, acc, True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 import uuid
@@ -59,6 +60,7 @@ class RunConfig:
     allow_untimed: bool = False  # an interaction file without timestamps: order by file position
     allow_unknown_items: bool = False  # interactions on items the item file does not list
     allow_degraded: bool = False  # a run whose judge answered nothing still counts as success
+    limit: int | None = None  # run only the first N episodes (recorded; leaderboards refuse the result)
 
 
 def default_output(system: str, task: str, dataset: str, seed: int) -> Path:
@@ -72,6 +74,8 @@ def check_config(cfg: RunConfig) -> None:
     """Arguments that would only fail after training (in the bootstrap, in a writer) fail here, first."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
         raise BenchError(f"--seed {cfg.seed!r}: a seed is a whole number from 0 to {MAX_SEED}; pass e.g. --seed 0")
+    if cfg.limit is not None and (isinstance(cfg.limit, bool) or not isinstance(cfg.limit, int) or cfg.limit < 1):
+        raise BenchError(f"--limit {cfg.limit!r}: the number of episodes to play is a whole number >= 1; pass e.g. --limit 5")
 
 
 def check_options(family_cls: type, spec_name: str, options: dict[str, Any]) -> None:
@@ -88,11 +92,31 @@ def check_options(family_cls: type, spec_name: str, options: dict[str, Any]) -> 
                      f"{did_you_mean(key, sorted(known))} Its options: {', '.join(sorted(known))}")
 
 
+QUIET_ENV = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")
+
+
 def run(cfg: RunConfig) -> Result:
     """Run and return the result (status success, or degraded when its judge answered nothing);
     raises BenchError on bad input and on a failed run (whose result has status error)."""
+    if cfg.progress:
+        return _run(cfg)
+    # --no-progress silences every bar, the systems' and libraries' included (tqdm reads this when a bar is made)
+    before = {k: os.environ.get(k) for k in QUIET_ENV}
+    os.environ.update({k: "1" for k in QUIET_ENV})
+    try:
+        return _run(cfg)
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(cfg: RunConfig) -> Result:
     t_start = time.perf_counter()
     check_config(cfg)
+    phase = _phases(cfg.progress)
     spec, spec_path = load_spec(cfg.task)
     family_cls = FAMILIES.get(spec.family)
     params = family_cls.parse_params(spec, spec_path)
@@ -101,6 +125,7 @@ def run(cfg: RunConfig) -> Result:
         readers = ", ".join(sorted(n for n in FAMILIES.names() if FAMILIES.get(n).reads_steering_file))
         raise BenchError(f"task '{spec.name}' (family {spec.family}) does not read a steering file; drop --steering-file "
                          f"(families that read one: {readers})")
+    phase("loading", f"dataset {cfg.dataset or spec.dataset}, task {spec.name}")
     dataset = load_dataset(cfg.dataset or spec.dataset, allow_untimed=cfg.allow_untimed,
                            allow_unknown_items=cfg.allow_unknown_items)
     if family_cls.system_free:
@@ -128,6 +153,8 @@ def run(cfg: RunConfig) -> Result:
     if family_cls.needs_card:
         ctx.card  # noqa: B018  (fail on a bad card before training)
     episodes = family.episodes()
+    if cfg.limit is not None:
+        episodes = episodes[: cfg.limit]
 
     if not family_cls.system_free:
         system, args = build_system(sysname, cfg.system_args or {})
@@ -140,8 +167,22 @@ def run(cfg: RunConfig) -> Result:
                          n_items=dataset.n_items, n_interactions=len(dataset.interactions), path=str(dataset.path))
     check_writable(out)
     # one run at a time per output: taken before looking at what is there, held to the end
+    if cfg.limit is not None:
+        print(f"--limit {cfg.limit}: playing {len(episodes)} episodes; the result is marked limited and leaderboards "
+              "refuse it", file=sys.stderr)
     with OutputLock(out, {"system": sysname, "task": spec.name}):
-        return _run_locked(cfg, out, t_start, spec, family, ctx, episodes, system, sysinfo, taskinfo, dsinfo)
+        return _run_locked(cfg, out, t_start, spec, family, ctx, episodes, system, sysinfo, taskinfo, dsinfo, phase)
+
+
+def _phases(show: bool):
+    """A labelled line per phase of a run (loading, fitting, playing, scoring), on stderr; silent with --no-progress."""
+    t0 = time.perf_counter()
+
+    def phase(name: str, detail: str = "") -> None:
+        if show:
+            print(f"[{time.perf_counter() - t0:7.1f} s] {name}" + (f": {detail}" if detail else ""), file=sys.stderr, flush=True)
+
+    return phase
 
 
 def _good_result(path: Path) -> bool:
@@ -157,13 +198,13 @@ def staging_path(out: Path) -> Path:
 
 
 def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: TaskContext, episodes, system,
-                sysinfo: SystemInfo, taskinfo: TaskInfo, dsinfo: DatasetInfo) -> Result:
+                sysinfo: SystemInfo, taskinfo: TaskInfo, dsinfo: DatasetInfo, phase=lambda *a: None) -> Result:
     done: list[dict[str, Any]] = []
     if out.exists() and not cfg.force:
         if not cfg.resume:
             raise BenchError(f"{out}: a result already exists; pass --resume to continue it or --force to overwrite it")
         prev = read_result(out)
-        _check_same_run(out, prev, sysinfo, taskinfo, dsinfo, cfg.seed)
+        _check_same_run(out, prev, sysinfo, taskinfo, dsinfo, cfg.seed, cfg.limit)
         if prev.status == "success":
             return prev
         wanted = {e.id for e in episodes}
@@ -181,13 +222,14 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
                                      "and were added without metadata (allowed with --allow-unknown-items)")
     result = Result(status="started", run_id=uuid.uuid4().hex[:12], created_at=now(), system=sysinfo, task=taskinfo,
                     dataset=dsinfo, protocol=protocol, seed=cfg.seed, env=environment(),
-                    n_episodes=len(episodes), episodes_file=episodes_path(out).name)
+                    n_episodes=len(episodes), episodes_file=episodes_path(out).name, limit=cfg.limit)
     write_result(target, result)
     writer = EpisodeWriter(ep_path, done)
     ctx.system = system
     timings: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
+        phase("fitting", f"{sysinfo.name} (a cached model loads in seconds; a first fit trains, see the system's docs)")
         try:
             system.fit(family.train_data(), seed=cfg.seed)
         except BenchError:
@@ -199,6 +241,7 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
         finished = {r["episode"] for r in done}
         todo = [e for e in episodes if e.id not in finished]
         records = list(done)
+        phase("playing", f"{len(todo)} episodes" + (f" ({len(done)} already done)" if done else ""))
         t_play = time.perf_counter()
         bar = tqdm(total=len(episodes), initial=len(done), desc=f"{sysinfo.name} / {spec.name}", unit="ep",
                    disable=not cfg.progress, leave=False)
@@ -229,6 +272,7 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
         timings["harness_s"] = timings["play_s"] - ctx.recommend_seconds
         timings["n_requests"] = float(ctx.n_requests)
 
+        phase("scoring", f"{len(records)} episodes, bootstrap CIs")
         result.metrics = aggregate(records, spec, cfg.seed)
         extras = family.extras(records)
         chance = extras.pop("chance", {})
@@ -341,8 +385,11 @@ def aggregate(records: list[dict[str, Any]], spec, seed: int) -> dict[str, Metri
     return {name: MetricEntry(**ests[name].as_dict()) for name in order}
 
 
-def _check_same_run(path: Path, prev: Result, sysinfo: SystemInfo, taskinfo: TaskInfo, dsinfo: DatasetInfo, seed: int) -> None:
+def _check_same_run(path: Path, prev: Result, sysinfo: SystemInfo, taskinfo: TaskInfo, dsinfo: DatasetInfo, seed: int,
+                    limit: int | None = None) -> None:
     diffs = []
+    if prev.limit != limit:
+        diffs.append("--limit")
     if prev.system.name != sysinfo.name or prev.system.args != sysinfo.args:
         diffs.append("system or its arguments")
     if prev.task.spec_hash != taskinfo.spec_hash:

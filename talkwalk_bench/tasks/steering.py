@@ -52,7 +52,7 @@ from talkwalk_bench.steering.predicates import (
     predicate_from_dict,
 )
 from talkwalk_bench.steering.render import Steer, Vocabulary
-from talkwalk_bench.tasks.base import Episode, Family, register_family
+from talkwalk_bench.tasks.base import Episode, Family, explain, register_family
 from talkwalk_bench.tasks.ranking import sample_users
 from talkwalk_bench.tasks.steering_eval import eval_templates
 from talkwalk_bench.types import ORACLE_KEY, Ranking, Request, Turn
@@ -372,6 +372,13 @@ class SteerabilityFamily(Family):
         for i, e in enumerate(eps):
             rec = self._score(e, i, L0[i], LS[i], LA[i], LV[i], LC[i], LB[i], LR[i], anchored[i], steer_p[i], alt_p[i],
                               ent_scores, traces)
+            said = {"neutral": r0[i], "steer": r1[4 * i], "alt": r1[4 * i + 1], "more_variety": r1[4 * i + 2],
+                    "stay_close": r1[4 * i + 3], "go_back": r2[i]}
+            if i in idx3:
+                said["anchored"] = r3[idx3.index(i)]
+            why = {key: text for key, r in said.items() if (text := explain(r))}
+            if why:  # what the system said about each list (shown by `talkwalk-bench view`)
+                rec["explanations"] = why
             records.append(rec)
         if self.judge is not None:
             self._judge_steer(eps, records, L0, LS, [r1[4 * i].explanation for i in range(n)], steer_p)
