@@ -196,6 +196,15 @@ def polarity_phrases(card: DatasetCard) -> dict[str, list[str]]:
     return {k: list(dict.fromkeys(v)) for k, v in out.items()}
 
 
+def train_template_set() -> dict[str, tuple[str, ...]]:
+    """The steering module's *train* templates per kind ({} without that module)."""
+    try:
+        from talkwalk_bench.steering import train_templates
+    except ImportError:
+        return {}
+    return dict(train_templates())
+
+
 def describe_signature(fn: Any) -> str:
     try:
         return str(inspect.signature(fn))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,7 @@ class TurnTrace:
     query: np.ndarray
     diversify: bool = False
     negated: tuple[str, ...] = ()  # phrases ruled out at this query point ("no horror" -> "horror")
+    constraints: tuple[Any, ...] = ()  # grounded constraints on the list at this point (grounding.Constraint)
 
 
 def classify(utterance: str, text_vec: np.ndarray | None, prototypes: dict[str, np.ndarray], threshold: float) -> str:
@@ -121,6 +123,11 @@ def steer_point(base: np.ndarray, utterance: str, steer_text: Callable[[str], np
                 negative: Callable[[str], bool] | None = None) -> np.ndarray:
     """Move toward what the utterance asks for and past what it rules out ("no horror", "without romance")."""
     keep, negs = steer_parts(utterance, w, negative)
+    return move(base, keep, negs, steer_text, w)
+
+
+def move(base: np.ndarray, keep: str, negs: Sequence[str], steer_text: Callable[[str], np.ndarray], w: Weights) -> np.ndarray:
+    """Toward ``keep`` and past each phrase of ``negs`` (its cosine to the point ends at ``-w.negation``)."""
     q = normalize(base + w.text * steer_text(keep)) if keep.strip() or not negs else base
     for phrase in negs:
         n = steer_text(phrase)
@@ -139,13 +146,19 @@ def steer_parts(utterance: str, w: Weights, negative: Callable[[str], bool] | No
     return keep, negs
 
 
+ANCHOR_INTENT = {"older": "older", "newer": "newer", "similar": "attract", "contrast": "repel"}
+
+
 def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.ndarray, *, raw_text: Callable[[str], np.ndarray],
                       steer_text: Callable[[str], np.ndarray], item_vec: Callable[[Sequence[str]], np.ndarray],
                       prototypes: dict[str, np.ndarray], threshold: float, w: Weights,
                       anchor: Callable[[str, Sequence[str]], tuple[str | None, str]] | None = None,
                       shift: Callable[[str, float], np.ndarray] | None = None,
                       rewrite: Callable[[], str | None] | None = None,
-                      negative: Callable[[str], bool] | None = None) -> list[TurnTrace]:
+                      negative: Callable[[str], bool] | None = None,
+                      read: Callable[[str, str | None], Any] | None = None,
+                      relate: Callable[[str, str], Any] | None = None,
+                      parts: Callable[[str, Any], tuple[str, list[str]]] | None = None) -> list[TurnTrace]:
     """Query point after each turn. ``base`` is the no-text query (user + context + history).
 
     A steering turn replaces the text signal; control turns act on the
@@ -153,27 +166,47 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
     finds a shown item by its title) or else the items shown in answer to the
     previous turn; older/newer glide the anchor along the ordered axis
     (``shift``); back pops to the point before the last change.
+
+    Grounding (optional): ``read(said, named)`` returns what the card can check
+    in the utterance (``grounding.Reading``): its constraints, or for a named
+    item the anchored relation (older / newer / similar / contrast), which
+    then decides the turn's intent; ``relate(kind, item)`` is the constraint
+    an anchored relation puts on the list; ``parts(utterance, reading)`` the
+    text to move toward and the phrases to move past for a grounded steer.
+    Each point of the stack carries its constraints: a steer replaces them,
+    an anchored or control turn adds to them, "go back" restores them.
     """
     stack: list[np.ndarray] = [base]
     negs: list[tuple[str, ...]] = [()]  # the phrases ruled out at each point of the stack
+    cons: list[tuple[Any, ...]] = [()]  # the grounded constraints at each point of the stack
     out: list[TurnTrace] = []
     window = turns[-w.window:] if w.window > 0 else turns
     prev_shown: tuple[str, ...] = ()
     all_shown: list[str] = []
     for t, (utt, shown) in enumerate(window):
         named, said = anchor(utt, all_shown) if anchor is not None else (None, utt)
-        intent = classify(said, raw_text(said) if said.strip() else None, prototypes, threshold)
+        reading = read(said, named) if read is not None and said.strip() else None
+        if reading is not None and reading.relation:
+            intent = ANCHOR_INTENT[reading.relation]
+        elif reading is not None and reading.constraints:
+            intent = "steer"
+        else:
+            intent = classify(said, raw_text(said) if said.strip() else None, prototypes, threshold)
         cur = stack[-1]
         div = False
         ref = (named,) if named else prev_shown
         neg = negs[-1]  # attract/repel keep what was ruled out
+        con = cons[-1]
         if intent == "back":
             if len(stack) > 1:
                 stack.pop()
                 negs.pop()
-            q, neg = stack[-1], negs[-1]
+                cons.pop()
+            q, neg, con = stack[-1], negs[-1], cons[-1]
         elif intent == "attract" and ref:
             q = normalize(cur + w.attract * normalize(item_vec(ref).mean(0)))
+            if relate is not None and named:
+                con = con + (relate("similar", named),)
             stack.append(q)
         elif intent in ("repel", "diverse") and (ref or all_shown):
             r = normalize(item_vec(ref or tuple(all_shown)).mean(0))
@@ -182,20 +215,32 @@ def fold_conversation(turns: Sequence[tuple[str, tuple[str, ...]]], base: np.nda
                 q = normalize(cur - w.repulsion * 0.5 * r)
             else:  # push the point past the shown items: its cosine to their centre becomes -repulsion
                 q = normalize(cur - (float(cur @ r) + w.repulsion) * r)
+                if relate is not None and (named or ref):
+                    con = con + (relate("contrast", named or ref[0]),)
             stack.append(q)
         elif intent in ("older", "newer") and ref and shift is not None:
             q = normalize(shift(ref[0], -1.0 if intent == "older" else 1.0) + w.user * cur)
+            if relate is not None:
+                con = con + (relate(intent, ref[0]),)
             stack.append(q)
         elif intent in ("steer", "older", "newer"):
             text = rewrite() if rewrite is not None and t == len(window) - 1 else None
-            q = steer_point(base, text or utt, steer_text, w, negative)
-            neg = tuple(steer_parts(text or utt, w, negative)[1])
+            if text and read is not None:  # a rewrite is read like the utterance it replaces
+                reading = read(text, None)
+            if reading is not None and reading.constraints and parts is not None:
+                keep, ph = parts(text or utt, reading)
+                q = move(base, keep, ph, steer_text, w)
+                neg, con = tuple(ph), tuple(reading.constraints)
+            else:
+                q = steer_point(base, text or utt, steer_text, w, negative)
+                neg, con = tuple(steer_parts(text or utt, w, negative)[1]), ()
             stack.append(q)
         else:
             q = cur
         if len(negs) < len(stack):
             negs.append(neg)
-        out.append(TurnTrace(utt, intent, q, div, neg))
+            cons.append(con)
+        out.append(TurnTrace(utt, intent, q, div, neg, con))
         prev_shown = tuple(shown)
         all_shown.extend(shown)
     return out

@@ -37,7 +37,8 @@ class ContrastiveSystem:
                  diversity: float = 1.0, progress: bool = True, cache: bool = True, reasoner: Any = None,
                  text_encoder: Any = None, exclude_demote: bool = True, exclude_max_share: float = 0.5,
                  exclude_z: float = 1.0, polarity_threshold: float = 1.0, ground_margin: float = 0.1,
-                 ground_min: float = 0.6) -> None:
+                 ground_min: float = 0.6, constrain: bool = True, constrain_anchored: bool = True,
+                 new_user_prior: str = "demographic") -> None:
         self.cfg, self.w = cfg, weights
         self.text_model = text_model
         self.intent_threshold = intent_threshold
@@ -49,6 +50,14 @@ class ContrastiveSystem:
         self.exclude_max_share, self.exclude_z = exclude_max_share, exclude_z
         self.polarity_threshold = polarity_threshold  # cue-free negation: the probe's logit must exceed this
         self.ground_margin, self.ground_min = ground_margin, ground_min  # ground_margin <= 0: no grounding
+        # inference only (never in the artifact key): card values and ranges the request names filter the list;
+        # anchored relations (older / newer / similar / different from a named item) filter it too
+        self.constrain, self.constrain_anchored = constrain, constrain_anchored
+        self._con_memo: dict[Any, np.ndarray] = {}
+        if new_user_prior not in ("demographic", "popularity", "none"):
+            raise BenchError(f"-S new_user_prior={new_user_prior}: choose demographic, popularity or none")
+        self.new_user_prior = new_user_prior  # inference only: how a user without history is placed (see _prior)
+        self.prior_weight = 0.0  # weight of the space's cosine beside the prior, chosen at fit on training users
         self._neg_memo: dict[str, np.ndarray] = {}
         self._carry_memo: dict[tuple[str, str], np.ndarray] = {}
         self.llm_fallbacks = 0  # turns whose LLM rewrite failed and used the raw utterance
@@ -157,8 +166,11 @@ class ContrastiveSystem:
             X = self.enc.encode(pol["exclude"] + pol["other"])
             self.polarity = fit_probe(X, np.r_[np.ones(len(pol["exclude"])), np.zeros(len(pol["other"]))])
         self._neg_memo.clear()
+        self._con_memo.clear()
         self._ground_protos()
+        self._build_grounder(data)
         self._fallback = normalize(self.index.vectors[: len(self.item_ids)].mean(0))
+        self._fit_prior(data)
 
     def _ground_protos(self) -> None:
         """One text prototype per categorical item value: the mean steering-text vector of its card texts.
@@ -182,6 +194,219 @@ class ContrastiveSystem:
                     P.append(v / max(float(np.linalg.norm(v)), 1e-12))
                     self._ground_labels.append((name, label))
         self._ground_P = np.array(P, np.float32) if P else np.zeros((0, self.index.dim), np.float32)
+
+    # ------------------------------------------------------------------ new users
+
+    def _user_keys(self, user: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(attribute, value or bin label) of a user's metadata: the groups whose taste is counted."""
+        out = []
+        if self.card.user is None:
+            return out
+        for name, attr in self.card.user.attributes.items():
+            v = attr.value_of(dict(user))
+            if attr.kind == "ordinal":
+                b = attr.bin_of(v)
+                if b is not None:
+                    out.append((name, b.label))
+            elif attr.kind == "categorical" and v is not None and str(v) not in attr.unknown:
+                out.append((name, str(v)))
+        return out
+
+    def _fit_prior(self, data: TrainData) -> None:
+        """Counts for a new user's prior: items' training counts overall and per demographic group
+        (gender, occupation, age bin), and the weight of the space's cosine beside the prior, chosen on
+        training users (their last training item held out from the counts) by nDCG@10."""
+        n = len(self.item_ids)
+        pos = {it: j for j, it in enumerate(self.item_ids)}
+        tr = data.train
+        rows = np.array([pos.get(i, -1) for i in tr.item_ids.tolist()])
+        ok = rows >= 0
+        self._c_all = np.bincount(rows[ok], minlength=n).astype(np.float64)
+        self._c_group: dict[tuple[str, str], np.ndarray] = {}
+        keys = {u: self._user_keys(m) for u, m in data.users.items()}
+        users = tr.user_ids.tolist()
+        for key in {k for ks in keys.values() for k in ks}:
+            sel = ok & np.array([key in keys.get(u, ()) for u in users])
+            self._c_group[key] = np.bincount(rows[sel], minlength=n).astype(np.float64)
+        self.prior_weight = 0.0
+        if self.new_user_prior == "none" or not len(tr) or self.card.user is None or not self.cfg.use_user:
+            return
+        last: dict[str, int] = {}
+        when: dict[str, float] = {}
+        ts = np.asarray(tr.timestamps, dtype=np.float64)
+        for j, u in enumerate(users):
+            if ok[j] and ts[j] >= when.get(u, -np.inf):
+                last[u], when[u] = int(rows[j]), float(ts[j])
+        rs = np.random.default_rng(0)
+        cand = sorted(u for u in last if u in data.users)
+        pick = rs.choice(len(cand), size=min(300, len(cand)), replace=False) if cand else []
+        sample = [cand[i] for i in pick]
+        if not sample:
+            return
+        P = np.stack([self._prior(data.users[u], holdout=last[u], keys=keys[u]) for u in sample])
+        Q = np.stack([self.user_vec(data.users[u]) if self.user_vec(data.users[u]) is not None else self._fallback
+                      for u in sample])
+        C = Q @ self.index.vectors[:n].T
+        target = np.array([last[u] for u in sample])
+        best = (-1.0, 0.0)
+        for w in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
+            S = P + w * C
+            rank = (S > S[np.arange(len(S)), target][:, None]).sum(1)
+            ndcg = float(np.mean(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)))
+            if ndcg > best[0] + 1e-9:
+                best = (ndcg, w)
+        self.prior_weight = best[1]
+        self.prior_fit = {"weights_tried": [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0], "chosen": best[1], "ndcg@10_train_users": best[0],
+                          "users": len(sample)}
+
+    def _prior(self, user: Mapping[str, Any], *, holdout: int | None = None, keys=None) -> np.ndarray:
+        """log P(item | the user's groups), naive Bayes over gender, occupation and age bin with add-one
+        smoothing (``popularity``: log P(item) only); ``holdout`` removes one count (an item held out)."""
+        n = len(self._c_all)
+        c = self._c_all.copy()
+        if holdout is not None:
+            c[holdout] -= 1
+        base = np.log((c + 1.0) / (c.sum() + n))
+        if self.new_user_prior != "demographic":
+            return base
+        out = base.copy()
+        for key in (keys if keys is not None else self._user_keys(user)):
+            g = self._c_group.get(key)
+            if g is None:
+                continue
+            g = g.copy()
+            if holdout is not None:
+                g[holdout] -= 1
+            out += np.log((g + 1.0) / (g.sum() + n)) - base
+        return out
+
+    def _new_user_scores(self, r: Request, q: np.ndarray) -> np.ndarray:
+        """prior + prior_weight * cosine over the whole index; items added after fit get the lowest prior."""
+        cos = self.index.scores(q[None, :])[0].astype(np.float64)
+        p = self._prior(r.user)
+        prior = np.full(len(cos), float(p.min()) if len(p) else 0.0)
+        prior[: len(p)] = p
+        return prior + self.prior_weight * cos
+
+    def _new_user(self, r: Request) -> bool:
+        return (self.new_user_prior != "none" and not r.history and not any(t.utterance.strip() for t in r.conversation)
+                and bool(r.user))
+
+    def _build_grounder(self, data: TrainData) -> None:
+        """The reader of card values, ranges and anchored relations (``grounding.Grounder``), from the train templates."""
+        from systems.contrastive.grounding import Grounder
+        from systems.contrastive.pairs import train_template_set
+
+        ent = self.card.item
+        self._ordinal = next((n for n, a in ent.attributes.items() if a.kind == "ordinal" and a.bins), None)
+        self._categorical = next((n for n, a in ent.attributes.items()
+                                  if a.kind in ("multi_categorical", "categorical") and a.values), None)
+        newest = None
+        if self._ordinal:
+            attr = ent.attributes[self._ordinal]
+            xs = [attr.value_of(dict(r)) for r in data.items.values()]
+            xs = [float(x) for x in xs if x is not None and x == x]
+            newest = max(xs) if xs else None
+        self.grounder = Grounder(self.card, train_template_set(), self.enc.encode, newest=newest)
+
+    def read(self, said: str, named: str | None):
+        """What the card can check in an utterance (``grounding.Reading``), or None when grounding is off."""
+        if not (self.constrain or self.constrain_anchored):
+            return None
+        r = self.grounder.read(said, anchored=named is not None)
+        if not self.constrain_anchored:
+            r.relation = None
+        if not self.constrain:
+            r.constraints = []
+        return r
+
+    def relate(self, kind: str, item: str):
+        """The constraint an anchored relation puts on the list: older/newer on the ordinal, similar/contrast on the
+        categorical attribute, relative to ``item``."""
+        from systems.contrastive.grounding import Constraint
+
+        if not self.constrain_anchored:
+            return None
+        attr = self._ordinal if kind in ("older", "newer") else self._categorical
+        return Constraint(kind, attr or "", anchor=item) if attr else None
+
+    def steer_parts(self, utterance: str, reading) -> tuple[str, list[str]]:
+        """A grounded steer: move toward the utterance; past what it rules out. A wish ("I want X") is never a
+        negation; a refusal said without a cue moves past the refused values' card texts instead of toward them."""
+        from systems.contrastive.query import split_negation
+
+        lacks = [v for c in reading.constraints if c.kind == "lacks" for v in sorted(c.values)]
+        if not lacks:
+            return utterance, []
+        keep, negs = split_negation(utterance)
+        if negs:
+            return keep, negs
+        attr = self.card.item.attributes[self._categorical]
+        has = [attr.values[v].description for c in reading.constraints if c.kind == "has" for v in sorted(c.values)
+               if v in attr.values]
+        return ", ".join(has), [attr.values[v].description if v in attr.values else v for v in lacks]
+
+    def _values(self, name: str) -> list[Any]:
+        key = ("values", name)
+        out = self._con_memo.get(key)
+        if out is None:
+            attr = self.card.item.attributes[name]
+            out = [attr.value_of(dict(self._rows.get(it, {}))) for it in self.index.ids]
+            self._con_memo[key] = out
+        return out
+
+    def satisfying(self, constraints) -> np.ndarray | None:
+        """Items that meet every constraint, as a mask over the index (None: no constraint). An item whose value on
+        the constrained attribute is unknown meets none (no genre, no year), exclusions included."""
+        cs = [c for c in constraints if c is not None and c.attribute]
+        if not cs:
+            return None
+        mask = np.ones(len(self.index.ids), bool)
+        for c in cs:
+            m = self._con_memo.get(c)
+            if m is None:
+                m = self._constraint_mask(c)
+                if len(self._con_memo) > 10_000:
+                    self._con_memo.clear()
+                self._con_memo[c] = m
+            mask &= m
+        return mask
+
+    def _constraint_mask(self, c) -> np.ndarray:
+        vals = self._values(c.attribute)
+        n = len(vals)
+        attr = self.card.item.attributes[c.attribute]
+
+        def as_set(v: Any) -> frozenset:
+            if attr.kind == "multi_categorical":
+                return frozenset(v or ())
+            return frozenset() if v is None or (isinstance(v, float) and v != v) else frozenset([str(v)])
+
+        if c.kind in ("has", "lacks"):
+            sets = [as_set(v) for v in vals]
+            if c.kind == "has":
+                return np.array([bool(s) and c.values <= s for s in sets], bool)
+            return np.array([bool(s) and not (c.values & s) for s in sets], bool)
+        if c.kind == "range":
+            return np.array([v is not None and v == v and c.low <= float(v) <= c.high for v in vals], bool)
+        j = self._pos.get(c.anchor)
+        if j is None:
+            return np.ones(n, bool)
+        a = vals[j]
+        if c.kind in ("older", "newer"):
+            if a is None or a != a:
+                return np.ones(n, bool)
+            lower = c.kind == "older"
+            return np.array([v is not None and v == v and (float(v) < float(a) if lower else float(v) > float(a)) for v in vals], bool)
+        A = as_set(a)
+        if not A:
+            return np.ones(n, bool)
+        sets = [as_set(v) for v in vals]
+        if c.kind == "similar":  # most of the genres in common (Jaccard >= 1/2), not the item itself
+            m = np.array([bool(s) and len(s & A) / len(s | A) >= 0.5 for s in sets], bool)
+            m[j] = False
+            return m
+        return np.array([bool(s) and not (s & A) for s in sets], bool)  # contrast: no genre in common
 
     def _carries(self, name: str, label: str) -> np.ndarray:
         """Mask over the index: items whose categorical ``name`` has the value ``label``; memoised."""
@@ -289,6 +514,7 @@ class ContrastiveSystem:
         self.index.add(new, self._np_meta(X))
         self._neg_memo.clear()
         self._carry_memo.clear()
+        self._con_memo.clear()
         self._pos = {it: j for j, it in enumerate(self.index.ids)}
 
     # ------------------------------------------------------------------ queries
@@ -321,7 +547,8 @@ class ContrastiveSystem:
                                    item_vec=self.item_vecs, prototypes=self.prototypes,
                                    threshold=self.intent_threshold, w=self.w, shift=self.shift,
                                    anchor=lambda u, shown: self.anchor(u, list(r.history[-300:]) + list(shown)),
-                                   rewrite=rewrite, negative=self.is_negative)
+                                   rewrite=rewrite, negative=self.is_negative, read=self.read, relate=self.relate,
+                                   parts=self.steer_parts)
         return traces[-1].query, traces, traces[-1].intent
 
     def query(self, r: Request) -> np.ndarray:
@@ -359,6 +586,16 @@ class ContrastiveSystem:
             mask |= m
         return mask if mask.any() else None
 
+    def _filtered(self, traces) -> np.ndarray | None:
+        """Items to put below every other item: those failing the grounded constraints, else those carrying an
+        ungrounded ruled-out phrase (``demoted``)."""
+        if not traces:
+            return None
+        sat = self.satisfying(traces[-1].constraints)
+        if sat is not None:
+            return ~sat
+        return self.demoted(traces[-1].negated)
+
     # ------------------------------------------------------------------ protocol
 
     def recommend(self, requests: Sequence[Request], *, k: int) -> list[Ranking]:
@@ -370,11 +607,15 @@ class ContrastiveSystem:
                 exclude |= set(r.shown)
             diverse = bool(traces) and traces[-1].diversify
             pool = k + len(exclude) + (20 * k if diverse else 0)
-            demoted = self.demoted(traces[-1].negated) if traces else None
-            if demoted is None:
+            demoted = self._filtered(traces)
+            if self._new_user(r):  # no history, no words: the demographic prior plus the space's cosine
+                all_s = self._new_user_scores(r, q)
+                order = np.argsort(-all_s, kind="stable")
+                cand = [(int(p), float(all_s[p])) for p in order[:pool] if self.index.ids[p] not in exclude]
+            elif demoted is None:
                 scores, pos = self.index.search(q[None, :], pool)
                 cand = [(int(p), float(s)) for p, s in zip(pos[0], scores[0], strict=False) if p >= 0 and self.index.ids[p] not in exclude]
-            if demoted is not None or (len(cand) < k and len(self.index.ids) > pool):  # exact scores (demotion, or too much excluded)
+            if not self._new_user(r) and (demoted is not None or (len(cand) < k and len(self.index.ids) > pool)):  # exact scores (demotion, or too much excluded)
                 all_s = self.index.scores(q[None, :])[0]
                 if demoted is not None:
                     all_s = all_s - 2.0 * demoted  # below every item that is not ruled out
@@ -418,9 +659,12 @@ class ContrastiveSystem:
         if not requests:
             return np.zeros((0, n))
         traces = [self.trace(r) for r in requests]
-        S = self.index.scores(np.stack([t[0] for t in traces]))
+        S = self.index.scores(np.stack([t[0] for t in traces])).astype(np.float64)
+        for row, r in enumerate(requests):
+            if self._new_user(r):
+                S[row] = self._new_user_scores(r, traces[row][0])
         for row, (_, tr, _) in enumerate(traces):
-            demoted = self.demoted(tr[-1].negated) if tr else None
+            demoted = self._filtered(tr)
             if demoted is not None:
                 S[row] -= 2.0 * demoted
         return S[:, :n].astype(np.float64)
@@ -457,7 +701,8 @@ def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
     w_args = {k[2:] if k.startswith("w_") else k: v for k, v in kw.items() if (k[2:] if k.startswith("w_") else k) in wkeys}
     rest = {k: v for k, v in kw.items() if k not in keys and (k[2:] if k.startswith("w_") else k) not in wkeys}
     bad = set(rest) - {"text_model", "intent_threshold", "hnsw_threshold", "diversity", "progress", "cache", "reasoner", "text_encoder",
-                       "exclude_demote", "exclude_max_share", "exclude_z", "polarity_threshold", "ground_margin", "ground_min"}
+                       "exclude_demote", "exclude_max_share", "exclude_z", "polarity_threshold", "ground_margin", "ground_min",
+                       "constrain", "constrain_anchored", "new_user_prior"}
     if bad:
         raise BenchError(f"system '{name}': unknown argument(s) {', '.join(sorted(bad))}")
     n = cfg_args.get("unfreeze_layers", 0)

@@ -163,7 +163,8 @@ def test_cold_start_item_is_retrievable_without_retraining(fitted, small):
 
 def test_recommend_exposes_query_and_matches_scores(fitted, small):
     u = next(iter(small.users))
-    r = Request(user_id=u, user=small.users[u], conversation=(Turn("a comedy"),), history=small.item_ids[:3],
+    # an utterance that names no card value: the list is the query's nearest items (no grounded filter)
+    r = Request(user_id=u, user=small.users[u], conversation=(Turn("something good tonight"),), history=small.item_ids[:3],
                 exclude=frozenset(small.item_ids[:3]))
     [rank] = fitted.recommend([r], k=5)
     q = np.array(rank.trace["query"])
@@ -441,22 +442,23 @@ def test_a_wording_without_negation_cue_is_ruled_out_when_it_reads_as_exclusion(
 
 def test_ruled_out_items_go_below_everything_else(fitted, small):
     u = next(iter(small.users))
-    r = Request(user_id=u, user=small.users[u], history=small.item_ids[:3], conversation=(Turn("no comedy"),),
+    # a ruled-out phrase that names no card value (a named one is a grounded constraint, tested below)
+    r = Request(user_id=u, user=small.users[u], history=small.item_ids[:3], conversation=(Turn("no subtitles"),),
                 exclude=frozenset(small.item_ids[:3]))
     q, traces, _ = fitted.trace(r)
-    assert traces[-1].negated == ("comedy",)
+    assert traces[-1].negated == ("subtitles",) and traces[-1].constraints == ()
     plain = fitted.index.scores(q[None, :])[0]
     top = [j for j in np.argsort(-plain) if fitted.index.ids[j] not in r.exclude][:4]
     saved = dict(fitted._neg_memo)
     try:
-        fitted._neg_memo["comedy"] = np.isin(np.arange(len(fitted.index.ids)), top)  # pretend these are the comedies
+        fitted._neg_memo["subtitles"] = np.isin(np.arange(len(fitted.index.ids)), top)  # pretend these have subtitles
         [rank] = fitted.recommend([r], k=5)
         assert not set(rank.items) & {fitted.index.ids[j] for j in top}
         scores = fitted.score_catalog([r])[0]
         n = len(small.item_ids)
         inside = [j for j in top if j < n]  # cold-start items added by earlier tests are not in score_catalog
         assert scores[inside].max() < np.delete(scores, inside).min()
-        back = Request(user_id=u, user=small.users[u], conversation=(Turn("no comedy"), Turn("go back")))
+        back = Request(user_id=u, user=small.users[u], conversation=(Turn("no subtitles"), Turn("go back")))
         assert fitted.trace(back)[1][-1].negated == ()  # going back also drops what that turn ruled out
         off = copy_system(fitted, exclude_demote=False)
         assert set(off.recommend([r], k=5)[0].items) & {fitted.index.ids[j] for j in top}

@@ -1,0 +1,392 @@
+"""Grounding a request in the dataset card: which card values, ordinal ranges and anchored relations it names.
+
+The query builder moves a point in the shared space; this module reads the
+part of an utterance that the card can check and turns it into constraints
+on the candidate list:
+
+- *slots*: the card's own words for categorical values (value names and
+  aliases), for ordinal bins (labels and aliases, "early/mid/late" of a
+  decade), plain years, decades written as numbers ("1970s", "'70s") and
+  "the last N years" (counted back from the newest item);
+- *relation*: what the words around the slots ask for (include or rule out
+  a value; before or after a year; older, newer, similar or different from
+  an anchor item). It is read by nearest neighbours in the frozen sentence
+  space among the steering *train* templates, rendered with the same
+  placeholder fillers as the utterance's own skeleton, plus a few generic
+  phrasings per relation written here (``EXTRA``); negation cues
+  (``query.NEGATION``) decide a value's polarity first.
+
+Nothing here reads the evaluation phrasings (tests/test_eval_wall.py).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from systems.contrastive.query import NEGATION
+
+# Placeholder fillers: the utterance's slots and the train templates' slots are said with the same words,
+# so the nearest-neighbour vote compares only the words around them.
+FILL = {"value": "comedy", "other": "horror", "description": "comedy", "bin": "seventies", "bound": "1980",
+        "title": "that film", "noun": "film", "nouns": "films"}
+
+# Generic phrasings per relation, beside the train templates (everyday English, written for this module).
+EXTRA: dict[str, tuple[str, ...]] = {
+    "include": ("{value}", "a {value} {noun}", "I'd enjoy a {value} {noun}", "let's watch {value}",
+                "put on something {value}", "{value} sounds good", "I love {value}", "{value} {nouns} please",
+                "how about {value}"),
+    "exclude": ("I've had enough of {value}", "spare me the {value}", "leave out the {value}", "drop the {value}",
+                "I'm sick of {value}", "{value} is off the menu", "no {value} at all", "not {value}",
+                "I hate {value}", "remove the {value} {nouns}", "without {value}", "get rid of {value}",
+                "I'm done with {value}", "pass on {value}"),
+    "before": ("up until {bound}", "before {bound}", "earlier than {bound}", "{bound} and earlier", "until {bound}",
+               "nothing newer than {bound}", "nothing after {bound}", "a {noun} older than {bound}", "pre-{bound} {nouns}",
+               "a {noun} that came out before {bound}", "released before {bound}", "made earlier than {bound}"),
+    "after": ("after {bound}", "newer than {bound}", "later than {bound}", "{bound} and later", "since {bound}", "{bound} onwards",
+              "nothing older than {bound}", "nothing before {bound}", "a {noun} newer than {bound}", "post-{bound} {nouns}",
+              "a {noun} that came out after {bound}", "released after {bound}", "made later than {bound}"),
+    "older": ("older than {title}", "before {title}", "earlier than {title}", "a {noun} that came out earlier than {title}",
+              "something from an earlier time than {title}", "an older release than {title}", "made before {title}"),
+    "newer": ("newer than {title}", "after {title}", "later than {title}", "a {noun} that came out later than {title}",
+              "something from a later time than {title}", "a newer release than {title}", "made after {title}"),
+    "similar": ("like {title}", "similar to {title}", "more {nouns} like {title}", "the same kind of {noun} as {title}",
+                "I liked {title}, more like that"),
+    "contrast": ("different from {title}", "unlike {title}", "not like {title}", "nothing similar to {title}",
+                 "a complete change from {title}", "something else entirely than {title}"),
+    "both": ("a {value} {other} {noun}", "{value} and {other}", "a {noun} that is {value} and {other}",
+             "something {value} with {other}"),
+}
+ANCHORED = ("older", "newer", "similar", "contrast")
+MODIFIERS = {"early": (0, 4), "mid": (3, 6), "late": (5, 9)}
+_YEAR = re.compile(r"(?<![\d'])(1[89]\d\d|20[0-4]\d)(?![\d])")
+_DECADE = re.compile(r"(?<![\w'])(?:(1[89]\d0|20[0-4]0)s|'?(\d0)s)\b")
+_LAST = re.compile(r"\b(?:last|past)\s+(\d{1,2}|two|three|four|five|six|seven|eight|nine|ten|few)\s+years?\b")
+_NUM = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "few": 3}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A checkable wish. kind: has | lacks | range | older | newer | similar | contrast."""
+
+    kind: str
+    attribute: str
+    values: frozenset[str] = frozenset()
+    low: float = -math.inf
+    high: float = math.inf
+    anchor: str | None = None
+
+    def describe(self) -> str:
+        if self.kind in ("has", "lacks"):
+            return f"{self.kind} {self.attribute} {'/'.join(sorted(self.values))}"
+        if self.kind == "range":
+            lo = "" if math.isinf(self.low) else f"{self.low:g}"
+            hi = "" if math.isinf(self.high) else f"{self.high:g}"
+            return f"{self.attribute} in [{lo}, {hi}]"
+        return f"{self.kind} than {self.anchor}" if self.kind in ("older", "newer") else f"{self.kind} to {self.anchor}"
+
+
+@dataclass
+class Slot:
+    start: int
+    end: int
+    type: str  # value | bin | year | decade | last
+    value: Any
+
+
+@dataclass
+class Reading:
+    """What the card can check in one utterance."""
+
+    constraints: list[Constraint] = field(default_factory=list)
+    relation: str | None = None  # the anchored relation when an anchor is named
+    skeleton: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.constraints or self.relation)
+
+
+_TOK = re.compile(r"[a-z]+(?:'[a-z]+)?|\d{4}|[,;.!?]")
+_NEG_TOK = {"no", "not", "nothing", "never", "none", "without", "don't", "dont", "nor", "isn't", "aren't", "can't"}
+_STOP = {"a", "an", "the", "some", "me", "i", "please", "one", "film", "films", "that", "this", "it", "of", "to", "for",
+         "and", "just", "something", "thing", "things", "movie", "movies", "is", "be", "was", "s", "comedy", "horror",
+         "seventies", "1980"}
+
+
+_FILLER = {"comedy", "horror", "seventies", "1980", "that", "film", "films"}
+
+
+def features(text: str) -> list[str]:
+    """Words (negation-marked: a word within three after "no"/"not"/... reads as NOT_word) and bigrams."""
+    toks = _TOK.findall(text.lower().replace("\u2019", "'"))
+    out: list[str] = []
+    neg, prev = 0, ""
+    for t in toks:
+        if t in ",;.!?":
+            neg, prev = 0, ""
+            continue
+        if t in _NEG_TOK:
+            out.append(t)
+            neg, prev = 3, t
+            continue
+        if prev and t not in _FILLER and prev not in _FILLER:
+            out.append(f"{prev}_{t}")
+        prev = t
+        if t in _STOP:
+            continue
+        out.append(f"NOT_{t}" if neg else t)
+        neg = max(0, neg - 1)
+    return out
+
+
+def _words(phrase: str) -> str:
+    return r"\b" + r"[\s-]+".join(re.escape(w) for w in phrase.lower().split()) + r"(?:s|es)?\b"
+
+
+class Grounder:
+    """Reads card values, ordinal ranges and anchored relations from utterances (see module doc)."""
+
+    def __init__(self, card: Any, train_templates: Mapping[str, Sequence[str]], encode: Callable[[list[str]], np.ndarray],
+                 *, newest: float | None = None, k: int = 3) -> None:
+        self.card = card
+        self.encode = encode
+        self.k = k
+        self.newest = newest
+        attrs = card.item.attributes
+        self.categorical = next((n for n, a in attrs.items() if a.kind in ("multi_categorical", "categorical") and a.values), None)
+        self.ordinal = next((n for n, a in attrs.items() if a.kind == "ordinal" and a.bins), None)
+        pats: list[tuple[int, re.Pattern, str, Any]] = []
+        if self.categorical:
+            for value, vt in attrs[self.categorical].values.items():
+                for w in {value, value.replace("-", " "), *vt.aliases}:
+                    if w.strip():
+                        pats.append((len(w), re.compile(_words(w), re.I), "value", value))
+        if self.ordinal:
+            for b in attrs[self.ordinal].bins:
+                for w in {b.label, *b.aliases}:
+                    pats.append((len(w), re.compile(_words(w), re.I), "bin", (b.low, b.high)))
+        self._pats = sorted(pats, key=lambda p: -p[0])
+        # nearest-neighbour exemplars per relation, in the frozen sentence space
+        groups: dict[str, list[str]] = {}
+        for kind, ts in train_templates.items():
+            target = {"include_exclude": "pair_exclude", "include_range": None}.get(kind, kind)
+            if target in ("include", "exclude", "pair_exclude", "before", "after", *ANCHORED):
+                groups.setdefault(target, []).extend(ts)
+        for kind, ts in EXTRA.items():
+            groups.setdefault(kind, []).extend(ts)
+        for kind in ("include", "exclude"):  # a value said with a year or bin around it still reads the same way
+            groups[kind] = list(dict.fromkeys(groups.get(kind, [])))
+        self.groups = {k: self._fill(v) for k, v in groups.items()}
+        self._E = {k: self.encode(v) for k, v in self.groups.items()}
+        self._counts: dict[str, dict[str, int]] = {}
+        self._totals: dict[str, int] = {}
+        for kd, texts in self.groups.items():
+            c: dict[str, int] = {}
+            for t in texts:
+                for f in set(features(t)):
+                    c[f] = c.get(f, 0) + 1
+            self._counts[kd], self._totals[kd] = c, sum(c.values())
+        self._vocab = {f for c in self._counts.values() for f in c}
+        within = self._fill([t for kd in ("range_bin", "include_range", "include") for t in train_templates.get(kd, ())])
+        self._within = {f for t in within for f in features(t)}
+        self._memo: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def _fill(templates: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(" ".join(t.format(**FILL).split()) for t in templates))
+
+    # ------------------------------------------------------------------ slots
+
+    def slots(self, text: str) -> list[Slot]:
+        low = text.lower()
+        taken = np.zeros(len(low) + 1, bool)
+        out: list[Slot] = []
+
+        def put(s: int, e: int, typ: str, val: Any) -> None:
+            if not taken[s:e].any():
+                taken[s:e] = True
+                out.append(Slot(s, e, typ, val))
+
+        if self.ordinal:
+            for m in _LAST.finditer(low):
+                n = m.group(1)
+                years = int(n) if n.isdigit() else _NUM[n]
+                if self.newest is not None:
+                    put(m.start(), m.end(), "last", (self.newest - years + 1, self.newest))
+            mod = r"\b(early|mid|late)[\s-]+(?:the\s+)?"
+            for m in re.finditer(mod + r"((?:1[89]\d0|20[0-4]0)s|'?\d0s)", low):
+                lo = self._decade_low(m.group(2))
+                if lo is not None:
+                    a, b = MODIFIERS[m.group(1)]
+                    put(m.start(), m.end(), "bin", (lo + a, lo + b))
+            for _, pat, typ, val in self._pats:
+                if typ != "bin":
+                    continue
+                for m in re.finditer(mod + pat.pattern, low, re.I):
+                    lo, hi = val
+                    if hi - lo == 9:
+                        a, b = MODIFIERS[m.group(1)]
+                        put(m.start(), m.end(), "bin", (lo + a, lo + b))
+            for m in _DECADE.finditer(low):
+                lo = self._decade_low(m.group(0))
+                if lo is not None:
+                    put(m.start(), m.end(), "bin", (lo, lo + 9))
+        for _, pat, typ, val in self._pats:
+            if typ == "bin" and not self.ordinal:
+                continue
+            for m in pat.finditer(low):
+                put(m.start(), m.end(), typ, val)
+        if self.ordinal:
+            for m in _YEAR.finditer(low):
+                put(m.start(1), m.end(1), "year", float(m.group(1)))
+        return sorted(out, key=lambda s: s.start)
+
+    @staticmethod
+    def _decade_low(tok: str) -> float | None:
+        t = tok.strip("'").rstrip("s")
+        if len(t) == 4 and t.isdigit():
+            return float(t)
+        if len(t) == 2 and t.isdigit():
+            y = int(t)
+            return float(1900 + y if y >= 20 else 2000 + y)
+        return None
+
+    def skeleton(self, text: str, slots: Sequence[Slot]) -> str:
+        out, pos, nv = [], 0, 0
+        for s in slots:
+            out.append(text[pos:s.start])
+            if s.type == "value":
+                out.append(FILL["value"] if nv == 0 else FILL["other"])
+                nv += 1
+            elif s.type == "year":
+                out.append(FILL["bound"])
+            else:
+                out.append(FILL["bin"])
+            pos = s.end
+        out.append(text[pos:])
+        return " ".join("".join(out).split())
+
+    # ------------------------------------------------------------------ relations
+
+    def _vec(self, text: str) -> np.ndarray:
+        v = self._memo.get(text)
+        if v is None:
+            v = self.encode([text])[0]
+            if len(self._memo) > 50_000:
+                self._memo.clear()
+            self._memo[text] = v
+        return v
+
+    def vote(self, text: str, kinds: Sequence[str]) -> tuple[str, dict[str, float]]:
+        """The relation among ``kinds`` the words say: naive Bayes over the exemplars' words (negation-marked,
+        with bigrams); when no word of ``text`` was seen in any exemplar, the nearest exemplars in the
+        sentence space decide (mean of the top-k cosines)."""
+        raw = features(text)
+        flip = {f for f in raw if f not in self._vocab and f.startswith("NOT_") and f[4:] in self._vocab and len(kinds) == 2}
+        feats = [f for f in raw if f in self._vocab or f in flip]
+        if feats:
+            sc = {}
+            V = len(self._vocab)
+            for j, kd in enumerate(kinds):
+                other = kinds[1 - j] if len(kinds) == 2 else kd
+                tot = self._totals.get(kd, 0)
+                if not tot:
+                    continue
+                # a negated relation word ("nothing older than") counts for the opposite relation
+                sc[kd] = float(sum(math.log((self._counts.get(other if f in flip else kd, {}).get(f[4:] if f in flip else f, 0)
+                                             + 0.5) / (tot + 0.5 * V)) for f in feats))
+            best = max(sc, key=sc.get)
+            if sum(1 for v in sc.values() if v == sc[best]) == 1:
+                return best, sc
+        v = self._vec(text)
+        sc = {}
+        for kd in kinds:
+            E = self._E.get(kd)
+            if E is None or not len(E):
+                continue
+            s = np.sort(E @ v)[::-1][: self.k]
+            sc[kd] = float(s.mean())
+        return max(sc, key=sc.get), sc
+
+    def read(self, said: str, *, anchored: bool = False, anchor: str | None = None) -> Reading:
+        """Constraints an utterance names; ``said`` has a named item already replaced by "that <noun>"."""
+        slots = self.slots(said)
+        skel = self.skeleton(said, slots)
+        out = Reading(skeleton=skel)
+        values = [s for s in slots if s.type == "value"]
+        years = [s for s in slots if s.type == "year"]
+        ranges = [s for s in slots if s.type in ("bin", "last")]
+        if anchored:  # "a more recent one than <title>": a comparative, not the bin "recent"
+            ranges = [s for s in ranges if not re.search(r"\b(?:more|less|most|least)\s*$", said[:s.start], re.I)]
+        if anchored and not values and not years and not ranges:
+            out.relation, _ = self.vote(said, ANCHORED)
+            return out
+        if self.ordinal:
+            for s in ranges:
+                rel = self._bin_relation(said, s)
+                if rel == "before":
+                    out.constraints.append(Constraint("range", self.ordinal, high=s.value[0] - 1))
+                elif rel == "after":
+                    out.constraints.append(Constraint("range", self.ordinal, low=s.value[1] + 1))
+                else:
+                    out.constraints.append(Constraint("range", self.ordinal, low=s.value[0], high=s.value[1]))
+            if years:
+                if len(years) >= 2 and re.search(r"\b(?:between|from)\b", skel) and not re.search(r"\b(?:before|after)\b", skel):
+                    lo, hi = sorted((years[0].value, years[1].value))
+                    out.constraints.append(Constraint("range", self.ordinal, low=lo, high=hi))
+                else:
+                    for s in years:
+                        rel, _ = self.vote(self._around(said, s, slots), ("before", "after"))
+                        out.constraints.append(Constraint("range", self.ordinal, high=s.value - 1) if rel == "before"
+                                               else Constraint("range", self.ordinal, low=s.value))
+        if values:
+            pol = self._polarity(said, values, slots)
+            exc = frozenset(s.value for s, p in zip(values, pol, strict=True) if p == "exclude")
+            inc = frozenset(s.value for s, p in zip(values, pol, strict=True) if p == "include") - exc  # a refusal wins
+            if inc:
+                out.constraints.insert(0, Constraint("has", self.categorical, inc))
+            if exc:
+                out.constraints.append(Constraint("lacks", self.categorical, exc))
+        return out
+
+    def _bin_relation(self, text: str, slot: Slot) -> str | None:
+        """"before the sixties" / "after the 80s": a relation word right before a bin makes it a bound."""
+        prefix = " ".join(_TOK.findall(re.split(r"[,;.!?]", text[:slot.start].lower())[-1])[-2:])
+        b, a = set(self._counts.get("before", {})), set(self._counts.get("after", {}))
+        rel_words = {w for w in (b ^ a) - self._within if "_" not in w}  # single words of one relation only
+        if not prefix or not ({f for f in features(prefix)} & rel_words):
+            return None
+        return self.vote(prefix + " " + FILL["bound"], ("before", "after"))[0]
+
+    def _around(self, text: str, slot: Slot, slots: Sequence[Slot]) -> str:
+        """The clause around one slot, said as a skeleton with only that slot filled."""
+        lo = max([s.end for s in slots if s.end <= slot.start] + [0])
+        hi = min([s.start for s in slots if s.start >= slot.end] + [len(text)])
+        part = text[lo:slot.start] + " " + (FILL["bound"] if slot.type == "year" else FILL["value"]) + " " + text[slot.end:hi]
+        return " ".join(part.split())
+
+    def _polarity(self, text: str, values: Sequence[Slot], slots: Sequence[Slot]) -> list[str]:
+        """include / exclude per value slot: a negation cue before it in its clause (or right after a lone
+        value) rules it out; otherwise the words of the request decide (``vote``). Of two values, the first
+        is the wish unless a cue rules it out, the second is read from the words between them."""
+        out = []
+        for j, s in enumerate(values):
+            prev_end = values[j - 1].end if j else 0
+            before = text[prev_end:s.start]
+            clause = re.split(r"[,;.!?]", before)[-1]
+            if NEGATION.search(clause if j == 0 else before):
+                out.append("exclude")
+            elif len(values) == 1:
+                tail = re.split(r"[,;.!?]|\bbut\b|\band\b", text[s.end:], flags=re.I)[0]
+                out.append("exclude" if NEGATION.search(tail) else self.vote(self.skeleton(text, slots), ("include", "exclude"))[0])
+            elif j == 0:
+                out.append("include")
+            else:
+                out.append("exclude" if self.vote(self.skeleton(text, slots), ("both", "pair_exclude"))[0] == "pair_exclude"
+                           else "include")
+        return out
