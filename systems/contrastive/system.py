@@ -55,7 +55,7 @@ class ContrastiveSystem:
         self.constrain, self.constrain_anchored = constrain, constrain_anchored
         self._con_memo: dict[Any, np.ndarray] = {}
         if new_user_prior not in ("demographic", "popularity", "none"):
-            raise BenchError(f"-S new_user_prior={new_user_prior}: choose demographic, popularity or none")
+            raise BenchError("-S new_user_prior: choose demographic, popularity or none, not " + repr(new_user_prior))
         self.new_user_prior = new_user_prior  # inference only: how a user without history is placed (see _prior)
         self.prior_weight = 0.0  # weight of the space's cosine beside the prior, chosen at fit on training users
         self._neg_memo: dict[str, np.ndarray] = {}
