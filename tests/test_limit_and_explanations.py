@@ -49,7 +49,7 @@ def test_cli_limit_and_phases(tmp_path):
            "--limit", "5", "--output", str(out)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    for phase in ("loading", "fitting", "playing: 5 episodes", "scoring"):
+    for phase in ("loaded", "fitting", "playing: 5 episodes", "scoring"):
         assert phase in p.stderr
     assert read_result(out).limit == 5
     quiet = subprocess.run(cmd[:-1] + [str(tmp_path / "d.json"), "--no-progress"], capture_output=True, text=True, timeout=300)

@@ -125,7 +125,6 @@ def _run(cfg: RunConfig) -> Result:
         readers = ", ".join(sorted(n for n in FAMILIES.names() if FAMILIES.get(n).reads_steering_file))
         raise BenchError(f"task '{spec.name}' (family {spec.family}) does not read a steering file; drop --steering-file "
                          f"(families that read one: {readers})")
-    phase("loading", f"dataset {cfg.dataset or spec.dataset}, task {spec.name}")
     dataset = load_dataset(cfg.dataset or spec.dataset, allow_untimed=cfg.allow_untimed,
                            allow_unknown_items=cfg.allow_unknown_items)
     if family_cls.system_free:
@@ -167,6 +166,9 @@ def _run(cfg: RunConfig) -> Result:
                          n_items=dataset.n_items, n_interactions=len(dataset.interactions), path=str(dataset.path))
     check_writable(out)
     # one run at a time per output: taken before looking at what is there, held to the end
+    # printed once the inputs are checked, so a bad input stays a one-line error
+    phase("loaded", f"dataset {dataset.name} ({dataset.n_users} users, {dataset.n_items} items), task {spec.name}: "
+                    f"{len(episodes)} episodes")
     if cfg.limit is not None:
         print(f"--limit {cfg.limit}: playing {len(episodes)} episodes; the result is marked limited and leaderboards "
               "refuse it", file=sys.stderr)

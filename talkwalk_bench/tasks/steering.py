@@ -315,8 +315,11 @@ class SteerabilityFamily(Family):
 
         # turn 0: neutral
         t0 = [(Turn(e.data["neutral"]),) for e in eps]
-        r0 = self.ctx.recommend([self._request(e, t0[i], 0, None) for i, e in enumerate(eps)], k)
+        # one item more than is shown: the effect of a request anchored on a shown item is measured on
+        # the lists without the anchor, the next item taking its place (see _score)
+        r0 = self.ctx.recommend([self._request(e, t0[i], 0, None) for i, e in enumerate(eps)], k + 1)
         L0 = [list(r.items[:k]) for r in r0]
+        L0x = [list(r.items[:k + 1]) for r in r0]
         done0 = [(Turn(e.data["neutral"], tuple(L0[i])),) for i, e in enumerate(eps)]
 
         # turn 1: four branches from the same state
@@ -329,7 +332,7 @@ class SteerabilityFamily(Family):
             for name, utt, preds in branches:
                 reqs1.append(self._request(e, done0[i] + (Turn(utt(e)),), 1, preds[i] if preds else None,
                                            "" if name == "steer" else f"#{name}"))
-        r1 = self.ctx.recommend(reqs1, k)
+        r1 = self.ctx.recommend(reqs1, k + 1)
         LS = [list(r1[4 * i].items[:k]) for i in range(n)]
         LA = [list(r1[4 * i + 1].items[:k]) for i in range(n)]
         LV = [list(r1[4 * i + 2].items[:k]) for i in range(n)]
@@ -358,7 +361,7 @@ class SteerabilityFamily(Family):
             s, utt = anchored[i]
             turns = done1[i] + (Turn(eps[i].data["go_back"], tuple(LB[i])), Turn(utt))
             reqs3.append(self._request(eps[i], turns, 3, s.predicate))
-        r3 = self.ctx.recommend(reqs3, k)
+        r3 = self.ctx.recommend(reqs3, k + 1)
         LR: list[list[str] | None] = [None] * n
         for j, i in enumerate(idx3):
             LR[i] = list(r3[j].items[:k])
@@ -371,7 +374,9 @@ class SteerabilityFamily(Family):
         records = []
         for i, e in enumerate(eps):
             rec = self._score(e, i, L0[i], LS[i], LA[i], LV[i], LC[i], LB[i], LR[i], anchored[i], steer_p[i], alt_p[i],
-                              ent_scores, traces)
+                              ent_scores, traces, {"neutral": L0x[i], "steer": list(r1[4 * i].items[:k + 1]),
+                                                   "alt": list(r1[4 * i + 1].items[:k + 1]),
+                                                   "anchored": list(r3[idx3.index(i)].items[:k + 1]) if i in idx3 else None})
             said = {"neutral": r0[i], "steer": r1[4 * i], "alt": r1[4 * i + 1], "more_variety": r1[4 * i + 2],
                     "stay_close": r1[4 * i + 3], "go_back": r2[i]}
             if i in idx3:
@@ -468,7 +473,7 @@ class SteerabilityFamily(Family):
         return [i for i in self.iv.item_ids if i not in hs]
 
     def _score(self, e: Episode, i: int, L0, LS, LA, LV, LC, LB, LR, anchored, sp: Predicate, ap: Predicate,
-               ent_scores, traces) -> dict[str, Any]:
+               ent_scores, traces, ext: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
         ks = self.spec.k
         kmax = self.spec.k_max
         hist = self.ctx.split.history(e.user_id, self.ctx.stage)
@@ -483,6 +488,18 @@ class SteerabilityFamily(Family):
         def share(p: Predicate, lst: list[str], k: int) -> float:
             return M.satisfied_share(lst, lambda it: self.iv.satisfies(p, it), k)
 
+        ext = ext or {}
+
+        def without_anchor(p: Predicate, name: str, lst: list[str]) -> list[str]:
+            # A request anchored on a shown item ("older than X") is never satisfied by X itself, and X
+            # was taken from a list the system showed, so X sits in the neutral list: comparing shares
+            # with X counted would credit any system, random included, with a lift it did not make.
+            # The effect metrics (lift, entropy) compare both lists without X, each list's next
+            # item taking its place; constraint-following keeps the list as shown.
+            anchor = getattr(p, "anchor", "")
+            full = ext.get(name) or lst
+            return [it for it in full if it != anchor][:kmax] if anchor else lst
+
         # per request: its share, the share of the system's own neutral list on the same predicate, chance
         per_request: dict[str, dict[str, Any]] = {}
         for name, kind, p, lst in requests:
@@ -490,8 +507,9 @@ class SteerabilityFamily(Family):
             sc: dict[str, Any] = {"kind": kind, "chance": c}
             for k in ks:
                 sc[f"share@{k}"] = share(p, lst, k)
-                sc[f"neutral_share@{k}"] = share(p, L0, k)
-            n_after = round(sc[f"share@{kmax}"] * kmax)
+                sc[f"neutral_share@{k}"] = share(p, without_anchor(p, "neutral", L0), k)
+                sc[f"moved_share@{k}"] = share(p, without_anchor(p, name, lst), k)
+            n_after = round(sc[f"moved_share@{kmax}"] * kmax)
             n_before = round(sc[f"neutral_share@{kmax}"] * kmax)
             sc["entropy_reduction_bits"] = M.region_entropy_reduction(n_before, n_after, kmax)
             per_request[name] = sc
@@ -500,7 +518,7 @@ class SteerabilityFamily(Family):
             per_kind: dict[str, list[tuple[float, float, float]]] = {}
             for name, kind, _, _ in requests:
                 sc = per_request[name]
-                per_kind.setdefault(kind, []).append((sc[f"share@{k}"], sc["chance"], sc[f"share@{k}"] - sc[f"neutral_share@{k}"]))
+                per_kind.setdefault(kind, []).append((sc[f"share@{k}"], sc["chance"], sc[f"moved_share@{k}"] - sc[f"neutral_share@{k}"]))
             allr = [x for vals in per_kind.values() for x in vals]
             m[f"constraint_following@{k}"] = float(np.mean([s for s, _, _ in allr]))
             chance[f"constraint_following@{k}"] = float(np.mean([c for _, c, _ in allr]))
@@ -580,6 +598,9 @@ class SteerabilityFamily(Family):
                                                            "scores": per_request["anchored"]},
             },
             "lists": {"neutral": L0, "steer": LS, "alt": LA, "more_variety": LV, "stay_close": LC, "go_back": LB, "anchored": LR},
+            # the neutral ranking's next item: the baseline of an anchored request takes it in place of the anchor
+            # each list's next item, which takes the anchor's place when an anchored request's effect is measured
+            "next_items": {name: lst[kmax] for name, lst in ext.items() if lst and len(lst) > kmax},
             "chance": chance,
             "metrics": {name: clean(m[name]) for name in self._ordered(m)},
         }

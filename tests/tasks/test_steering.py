@@ -485,3 +485,26 @@ def test_families_that_ignore_a_steering_file_refuse_it(tmp_path):
     msg = str(ei.value)
     assert "does not read a steering file" in msg and "steerability" in msg and "\n" not in msg
     assert not (tmp_path / "r.json").exists()
+
+
+def test_anchored_effects_leave_the_anchor_out_of_both_lists(runs, card, dataset):
+    # "older than X" is never satisfied by X, and X was shown (turn 3 anchors on the go-back list,
+    # which restores the neutral one): counting X in the neutral baseline would credit a system
+    # that leaves X out with a lift it did not make. Both lists are compared without X, each
+    # list's next item taking its place; constraint-following keeps the list as shown.
+    iv = ItemValues(card, dataset.items, dataset.item_ids)
+    _, records = runs["popularity"]
+    checked = 0
+    for r in records:
+        req = r["requests"]["anchored"]
+        if not req or req["predicate"].get("anchor") not in r["lists"]["neutral"]:
+            continue
+        anchor, p = req["predicate"]["anchor"], predicate_from_dict(req["predicate"])
+        base = [i for i in r["lists"]["neutral"] + [r["next_items"]["neutral"]] if i != anchor][:10]
+        assert len(base) == 10 and anchor not in base
+        sc = req["scores"]
+        assert sc["neutral_share@10"] == pytest.approx(sum(iv.satisfies(p, i) for i in base) / 10)
+        assert sc["moved_share@10"] == sc["neutral_share@10"] and sc["entropy_reduction_bits"] == 0.0
+        assert sc["share@10"] == pytest.approx(sum(iv.satisfies(p, i) for i in r["lists"]["anchored"]) / 10)
+        checked += 1
+    assert checked > 10
