@@ -82,6 +82,9 @@ def _print_result(res, out) -> None:
     for note in ("order", "unknown_items"):
         if "allow" in str(res.protocol.get(note, "")):
             print(f"  note: {res.protocol[note]}")
+    for attr, rep in (res.dataset.unknown_values or {}).items():
+        eg = ", ".join(f"{e['item']} {'|'.join(e['raw']) if isinstance(e['raw'], list) else e['raw']!r}" for e in rep["examples"][:3])
+        print(f"  data: {rep['count']} items with no known {attr} (e.g. {eg}): {rep['treated_as']}")
     for name, m in res.metrics.items():
         if m.value is None:
             line = f"  {name:<28} n/a ({m.reason})"

@@ -84,6 +84,8 @@ class DatasetInfo(Strict):
     n_items: int
     n_interactions: int
     path: str | None = None
+    # per card attribute: items whose value is missing, unknown or not a number (count, examples, the rule)
+    unknown_values: dict[str, Any] | None = None
 
 
 class Result(Strict):

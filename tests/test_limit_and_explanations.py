@@ -101,3 +101,14 @@ def test_steering_and_conversation_episodes_keep_what_the_system_said(tmp_path, 
 def test_a_silent_system_stores_no_explanations(tmp_path):
     run(RunConfig(system="popularity", task="steerability", output=tmp_path / "p.json", progress=False, limit=2))
     assert all("explanations" not in r for r in read_episodes(episodes_path(tmp_path / "p.json")))
+
+
+def test_unknown_item_values_are_reported_in_the_result_and_the_run_output(tmp_path):
+    res = run(RunConfig(system="popularity", task="ranking", output=tmp_path / "u.json", progress=False, limit=2))
+    rep = read_result(tmp_path / "u.json").dataset.unknown_values
+    assert rep == res.dataset.unknown_values and set(rep) == {"genre", "year"}  # title is text: nothing to steer on
+    assert rep["year"]["count"] == 2 and {e["raw"] for e in rep["year"]["examples"]} == {"unkonwn", "V"}
+    assert rep["genre"]["count"] == 2 and "satisfies no steering predicate" in rep["genre"]["treated_as"]
+    p = subprocess.run([sys.executable, "-m", "talkwalk_bench.cli", "run", "--system", "popularity", "--task", "ranking",
+                        "--limit", "2", "--no-progress", "--output", str(tmp_path / "v.json")], capture_output=True, text=True, timeout=300)
+    assert "data: 2 items with no known year (e.g. 267 'unkonwn', 1412 'V')" in p.stdout

@@ -163,7 +163,8 @@ def _run(cfg: RunConfig) -> Result:
     taskinfo = TaskInfo(name=spec.name, version=spec.version, family=spec.family, spec_hash=spec.spec_hash(),
                         main_score=spec.main_score, spec_path=str(spec_path))
     dsinfo = DatasetInfo(name=dataset.name, fingerprint=dataset.fingerprint, n_users=dataset.n_users,
-                         n_items=dataset.n_items, n_interactions=len(dataset.interactions), path=str(dataset.path))
+                         n_items=dataset.n_items, n_interactions=len(dataset.interactions), path=str(dataset.path),
+                         unknown_values=unknown_values(ctx))
     check_writable(out)
     # one run at a time per output: taken before looking at what is there, held to the end
     # printed once the inputs are checked, so a bad input stays a one-line error
@@ -174,6 +175,20 @@ def _run(cfg: RunConfig) -> Result:
               "refuse it", file=sys.stderr)
     with OutputLock(out, {"system": sysname, "task": spec.name}):
         return _run_locked(cfg, out, t_start, spec, family, ctx, episodes, system, sysinfo, taskinfo, dsinfo, phase)
+
+
+def unknown_values(ctx: TaskContext) -> dict[str, Any] | None:
+    """Item values the card cannot read (missing, "unknown", a year that is not a number), per card
+    attribute with a count, examples and how they are treated; None when the dataset has no card."""
+    from talkwalk_bench.steering.predicates import ItemValues
+
+    card = ctx.card_or_none()
+    if card is None:
+        return None
+    ds = ctx.dataset
+    steerable = [name for name, a in card.item.attributes.items() if a.kind != "text"]
+    rep = ItemValues(card, ds.items, ds.item_ids).unknown_report(steerable)
+    return _jsonable({attr: r for attr, r in rep.items() if r["count"]})
 
 
 def _phases(show: bool):
