@@ -109,9 +109,10 @@ def cmd_suite(a: argparse.Namespace) -> int:
     out_dir = Path(a.output_dir) if a.output_dir else runs_dir() / suite.name
     seeds = _seeds(a.seeds) if a.seeds else suite.seeds
     progress = not a.no_progress and a.jobs == 1 and a.executor == "local"
+    # --seeds overrides every run's seeds; otherwise a run's own seeds, else the suite's
     cells = [cell for spec in suite.runs
-             for cell in plan(spec.systems, [spec.task], seeds, out_dir, a.dataset or suite.dataset, spec.system_args,
-                              force=a.force, progress=progress)]
+             for cell in plan(spec.systems, [spec.task], seeds if a.seeds else (spec.seeds or seeds), out_dir,
+                              a.dataset or suite.dataset, spec.system_args, force=a.force, progress=progress)]
     return drive(cells, out_dir, executor=a.executor, jobs=a.jobs, address=a.address)
 
 

@@ -18,6 +18,14 @@ class SuiteRun(BaseModel):
     task: str
     systems: list[str]
     system_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    seeds: list[int] | None = None  # this run's seeds; default: the suite's
+
+    @field_validator("seeds")
+    @classmethod
+    def _run_seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(s < 0 or s >= 2**32 for s in v)):
+            raise ValueError("seeds must be a non-empty list of whole numbers from 0 to 2**32 - 1")
+        return v
 
     @field_validator("task")
     @classmethod

@@ -58,3 +58,17 @@ def test_a_suite_folder_written_under_the_old_names_resumes_without_rerunning(tm
     assert [p.name for p in (out / "ranking").glob("*.json")] == ["popularity__seed0.json"]
     assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress", "--force"]) == 0
     assert new.exists()
+
+
+def test_a_run_of_a_suite_can_have_its_own_seeds_and_the_summary_gives_time_per_system(tmp_path, tiny_dataset, capsys):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\ndataset: {tiny_dataset}\nseeds: [0]\n"
+                     "runs: [{task: ranking, systems: [random], seeds: [0, 1, 2]}, {task: ranking, systems: [popularity]}]\n")
+    out = tmp_path / "out"
+    assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
+    names = sorted(p.name.split("__")[0] + p.name.split("__")[-1][:-5] for p in (out / "ranking").glob("*.json"))
+    assert names == ["popularityseed0", "randomseed0", "randomseed1", "randomseed2"]
+    err = capsys.readouterr().err
+    assert "[4/4]" in err and "time per system" in err and "random" in err.split("time per system")[1]
+    assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress", "--seeds", "5"]) == 0
+    assert (out / "ranking" / f"random__{tiny_dataset.name}__seed5.json").exists()

@@ -54,10 +54,12 @@ def drive(cells, out_dir: Path, *, executor: str = "local", jobs: int = 1, addre
     from talkwalk_bench.results import atomic_write_text
 
     labels = {"success": "done", "skipped": "skip", "error": "FAIL"}
+    seen = [0]
 
     def report(o):
         c = o.cell
-        print(f"{labels.get(o.status, o.status):<5} {c.task:<14} {c.system:<20} seed {c.seed}"
+        seen[0] += 1
+        print(f"[{seen[0]}/{len(cells)}] {labels.get(o.status, o.status):<5} {c.task:<14} {c.system:<20} seed {c.seed}"
               + (f": {o.message}" if o.message else ""), file=sys.stderr)
 
     outcomes = execute(cells, executor=executor, jobs=jobs, address=address, on_done=report)
@@ -75,7 +77,35 @@ def drive(cells, out_dir: Path, *, executor: str = "local", jobs: int = 1, addre
         print(f"leaderboard written to {out_dir / 'leaderboard.md'} and .html", file=sys.stderr)
     else:
         print("no successful results: no leaderboard written", file=sys.stderr)
+    for line in time_per_system(outcomes):
+        print(line, file=sys.stderr)
     errors = [o for o in outcomes if o.status == "error"]
     print(f"{len(cells)} cells: {sum(o.status == 'success' for o in outcomes)} run, "
           f"{sum(o.status == 'skipped' for o in outcomes)} skipped, {len(errors)} failed", file=sys.stderr)
     return 1 if errors else 0
+
+
+def time_per_system(outcomes) -> list[str]:
+    """Seconds each system's cells took, from their results' timings (fit, play, total), this call's runs only."""
+    from talkwalk_bench.errors import ResultFileError
+    from talkwalk_bench.results import read_result
+
+    per: dict[str, dict[str, float]] = {}
+    for o in outcomes:
+        if o.status != "success":
+            continue
+        try:
+            t = read_result(o.cell.output).timings
+        except ResultFileError:
+            continue
+        acc = per.setdefault(o.cell.system, {"cells": 0, "fit_s": 0.0, "total_s": 0.0})
+        acc["cells"] += 1
+        acc["fit_s"] += t.get("fit_s", 0.0)
+        acc["total_s"] += t.get("total_s", 0.0)
+    if not per:
+        return []
+    lines = ["time per system (cells run now; seconds on this machine):"]
+    for name, acc in sorted(per.items(), key=lambda kv: -kv[1]["total_s"]):
+        lines.append(f"  {name:<20} {acc['total_s']:9.0f} s over {int(acc['cells'])} cells (fitting {acc['fit_s']:.0f} s)")
+    lines.append(f"  {'all':<20} {sum(a['total_s'] for a in per.values()):9.0f} s")
+    return lines
