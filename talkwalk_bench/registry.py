@@ -172,6 +172,7 @@ def register_variant(
     factory.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     factory.__name__ = name.replace("-", "_")
     factory.__doc__ = like.__doc__
+    factory.__talkwalk_builder__ = builder  # type: ignore[attr-defined]  # its code is the variant's (provenance)
     register_system(name, description=description, **tags)(factory)
     return factory
 

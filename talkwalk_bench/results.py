@@ -14,7 +14,6 @@ import math
 import os
 import platform
 import socket
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -110,6 +109,9 @@ class Result(Strict):
     episodes_file: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     extras: dict[str, Any] = Field(default_factory=dict)
+    # the code that made the numbers: {revision, dirty_files, files: {relpath: sha256[:16]}, code_hash,
+    # dataset_fingerprint} (talkwalk_bench/provenance.py); None in results written before it was recorded
+    provenance: dict[str, Any] | None = None
 
     def main_value(self) -> float | None:
         m = self.metrics.get(self.task.main_score)
@@ -121,16 +123,10 @@ def now() -> str:
 
 
 def git_revision() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        rev = out.stdout.strip()
-        if out.returncode != 0 or not rev:
-            return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
-        return rev + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """HEAD, ``-dirty`` when anything but run outputs (results/, runs/, leaderboards/) is modified or untracked."""
+    from talkwalk_bench.provenance import revision
+
+    return revision()
 
 
 def environment() -> dict[str, Any]:

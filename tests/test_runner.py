@@ -29,6 +29,9 @@ def test_popularity_result_has_every_field_and_recomputes(tmp_path):
         assert key in data
     assert data["dataset"]["n_users"] == 943 and data["dataset"]["fingerprint"]
     assert data["task"]["spec_hash"] and data["env"]["packages"]["numpy"]
+    prov = data["provenance"]  # the code that made the numbers, by content
+    assert prov["files"]["systems/baselines.py"] and prov["files"]["tasks/ranking.yaml"]
+    assert prov["dataset_fingerprint"] == data["dataset"]["fingerprint"] and isinstance(prov["dirty_files"], list)
     m = data["metrics"]["nDCG@10"]
     assert m["n"] == 943 and m["ci_low"] <= m["value"] <= m["ci_high"]
 

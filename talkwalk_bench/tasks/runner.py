@@ -165,6 +165,7 @@ def _run(cfg: RunConfig) -> Result:
     dsinfo = DatasetInfo(name=dataset.name, fingerprint=dataset.fingerprint, n_users=dataset.n_users,
                          n_items=dataset.n_items, n_interactions=len(dataset.interactions), path=str(dataset.path),
                          unknown_values=unknown_values(ctx))
+    prov = provenance_for(cfg, family_cls, spec_path, ctx, dataset.fingerprint)
     check_writable(out)
     # one run at a time per output: taken before looking at what is there, held to the end
     # printed once the inputs are checked, so a bad input stays a one-line error
@@ -174,7 +175,19 @@ def _run(cfg: RunConfig) -> Result:
         print(f"--limit {cfg.limit}: playing {len(episodes)} episodes; the result is marked limited and leaderboards "
               "refuse it", file=sys.stderr)
     with OutputLock(out, {"system": sysname, "task": spec.name}):
-        return _run_locked(cfg, out, t_start, spec, family, ctx, episodes, system, sysinfo, taskinfo, dsinfo, phase)
+        return _run_locked(cfg, out, t_start, spec, family, ctx, episodes, system, sysinfo, taskinfo, dsinfo, phase, prov)
+
+
+def provenance_for(cfg: RunConfig, family_cls: type, spec_path, ctx: TaskContext, dataset_fp: str) -> dict[str, Any]:
+    """The content hashes of the code and files that can change this run's numbers (talkwalk_bench/provenance.py)."""
+    from talkwalk_bench.data.card import card_path
+    from talkwalk_bench.provenance import fingerprint
+
+    factory = None if family_cls.system_free or not cfg.system else SYSTEMS.get(str(cfg.system))
+    card = ctx.card_path or card_path(ctx.dataset.name)
+    return fingerprint(family_module=family_cls.__module__, system_factory=factory, spec_path=Path(spec_path),
+                       card_path=Path(card), steering_file=cfg.steering_file and Path(cfg.steering_file),
+                       dataset_fingerprint=dataset_fp)
 
 
 def unknown_values(ctx: TaskContext) -> dict[str, Any] | None:
@@ -215,7 +228,8 @@ def staging_path(out: Path) -> Path:
 
 
 def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: TaskContext, episodes, system,
-                sysinfo: SystemInfo, taskinfo: TaskInfo, dsinfo: DatasetInfo, phase=lambda *a: None) -> Result:
+                sysinfo: SystemInfo, taskinfo: TaskInfo, dsinfo: DatasetInfo, phase=lambda *a: None,
+                prov: dict[str, Any] | None = None) -> Result:
     done: list[dict[str, Any]] = []
     if out.exists() and not cfg.force:
         if not cfg.resume:
@@ -239,7 +253,7 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
                                      "and were added without metadata (allowed with --allow-unknown-items)")
     result = Result(status="started", run_id=uuid.uuid4().hex[:12], created_at=now(), system=sysinfo, task=taskinfo,
                     dataset=dsinfo, protocol=protocol, seed=cfg.seed, env=environment(),
-                    n_episodes=len(episodes), episodes_file=episodes_path(out).name, limit=cfg.limit)
+                    n_episodes=len(episodes), episodes_file=episodes_path(out).name, limit=cfg.limit, provenance=prov)
     write_result(target, result)
     writer = EpisodeWriter(ep_path, done)
     ctx.system = system

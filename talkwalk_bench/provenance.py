@@ -1,0 +1,284 @@
+"""Which code made a number: content hashes of every file that can change a run's result.
+
+A run records (``Result.provenance``) the sha256 of each file whose content
+can move its numbers, relative to the project root:
+
+- the harness code that scores it: the task family's module and, followed
+  through every ``import`` / ``from ... import`` found anywhere in a file
+  (``ast.walk``, so imports inside functions count), what it imports inside
+  ``talkwalk_bench/tasks``, ``metrics``, ``data``, ``steering`` and ``judge``
+  (package ``__init__.py`` files included), plus ``tasks/runner.py`` (which
+  aggregates) and the data files (YAML) of those packages;
+- the system's own code: from the module that registers its factory (for a
+  variant, the module of the function that builds it), the module's
+  top-level statements, the factory and the module's functions it calls,
+  then everything they import inside that top-level package (``systems.``);
+- the task spec, the dataset card and a ``--steering-file``; the dataset's
+  own fingerprint is recorded beside them.
+
+The leaderboard hashes the same files again: a row whose files changed is
+stale. ``dirty_files`` lists the fingerprinted files that git reports as
+modified, added or untracked (not in the recorded commit).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+HASH_CHARS = 16
+HARNESS_SCOPE = ("talkwalk_bench.tasks", "talkwalk_bench.metrics", "talkwalk_bench.data", "talkwalk_bench.steering",
+                 "talkwalk_bench.judge")
+ALWAYS = ("talkwalk_bench.tasks.runner",)  # aggregation and the CIs of every run
+# folders that runs write: never a reason to call the tree dirty
+OUTPUT_DIRS = ("results", "runs", "leaderboards")
+
+
+def project_root() -> Path:
+    from talkwalk_bench.paths import PROJECT_DIR
+
+    return PROJECT_DIR
+
+
+def file_hash(path: Path) -> str | None:
+    """sha256 of the bytes, first 16 hex characters; None when the file cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:HASH_CHARS]
+    except OSError:
+        return None
+
+
+def combined_hash(files: dict[str, str | None]) -> str:
+    """One hash of a whole fingerprint (paths and their hashes), to compare runs at a glance."""
+    text = "\n".join(f"{k}\t{v}" for k, v in sorted(files.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+def rel(path: Path, root: Path) -> str:
+    """A path relative to the project root (POSIX), or absolute when it lies outside it."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def resolve(relpath: str, root: Path) -> Path:
+    p = Path(relpath)
+    return p if p.is_absolute() else root / p
+
+
+# ----------------------------------------------------------------- import closure
+
+def module_file(name: str, root: Path) -> Path | None:
+    """The source file of a module under ``root`` (a package's ``__init__.py``), or None."""
+    base = root.joinpath(*name.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.resolve().relative_to(root.resolve()).with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _parse(path: Path) -> ast.Module | None:
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+
+
+def imported_names(nodes: Iterable[ast.AST], module: str, is_package: bool) -> set[str]:
+    """Every module name an ``import`` or ``from ... import`` among ``nodes`` may load (relative ones resolved)."""
+    out: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                pkg = module.split(".") if is_package else module.split(".")[:-1]
+                pkg = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+                base = ".".join(pkg + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if base:
+                out.add(base)
+                out.update(f"{base}.{a.name}" for a in node.names if a.name != "*")
+    return out
+
+
+def _in_scope(name: str, scope: tuple[str, ...]) -> bool:
+    return any(name == s or name.startswith(s + ".") for s in scope)
+
+
+def closure(start: Iterable[str], scope: tuple[str, ...], root: Path, skip: Iterable[str] = ()) -> set[Path]:
+    """Files of the modules in ``start`` and, transitively, of every in-scope module they import, with the
+    ``__init__.py`` of each package on the way; modules in ``skip`` are not followed."""
+    seen: set[str] = set(skip)
+    files: set[Path] = set()
+    todo = [s for s in start]
+    while todo:
+        name = todo.pop()
+        if name in seen or not _in_scope(name, scope):
+            continue
+        seen.add(name)
+        path = module_file(name, root)
+        if path is None:
+            continue  # a name imported from a module, not a module
+        files.add(path)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages' __init__.py
+        tree = _parse(path)
+        if tree is not None:
+            todo += sorted(imported_names(ast.walk(tree), name, path.name == "__init__.py"))
+    return files
+
+
+def _factory_nodes(tree: ast.Module, func_name: str | None) -> list[ast.AST]:
+    """The nodes of a registering module that can affect one factory: every top-level statement except the
+    bodies of functions, plus the factory's body and the bodies of the module's functions it calls (transitively)."""
+    funcs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    if func_name not in funcs:
+        return list(ast.walk(tree))  # not found: the whole module
+    nodes: list[ast.AST] = []
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            nodes += stmt.decorator_list  # decorators run at import
+            for d in stmt.decorator_list:
+                nodes += list(ast.walk(d))
+            nodes += list(ast.walk(stmt.args))
+        else:
+            nodes += list(ast.walk(stmt))
+    used, todo = set(), [func_name]
+    while todo:
+        name = todo.pop()
+        if name in used or name not in funcs:
+            continue
+        used.add(name)
+        body = list(ast.walk(funcs[name]))
+        nodes += body
+        todo += [n.id for n in body if isinstance(n, ast.Name) and n.id in funcs]
+    return nodes
+
+
+def system_files(factory: Callable[..., Any], root: Path) -> set[Path]:
+    """The system's own code: what its registering module and factory import inside its top-level package."""
+    target = getattr(factory, "__talkwalk_builder__", None) or factory
+    target = inspect.unwrap(target)
+    modname = getattr(target, "__module__", None)
+    mod = sys.modules.get(modname or "")
+    path = Path(mod.__file__) if mod is not None and getattr(mod, "__file__", None) else None
+    if path is None or not modname:
+        return set()
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return {path}  # a plugin installed elsewhere: its registering file only
+    top = modname.split(".")[0]
+    tree = _parse(path)
+    if tree is None:
+        return {path}
+    nodes = _factory_nodes(tree, getattr(target, "__name__", None))
+    is_pkg = path.name == "__init__.py"
+    start = sorted(imported_names(nodes, modname, is_pkg))
+    parts = modname.split(".")
+    start += [".".join(parts[:i]) for i in range(1, len(parts))]
+    # the registering module itself is read above, only as far as this factory goes
+    return {path} | closure(start, (top,), root, skip=(modname,))
+
+
+def harness_files(family_module: str, root: Path) -> set[Path]:
+    files = closure([family_module, *ALWAYS], HARNESS_SCOPE, root)
+    for pkg in HARNESS_SCOPE:
+        folder = root.joinpath(*pkg.split("."))
+        if folder.is_dir():
+            files |= {p for p in folder.rglob("*.yaml") if "__pycache__" not in p.parts}
+    return files
+
+
+# ----------------------------------------------------------------- git
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def dirty(paths: list[str], root: Path) -> list[str] | None:
+    """The given files (relative to ``root``) that are modified, added, untracked or ignored in git;
+    None when ``root`` is no git checkout."""
+    inside = [p for p in paths if not Path(p).is_absolute()]
+    if not inside:
+        return []
+    out = _git(root, "status", "--porcelain", "--untracked-files=all", "--ignored", "--", *inside)
+    if out is None or out.returncode != 0:
+        return None
+    found = set()
+    for line in out.stdout.splitlines():
+        name = line[3:]
+        if " -> " in name:
+            name = name.split(" -> ", 1)[1]
+        found.add(name.strip('"'))
+    return sorted(p for p in inside if p in found)
+
+
+def revision(root: Path | None = None) -> str | None:
+    """HEAD, with ``-dirty`` when the tree has any change, untracked files included (run outputs excepted)."""
+    root = root or project_root()
+    out = _git(root, "rev-parse", "HEAD")
+    if out is None or out.returncode != 0 or not out.stdout.strip():
+        return None
+    rev = out.stdout.strip()
+    st = _git(root, "status", "--porcelain", "--untracked-files=normal", "--", ".",
+              *(f":(exclude){d}" for d in OUTPUT_DIRS))
+    if st is None or st.returncode != 0:
+        return rev
+    return rev + ("-dirty" if st.stdout.strip() else "")
+
+
+# ----------------------------------------------------------------- the record
+
+def fingerprint(*, family_module: str, system_factory: Callable[..., Any] | None, spec_path: Path | None,
+                card_path: Path | None, steering_file: Path | None, dataset_fingerprint: str | None,
+                root: Path | None = None) -> dict[str, Any]:
+    """The provenance of one run: ``{revision, dirty_files, files: {relpath: hash}, code_hash, dataset_fingerprint}``."""
+    root = (root or project_root()).resolve()
+    paths = harness_files(family_module, root)
+    if system_factory is not None:
+        paths |= system_files(system_factory, root)
+    for extra in (spec_path, card_path, steering_file):
+        if extra is not None and Path(extra).is_file():
+            paths.add(Path(extra))
+    files = {rel(p, root): file_hash(p) for p in paths}
+    files = dict(sorted(files.items()))
+    dirty_files = dirty(list(files), root)
+    return {"revision": revision(root), "dirty_files": dirty_files, "files": files, "code_hash": combined_hash(files),
+            "dataset_fingerprint": dataset_fingerprint}
+
+
+def changed_files(files: dict[str, str | None], root: Path | None = None,
+                  hasher: Callable[[Path], str | None] = file_hash, cache: dict[str, str | None] | None = None) -> list[str]:
+    """The recorded files whose content differs now (or that are gone), sorted."""
+    root = root or project_root()
+    cache = {} if cache is None else cache
+    out = []
+    for relpath, h in files.items():
+        p = resolve(relpath, root)
+        key = str(p)
+        if key not in cache:
+            cache[key] = hasher(p)
+        if cache[key] != h:
+            out.append(relpath)
+    return sorted(out)

@@ -1,0 +1,106 @@
+"""The code fingerprint recorded in every result: which files, their hashes, and the dirty check."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from talkwalk_bench import provenance as pv
+from talkwalk_bench.registry import SYSTEMS
+from talkwalk_bench.tasks.base import FAMILIES
+
+ROOT = pv.project_root()
+
+
+def _fp(system: str | None, family: str, root: Path = ROOT, **kw) -> dict:
+    return pv.fingerprint(family_module=FAMILIES.get(family).__module__, system_factory=SYSTEMS.get(system) if system else None,
+                          spec_path=ROOT / "tasks" / f"{family}.yaml", card_path=ROOT / "tasks" / "cards" / "ml-100k.yaml",
+                          steering_file=kw.get("steering_file"), dataset_fingerprint="fp", root=root)
+
+
+def test_fingerprint_lists_harness_system_spec_and_card():
+    fp = _fp("popularity", "ranking")
+    files = fp["files"]
+    for f in ("talkwalk_bench/tasks/ranking.py", "talkwalk_bench/tasks/runner.py", "talkwalk_bench/tasks/__init__.py",
+              "talkwalk_bench/data/split.py", "talkwalk_bench/metrics/stats.py", "systems/baselines.py",
+              "systems/__init__.py", "tasks/ranking.yaml", "tasks/cards/ml-100k.yaml"):
+        assert f in files, f
+    assert files["systems/baselines.py"] == pv.file_hash(ROOT / "systems/baselines.py")
+    assert len(files["systems/baselines.py"]) == pv.HASH_CHARS
+    assert not any(f.startswith(("systems/sasrec", "systems/contrastive")) for f in files)  # other systems' code is not this one's
+    assert fp["dataset_fingerprint"] == "fp" and fp["code_hash"] == pv.combined_hash(files)
+
+
+def test_variant_and_lazy_imports_reach_the_systems_own_modules():
+    plain = _fp("sasrec", "ranking")["files"]
+    filt = _fp("sasrec-filter", "ranking")["files"]
+    # the variant's builder imports systems.sasrec.filter inside a function, which imports systems.keyword_filter
+    assert "systems/keyword_filter.py" in filt and "systems/sasrec/filter.py" in filt
+    assert "systems/sasrec/model.py" in plain and "systems/keyword_filter.py" not in plain
+
+
+def test_steering_file_is_fingerprinted(tmp_path):
+    sf = tmp_path / "mine.yaml"
+    sf.write_text("templates: {}\n")
+    fp = _fp("popularity", "steerability", steering_file=sf)
+    assert fp["files"][str(sf.resolve())] == pv.file_hash(sf)
+
+
+def test_closure_follows_imports_inside_functions(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from pkg import b\n    return b\n")
+    (pkg / "b.py").write_text("from .c import x\n")
+    (pkg / "c.py").write_text("x = 1\n")
+    (pkg / "unused.py").write_text("")
+    got = {p.name for p in pv.closure(["pkg.a"], ("pkg",), tmp_path)}
+    assert got == {"__init__.py", "a.py", "b.py", "c.py"}
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": str(root)})
+
+
+@pytest.fixture
+def repo(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("def f():\n    from pkg import b\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "pkg")
+    _git(tmp_path, "commit", "-q", "-m", "init")
+    return tmp_path
+
+
+def test_untracked_imported_file_makes_the_run_dirty(repo):
+    assert pv.dirty(["pkg/a.py"], repo) == []
+    assert not pv.revision(repo).endswith("-dirty")
+    (repo / "pkg" / "b.py").write_text("x = 1\n")  # imported by a.py, never committed
+    files = sorted(pv.rel(p, repo) for p in pv.closure(["pkg.a"], ("pkg",), repo))
+    assert "pkg/b.py" in files
+    assert pv.dirty(files, repo) == ["pkg/b.py"]
+    assert pv.revision(repo).endswith("-dirty")
+
+
+def test_run_outputs_do_not_make_the_tree_dirty(repo):
+    for d in pv.OUTPUT_DIRS:
+        (repo / d).mkdir()
+        (repo / d / "x.json").write_text("{}")
+    assert not pv.revision(repo).endswith("-dirty")
+    (repo / "pkg" / "a.py").write_text("# edited\n")
+    assert pv.revision(repo).endswith("-dirty")
+    assert pv.dirty(["pkg/a.py"], repo) == ["pkg/a.py"]
+
+
+def test_changed_files_compares_content(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("x = 1\n")
+    files = {"m.py": pv.file_hash(f), "gone.py": "0" * 16}
+    assert pv.changed_files(files, tmp_path) == ["gone.py"]
+    f.write_text("x = 2\n")
+    assert pv.changed_files(files, tmp_path) == ["gone.py", "m.py"]
