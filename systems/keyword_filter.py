@@ -21,7 +21,8 @@ from talkwalk_bench.data.card import Attribute, DatasetCard
 # Cue words are the train templates' wording or everyday English that the evaluation phrasings do not use;
 # tests/test_eval_wall.py fails when one of them appears only in the evaluation phrasings.
 HARD_NEG = {"no", "not", "without", "except", "exclude", "excluding", "skip", "nothing", "none",
-            "never", "hate", "dislike", "don't", "dont", "isn't", "aren't", "nor", "but not"}
+            "never", "hate", "dislike", "don't", "dont", "isn't", "aren't", "nor", "but not",
+            "anything but", "anything except", "other than", "rather not"}
 SOFT_NEG = {"less", "fewer", "lighter on", "not so much", "not too much", "tone down", "cut down on", "cut back on"}
 BOOST = {"more", "extra", "lots of", "plenty of"}
 NEWER = {"newer", "more recent", "later", "recent", "latest", "contemporary"}
@@ -294,8 +295,14 @@ def parse(text: str, lexicon: Lexicon) -> Parsed:
     return out
 
 
+def _closed(c: Constraint) -> bool:
+    return math.isfinite(c.low) and math.isfinite(c.high)
+
+
 def merge_ranges(parsed: Parsed) -> Parsed:
-    """Intersect the range constraints on each attribute (several phrases narrow one window)."""
+    """Combine the range constraints on each attribute: a bound narrows a window ("from the 80s, before
+    1985": 1980-1984), while two windows ("the 50s or 60s", "70s, 80s") are alternatives, read as the
+    span that covers both; intersecting them would ask for nothing at all."""
     ranges: dict[str, Constraint] = {}
     rest = []
     for c in parsed.constraints:
@@ -303,6 +310,9 @@ def merge_ranges(parsed: Parsed) -> Parsed:
             prev = ranges.get(c.attribute)
             if prev is None:
                 ranges[c.attribute] = c
+            elif _closed(prev) and _closed(c):
+                ranges[c.attribute] = Constraint(c.attribute, "range", low=min(prev.low, c.low), high=max(prev.high, c.high),
+                                                 phrase=f"{prev.phrase} or {c.phrase}")
             else:
                 ranges[c.attribute] = Constraint(c.attribute, "range", low=max(prev.low, c.low), high=min(prev.high, c.high),
                                                  phrase=f"{prev.phrase}; {c.phrase}")

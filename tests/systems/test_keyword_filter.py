@@ -66,6 +66,11 @@ def cons(text: str, lex: Lexicon) -> set[tuple]:
         ("films from 1960 onwards", {("range", "year", 1960.0, None)}),
         ("something more recent", {("relative", "year", "newer")}),
         ("a recent comedy", {("include", "genre", ("Comedy",)), ("range", "year", 1990.0, 1999.0)}),  # the card's alias
+        ("a film from the 50s or 60s", {("range", "year", 1950.0, 1969.0)}),  # two windows: either one
+        ("70s, 80s", {("range", "year", 1970.0, 1989.0)}),
+        ("from the 80s, before 1985", {("range", "year", 1980.0, 1984.0)}),  # a bound narrows a window
+        ("anything but horror", {("exclude", "genre", ("Horror",))}),
+        ("something other than drama", {("exclude", "genre", ("Drama",))}),
         ("what do you have", set()),
         ("", set()),
     ],
