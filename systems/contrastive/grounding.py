@@ -45,23 +45,35 @@ EXTRA: dict[str, tuple[str, ...]] = {
                 "I'm sick of {value}", "{value} is off the menu", "no {value} at all", "not {value}",
                 "I hate {value}", "remove the {value} {nouns}", "without {value}", "get rid of {value}",
                 "I'm done with {value}", "pass on {value}"),
-    "before": ("up until {bound}", "before {bound}", "earlier than {bound}", "{bound} and earlier", "until {bound}",
-               "nothing newer than {bound}", "nothing after {bound}", "a {noun} older than {bound}", "pre-{bound} {nouns}",
-               "a {noun} that came out before {bound}", "released before {bound}", "made earlier than {bound}"),
-    "after": ("after {bound}", "newer than {bound}", "later than {bound}", "{bound} and later", "since {bound}", "{bound} onwards",
-              "nothing older than {bound}", "nothing before {bound}", "a {noun} newer than {bound}", "post-{bound} {nouns}",
-              "a {noun} that came out after {bound}", "released after {bound}", "made later than {bound}"),
-    "older": ("older than {title}", "before {title}", "earlier than {title}", "a {noun} that came out earlier than {title}",
-              "something from an earlier time than {title}", "an older release than {title}", "made before {title}"),
-    "newer": ("newer than {title}", "after {title}", "later than {title}", "a {noun} that came out later than {title}",
-              "something from a later time than {title}", "a newer release than {title}", "made after {title}"),
-    "similar": ("like {title}", "similar to {title}", "more {nouns} like {title}", "the same kind of {noun} as {title}",
-                "I liked {title}, more like that"),
-    "contrast": ("different from {title}", "unlike {title}", "not like {title}", "nothing similar to {title}",
-                 "a complete change from {title}", "something else entirely than {title}"),
     "both": ("a {value} {other} {noun}", "{value} and {other}", "a {noun} that is {value} and {other}",
              "something {value} with {other}"),
 }
+# Relations said inside everyday frames: every frame carries every relation, so the frame's own words are
+# evidence for none of them and only the relation words decide.
+FRAMES = ("{R}", "something {R}", "a {noun} {R}", "one {R}", "show me {nouns} {R}", "I'd like something {R}",
+          "{R}, please", "pick a {noun} {R}", "only {nouns} {R}")
+RELATIONS: dict[str, tuple[str, ...]] = {
+    "older": ("older than {title}", "earlier than {title}", "before {title}", "from before {title}",
+              "that came out before {title}", "made before {title}", "released before {title}",
+              "further back than {title}", "dating from before {title}", "from longer ago than {title}"),
+    "newer": ("newer than {title}", "later than {title}", "after {title}", "from after {title}",
+              "made after {title}", "released after {title}", "further forward than {title}",
+              "that postdates {title}", "dating from after {title}"),
+    "similar": ("like {title}", "similar to {title}", "just like {title}", "akin to {title}",
+                "comparable to {title}", "reminiscent of {title}", "in the style of {title}", "that feels like {title}",
+                "the same kind as {title}", "resembling {title}", "with the feel of {title}"),
+    "contrast": ("different from {title}", "unlike {title}", "nothing like {title}", "the opposite of {title}",
+                 "not like {title}", "a change from {title}", "other than {title}",
+                 "that is nothing like {title}", "different to {title}", "contrasting with {title}"),
+    "before": ("before {bound}", "earlier than {bound}", "older than {bound}", "from before {bound}", "made before {bound}",
+               "released before {bound}", "up until {bound}", "until {bound}", "{bound} and earlier",
+               "no later than {bound}", "dating from before {bound}", "pre-{bound}"),
+    "after": ("after {bound}", "later than {bound}", "newer than {bound}", "from after {bound}", "made after {bound}",
+              "released after {bound}", "since {bound}", "from {bound} onwards", "{bound} and later",
+              "dating from after {bound}", "post-{bound}"),
+}
+for _kind, _rel in RELATIONS.items():
+    EXTRA[_kind] = tuple(f.replace("{R}", r) for r in _rel for f in FRAMES)
 ANCHORED = ("older", "newer", "similar", "contrast")
 MODIFIERS = {"early": (0, 4), "mid": (3, 6), "late": (5, 9)}
 _YEAR = re.compile(r"(?<![\d'])(1[89]\d\d|20[0-4]\d)(?![\d])")
@@ -113,16 +125,17 @@ class Reading:
 
 _TOK = re.compile(r"[a-z]+(?:'[a-z]+)?|\d{4}|[,;.!?]")
 _NEG_TOK = {"no", "not", "nothing", "never", "none", "without", "don't", "dont", "nor", "isn't", "aren't", "can't"}
-_STOP = {"a", "an", "the", "some", "me", "i", "please", "one", "film", "films", "that", "this", "it", "of", "to", "for",
-         "and", "just", "something", "thing", "things", "movie", "movies", "is", "be", "was", "s", "comedy", "horror",
-         "seventies", "1980"}
-
-
-_FILLER = {"comedy", "horror", "seventies", "1980", "that", "film", "films"}
+# Function words that carry no relation (a relation's own prepositions, "before", "after", "like", "since",
+# "until", are kept), the placeholder fillers, and the card noun.
+_STOP = set("""a an the some any me my i you we us it its this these those that which who what please just really so
+very and or of to from for in on at by as with into about than one ones something anything thing things is are was
+were be been am do does did can could would should will shall may might must have has had s film films movie movies
+more most comedy horror seventies 1980""".split())
 
 
 def features(text: str) -> list[str]:
-    """Words (negation-marked: a word within three after "no"/"not"/... reads as NOT_word) and bigrams."""
+    """Content words (negation-marked: a word within three after "no"/"not"/... reads as NOT_word) and
+    bigrams of consecutive content words; function words are skipped."""
     toks = _TOK.findall(text.lower().replace("\u2019", "'"))
     out: list[str] = []
     neg, prev = 0, ""
@@ -132,13 +145,13 @@ def features(text: str) -> list[str]:
             continue
         if t in _NEG_TOK:
             out.append(t)
-            neg, prev = 3, t
+            neg, prev = 3, ""
             continue
-        if prev and t not in _FILLER and prev not in _FILLER:
-            out.append(f"{prev}_{t}")
-        prev = t
         if t in _STOP:
             continue
+        if prev:
+            out.append(f"{prev}_{t}")
+        prev = t
         out.append(f"NOT_{t}" if neg else t)
         neg = max(0, neg - 1)
     return out
@@ -345,7 +358,15 @@ class Grounder:
                         out.constraints.append(Constraint("range", self.ordinal, high=s.value - 1) if rel == "before"
                                                else Constraint("range", self.ordinal, low=s.value))
         if values:
+            first: dict[str, Slot] = {}
+            for sl in values:
+                first.setdefault(sl.value, sl)
+            again = [sl for sl in values if first[sl.value] is not sl]  # a value said twice: its first mention reads
+            values = list(first.values())
             pol = self._polarity(said, values, slots)
+            for sl in again:  # a later mention refuses it only with a cue of its own ("musicals? no singing")
+                if NEGATION.search(re.split(r"[,;.!?]", said[:sl.start])[-1]):
+                    pol[values.index(first[sl.value])] = "exclude"
             exc = frozenset(s.value for s, p in zip(values, pol, strict=True) if p == "exclude")
             inc = frozenset(s.value for s, p in zip(values, pol, strict=True) if p == "include") - exc  # a refusal wins
             if inc:
@@ -370,6 +391,10 @@ class Grounder:
         part = text[lo:slot.start] + " " + (FILL["bound"] if slot.type == "year" else FILL["value"]) + " " + text[slot.end:hi]
         return " ".join(part.split())
 
+    def _refuses(self, skeleton: str) -> str:
+        """include / exclude for a lone value without a negation cue: the words of the request (``vote``)."""
+        return self.vote(skeleton, ("include", "exclude"))[0]
+
     def _polarity(self, text: str, values: Sequence[Slot], slots: Sequence[Slot]) -> list[str]:
         """include / exclude per value slot: a negation cue before it in its clause (or right after a lone
         value) rules it out; otherwise the words of the request decide (``vote``). Of two values, the first
@@ -383,7 +408,7 @@ class Grounder:
                 out.append("exclude")
             elif len(values) == 1:
                 tail = re.split(r"[,;.!?]|\bbut\b|\band\b", text[s.end:], flags=re.I)[0]
-                out.append("exclude" if NEGATION.search(tail) else self.vote(self.skeleton(text, slots), ("include", "exclude"))[0])
+                out.append("exclude" if NEGATION.search(tail) else self._refuses(self.skeleton(text, slots)))
             elif j == 0:
                 out.append("include")
             else:

@@ -27,7 +27,7 @@ INTENTS: dict[str, tuple[str, ...]] = {
 }
 
 
-NEGATION = re.compile(r"\b(?:anything but|anything except|none of|hold the|rather than|instead of|do not|don't|dont|"
+NEGATION = re.compile(r"\b(?:anything but|anything except|none of|hold the|rather than|instead of|do not|don't|dont|can't|cannot|won't|"
                       r"no|not|without|except|skip|nothing|never|excluding)\b", re.IGNORECASE)
 CLAUSE_END = re.compile(r"[,;.!?]|\b(?:but|and|though|however)\b", re.IGNORECASE)
 

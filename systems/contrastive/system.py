@@ -54,6 +54,7 @@ class ContrastiveSystem:
         # anchored relations (older / newer / similar / different from a named item) filter it too
         self.constrain, self.constrain_anchored = constrain, constrain_anchored
         self._con_memo: dict[Any, np.ndarray] = {}
+        self._read_memo: dict[tuple[str, bool], Any] = {}
         if new_user_prior not in ("demographic", "popularity", "none"):
             raise BenchError("-S new_user_prior: choose demographic, popularity or none, not " + repr(new_user_prior))
         self.new_user_prior = new_user_prior  # inference only: how a user without history is placed (see _prior)
@@ -308,17 +309,23 @@ class ContrastiveSystem:
             xs = [float(x) for x in xs if x is not None and x == x]
             newest = max(xs) if xs else None
         self.grounder = Grounder(self.card, train_template_set(), self.enc.encode, newest=newest)
+        self._read_memo.clear()
 
     def read(self, said: str, named: str | None):
         """What the card can check in an utterance (``grounding.Reading``), or None when grounding is off."""
         if not (self.constrain or self.constrain_anchored):
             return None
-        r = self.grounder.read(said, anchored=named is not None)
-        if not self.constrain_anchored:
-            r.relation = None
-        if not self.constrain:
-            r.constraints = []
-        return r
+        from systems.contrastive.grounding import Reading
+
+        key = (said, named is not None)
+        r = self._read_memo.get(key)
+        if r is None:
+            r = self.grounder.read(said, anchored=named is not None)
+            if len(self._read_memo) > 50_000:
+                self._read_memo.clear()
+            self._read_memo[key] = r
+        return Reading(list(r.constraints) if self.constrain else [], r.relation if self.constrain_anchored else None,
+                       r.skeleton)
 
     def relate(self, kind: str, item: str):
         """The constraint an anchored relation puts on the list: older/newer on the ordinal, similar/contrast on the
