@@ -260,6 +260,19 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     if not results:
         raise BenchError("no successful results to rank; run `talkwalk-bench run` first or point at a folder of results")
     boards = lb.build(results)
+    if a.check:
+        found = lb.problems(boards)
+        for line in found:
+            print(line)
+        rows = sum(len(b.rows) for b in boards)
+        bad = sum(1 for b in boards for r in b.rows if r.marks)
+        if found:
+            kinds = {k: sum(1 for b in boards for r in b.rows if k in r.marks) for k in ("stale", "mixed", "dirty")}
+            print(f"check: {bad} of {rows} rows need a rerun (" + ", ".join(f"{v} {k}" for k, v in kinds.items() if v)
+                  + "); rerun them at a clean revision", file=sys.stderr)
+            return 1
+        print(f"check: {rows} rows in {len(boards)} tables, all made by the current code at a clean tree", file=sys.stderr)
+        return 0
     if a.format == "html" and a.output and not a.output.endswith((".html", ".htm")):
         from talkwalk_bench.site import build_site
 
@@ -365,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     lbp.add_argument("--format", choices=["md", "csv", "json", "html"], default=_env("TALKWALK_LB_FORMAT", "md"), help="(env TALKWALK_LB_FORMAT, default md)")
     lbp.add_argument("--output", default=None, help="write here instead of stdout; with --format html, a folder gets a site (index + one page per task)")
     lbp.add_argument("--allow-limited", action="store_true", help="rank results of --limit runs too (marked 'limited'); by default they are refused")
+    lbp.add_argument("--check", action="store_true",
+                     help="write nothing; print one line per stale, mixed or dirty result (file: what) and exit 1 if any, 0 otherwise (for CI)")
     lbp.set_defaults(func=cmd_leaderboard)
 
     g = sub.add_parser("gate", help="fail (exit 1) when a run regresses against a baseline; exit 2 on bad input")

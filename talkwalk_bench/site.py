@@ -112,7 +112,8 @@ def _cells(board: Board, cols: list[str]) -> dict[str, list[Cell]]:
                 pa, pb, pv = (max(0.0, min(100.0, (x - lo) / span * 100)) for x in (a, b, v))
                 bar = (pa, max(0.6, pb - pa), pv)
             cells.append(Cell(value=v, text=fmt(v), ci=f"[{fmt(a)}, {fmt(b)}]" if a is not None and b is not None and a != b else "",
-                              sd=f"±{fmt(m['seed_sd'])} sd over {m.get('seeds')} seeds" if m.get("seed_sd") else "",
+                              sd=(f"±{fmt(m['seed_sd'])} sd over {m.get('seeds')} seeds; CI: {m.get('ci_method') or 'n/a'}"
+                                  if m.get("seed_sd") else ""),
                               bar=bar, best=best is not None and v == best and not r.oracle and not _greyed(m), n=m.get("n"),
                               greyed=_greyed(m)))
         out[c] = cells
@@ -163,9 +164,20 @@ def board_view(board: Board, base: Path | None = None, viewers: bool = False) ->
     chance = _chance_row(board, cols)
     judged = _has_judge(board, cols)
     calibration = [calibration_text(r.judge_calibration) or "no judge" for r in board.rows] if judged else []
-    return {"board": board, "columns": columns, "calibration": calibration, "groups": groups, "rows": rows, "chance": chance,
+    return {"board": board, "columns": columns, "marks": marks_view(board), "calibration": calibration, "groups": groups, "rows": rows, "chance": chance,
             "main": info(board.main_score), "kinds": kinds_view(board), "paired_na": any(
                 r.tied_with_best is None for r in board.rows if r.rank and r.rank > 1)}
+
+
+def marks_view(board: Board) -> list[tuple[str, list[str]]]:
+    """(what, systems) for every stale / mixed / dirty reason and every note, rows with one reason together."""
+    groups: dict[str, list[str]] = {}
+    for r in board.rows:
+        for what in ([f"stale ({r.stale})"] if r.stale else []) + ([f"mixed ({r.mixed})"] if r.mixed else []) + \
+                ([f"dirty (made with uncommitted or untracked {', '.join(r.dirty[:3])}{' and more' if len(r.dirty) > 3 else ''})"]
+                 if r.dirty else []) + ([r.note] if r.note else []):
+            groups.setdefault(what, []).append(r.system)
+    return list(groups.items())
 
 
 def _kind_metrics(board: Board) -> tuple[str, list[str]]:
@@ -246,6 +258,7 @@ def build_site(boards: list[Board], out_dir: Path, title: str = "talkwalk-bench 
             r = next((r for r in b.rows if r.system == s), None)
             m = (r.metrics.get(b.main_score) or {}) if r else {}
             cells.append(None if r is None else {"text": fmt(m.get("value")), "rank": "oracle" if r.oracle else r.rank,
+                                                  "marks": r.marks,
                                                   "best": r.rank == 1, "href": name, "ci": m.get("ci_low") is not None and
                                                   f"[{fmt(m.get('ci_low'))}, {fmt(m.get('ci_high'))}]" or ""})
         overview.append((s, cells))
