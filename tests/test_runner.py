@@ -29,6 +29,7 @@ def test_popularity_result_has_every_field_and_recomputes(tmp_path):
         assert key in data
     assert data["dataset"]["n_users"] == 943 and data["dataset"]["fingerprint"]
     assert data["task"]["spec_hash"] and data["env"]["packages"]["numpy"]
+    assert "file's order" in data["protocol"]["ties"]  # the split's timestamp tie rule is stated
     prov = data["provenance"]  # the code that made the numbers, by content
     assert prov["files"]["systems/baselines.py"] and prov["files"]["tasks/ranking.yaml"]
     assert prov["dataset_fingerprint"] == data["dataset"]["fingerprint"] and isinstance(prov["dirty_files"], list)
