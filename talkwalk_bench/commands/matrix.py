@@ -65,11 +65,11 @@ def drive(cells, out_dir: Path, *, executor: str = "local", jobs: int = 1, addre
     outcomes = execute(cells, executor=executor, jobs=jobs, address=address, on_done=report)
     try:
         results, _ = lb.collect([out_dir]) if out_dir.is_dir() else ([], [])
+        boards = lb.build(results) if results else []  # e.g. two results of one seed (an old name beside the new)
     except BenchError as exc:
         results = []
         print(f"leaderboard not regenerated: {exc}", file=sys.stderr)
     if results:
-        boards = lb.build(results)
         text = lb.to_markdown(boards)
         atomic_write_text(out_dir / "leaderboard.md", text)
         atomic_write_text(out_dir / "leaderboard.html", lb.to_html(boards))
