@@ -135,3 +135,15 @@ def test_unwritable_output_fails_before_work(tmp_path):
     blocker.write_text("x")
     with pytest.raises(BenchError, match="not writable"):
         _run(tmp_path, output=blocker / "sub" / "r.json")
+
+
+def test_resume_refuses_when_the_code_changed_since_the_interrupted_run(tmp_path, flaky_system):
+    out = tmp_path / "flaky.json"
+    with pytest.raises(SystemFailure):
+        run(RunConfig(system="test-flaky", task="ranking", output=out, progress=False))
+    data = json.loads(out.read_text())
+    data["provenance"]["files"]["talkwalk_bench/tasks/ranking.py"] = "0" * 16  # as if the family changed since
+    out.write_text(json.dumps(data))
+    flaky_system["fail"] = False
+    with pytest.raises(BenchError, match=r"code changed since the interrupted run \(talkwalk_bench/tasks/ranking.py\)"):
+        run(RunConfig(system="test-flaky", task="ranking", output=out, progress=False, resume=True))

@@ -238,6 +238,7 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
         _check_same_run(out, prev, sysinfo, taskinfo, dsinfo, cfg.seed, cfg.limit)
         if prev.status == "success":
             return prev
+        _check_same_code(out, prev, prov)
         wanted = {e.id for e in episodes}
         done = [r for r in read_episodes(episodes_path(out)) if r.get("status") == "ok" and r.get("episode") in wanted]
     # --force over a good result: write beside it and publish only once the new run has succeeded
@@ -431,6 +432,18 @@ def _check_same_run(path: Path, prev: Result, sysinfo: SystemInfo, taskinfo: Tas
         diffs.append("seed")
     if diffs:
         raise BenchError(f"{path}: cannot resume: the {', '.join(diffs)} differ from the earlier run; use --force to start over or another --output")
+
+
+def _check_same_code(path: Path, prev: Result, prov: dict[str, Any] | None) -> None:
+    """Finished episodes of an interrupted run are kept only when the code that played them is the code now."""
+    before = (prev.provenance or {}).get("files")
+    if not prov or not isinstance(before, dict) or before == prov.get("files"):
+        return
+    now_files = prov.get("files") or {}
+    changed = sorted(k for k in set(before) | set(now_files) if before.get(k) != now_files.get(k))
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    raise BenchError(f"{path}: cannot resume: the code changed since the interrupted run ({shown}); "
+                     "use --force to start over or another --output")
 
 
 def _one_line(exc: BaseException) -> str:
