@@ -271,7 +271,7 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
             print(f"check: {bad} of {rows} rows need a rerun (" + ", ".join(f"{v} {k}" for k, v in kinds.items() if v)
                   + "); rerun them at a clean revision", file=sys.stderr)
             return 1
-        print(f"check: {rows} rows in {len(boards)} tables, all made by the current code at a clean tree", file=sys.stderr)
+        print(f"check: {rows} rows in {len(boards)} tables, all made by the current, committed code", file=sys.stderr)
         return 0
     if a.format == "html" and a.output and not a.output.endswith((".html", ".htm")):
         from talkwalk_bench.site import build_site
