@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run test lint leaderboards clean
+.PHONY: setup run test lint leaderboards results clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,14 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Regenerate every published result (tasks/suites/published.yaml) into results/, rerunning only
+# what is missing or was made by code that has changed since, then the leaderboards.
+# Run it from a clean checkout: results made with uncommitted code are marked dirty.
+results: setup
+	$(BIN)/talkwalk-bench suite published --output-dir results --no-progress
+	rm -f results/leaderboard.md results/leaderboard.html
+	$(MAKE) leaderboards
 
 # Regenerate the committed leaderboards and the docs' plots from the committed results.
 leaderboards: setup

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -68,20 +68,34 @@ def plan(systems: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], out
 
 
 def is_done(cell: Cell) -> bool:
+    return _state(cell) == "done"
+
+
+def _state(cell: Cell) -> str:
+    """done (a successful result made by the current code), stale (successful, but the code that made it has
+    changed, was not recorded, or was uncommitted: rerun over it), or todo."""
     if cell.force:
-        return False
+        return "todo"
     for path in (cell.output, *cell.legacy):
         p = Path(path)
         if not p.exists():
             continue
         try:
-            if read_result(p).status == "success":
-                return True
+            res = read_result(p)
+            if res.status == "success":
+                return "done" if _current(res) else "stale"
         except ResultFileError:
             pass
         if path == cell.output:
-            return False  # what is at the cell's own name decides; a broken file there is rerun (and reported)
-    return False
+            return "todo"  # what is at the cell's own name decides; a broken file there is rerun (and reported)
+    return "todo"
+
+
+def _current(res) -> bool:
+    from talkwalk_bench.provenance import changed_files
+
+    prov = res.provenance or {}
+    return bool(prov.get("files")) and not prov.get("dirty_files") and not changed_files(prov["files"])
 
 
 def run_cell(cell: Cell) -> CellOutcome:
@@ -104,8 +118,10 @@ def run_cell(cell: Cell) -> CellOutcome:
 
 def execute(cells: list[Cell], *, executor: str = "local", jobs: int = 1, address: str | None = None,
             on_done: Callable[[CellOutcome], None] | None = None) -> list[CellOutcome]:
-    todo = [c for c in cells if not is_done(c)]
-    outcomes = [CellOutcome(c, "skipped", "result exists") for c in cells if c not in todo]
+    states = {c: _state(c) for c in cells}
+    # a stale result is replaced (the new one is published only once it has succeeded)
+    todo = [replace(c, force=True) if states[c] == "stale" else c for c in cells if states[c] != "done"]
+    outcomes = [CellOutcome(c, "skipped", "result exists, made by the current code") for c in cells if states[c] == "done"]
     for o in outcomes:
         if on_done:
             on_done(o)

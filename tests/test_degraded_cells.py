@@ -72,3 +72,24 @@ def test_a_run_of_a_suite_can_have_its_own_seeds_and_the_summary_gives_time_per_
     assert "[4/4]" in err and "time per system" in err and "random" in err.split("time per system")[1]
     assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress", "--seeds", "5"]) == 0
     assert (out / "ranking" / f"random__{tiny_dataset.name}__seed5.json").exists()
+
+
+def test_a_suite_reruns_a_result_whose_code_fingerprint_is_missing_or_changed(tmp_path, tiny_dataset, capsys):
+    import json
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\ndataset: {tiny_dataset}\nruns: [{{task: ranking, systems: [popularity]}}]\n")
+    out = tmp_path / "out"
+    assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
+    [res] = (out / "ranking").glob("popularity__*.json")
+    capsys.readouterr()
+    assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
+    assert "skip" in capsys.readouterr().err  # made by the current code: kept
+    data = json.loads(res.read_text())
+    data["provenance"]["files"]["systems/baselines.py"] = "0" * 16  # as if the system's code had changed since
+    res.write_text(json.dumps(data))
+    run_id = data["run_id"]
+    assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
+    assert "done" in capsys.readouterr().err
+    again = json.loads(res.read_text())
+    assert again["run_id"] != run_id and again["provenance"]["files"]["systems/baselines.py"] != "0" * 16
