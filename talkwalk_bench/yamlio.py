@@ -61,12 +61,17 @@ def read_yaml(path: Path, error: type[Exception] = SpecError) -> Any:
         raise error(f"{path}{where}: not valid YAML ({problem}); fix the syntax there") from None
 
 
+def _one_line(text: str) -> str:
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def first_error(exc: ValidationError) -> str:
     """One line: 'field.path: message' for the first validation error (+ how many more)."""
     errs = exc.errors()
     e = errs[0]
-    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-    msg = e["msg"]
+    # a key may hold any character, a line break included: shown escaped, so the error stays one line
+    loc = ".".join(_one_line(str(p)) for p in e["loc"]) or "(top level)"
+    msg = _one_line(e["msg"])
     if e["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check its spelling"
     elif e["type"] == "missing":
