@@ -136,8 +136,10 @@ def train_seq(
         opt.load_state_dict(st["opt"])
         step, done_seq, log = st["step"], st["done_seq"], st["log"]
         rng = np.random.default_rng(seed + step)
-    t0 = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
-    n_tok = 0
+    el0 = log[-1]["seconds"] if log else 0.0  # training seconds before a resume
+    t0 = time.perf_counter() - el0
+    c0 = time.process_time() - (log[-1].get("cpu_seconds", 0.0) if log else 0.0)  # CPU time of this process, all threads
+    n_tok = 0  # sequence tokens of this process (tokens/s = n_tok / (el - el0))
     bs_steer = int(p["steer_batch"])
     model.train()
     bar = tqdm(total=total, initial=step, desc=f"{desc} training", file=sys.stderr, mininterval=5.0, unit="step")
@@ -158,7 +160,7 @@ def train_seq(
         ids, att, mask, lv = S.window_batch(rows, b, space.m, 0)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(p["bf16"])):
             h = _body(core, ids, att, p)[:, :-1][mask]
-            tl = teacher.level_logits(ids, att, mask, lv) if teacher is not None else None
+            tl = teacher.level_logits(ids, att, mask, lv) if teacher is not None and float(p["distill"]) > 0 else None
             loss, _ = S.level_loss(h, weight, ids[:, 1:][mask], lv, space, teacher_logits=tl, alpha=float(p["distill"]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -167,7 +169,7 @@ def train_seq(
         step += 1
         done_seq += 1
         n_tok += int(att.sum())
-        rec = {"step": step, "loss": float(loss.detach())}
+        rec = {"step": step, "done_seq": done_seq, "loss": float(loss.detach())}
         if every > 0 and done_seq % every == 0 and (cons or constraint_rows):
             set_lr()
             rec["steer_loss"] = _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop, teacher,
@@ -176,26 +178,31 @@ def train_seq(
             step += 1
         el = time.perf_counter() - t0
         rec["seconds"] = round(el, 1)
+        rec["cpu_seconds"] = round(time.process_time() - c0, 1)
         log.append(rec)
         bar.update(step - bar.n)
         bar.set_postfix(epoch=f"{done_seq / max(1, n_seq) * epochs:.2f}/{epochs:g}", loss=f"{np.mean([r['loss'] for r in log[-20:]]):.3f}",
-                        tok_s=f"{n_tok / max(el, 1e-9):.0f}")
+                        tok_s=f"{n_tok / max(el - el0, 1e-9):.0f}")
         if validate is not None and int(p.get("val_every", 0)) > 0 and done_seq % int(p["val_every"]) == 0:
             model.eval()
+            tv, cv = time.perf_counter(), time.process_time()
             rec["val_ndcg@10"] = validate()
-            rec["seconds"] = round(time.perf_counter() - t0, 1)
+            t0 += time.perf_counter() - tv  # "seconds" and "cpu_seconds" count training only, not validation
+            c0 += time.process_time() - cv
             model.train()
-            print(f"{desc}: step {step}, {rec['seconds'] / 60:.1f} min, val nDCG@10 {rec['val_ndcg@10']:.4f}", file=sys.stderr)
+            print(f"{desc}: step {step}, {rec['seconds'] / 60:.1f} training min, {n_tok / max(el - el0, 1e-9):.0f} tok/s, "
+                  f"val nDCG@10 {rec['val_ndcg@10']:.4f}", file=sys.stderr)
         if step % int(p["checkpoint_every"]) == 0:
             save()
-        if p.get("on_step") is not None:
-            p["on_step"](step, done_seq, n_seq, el)
+        if p.get("on_step") is not None and p["on_step"](step, done_seq, n_seq, rec):
+            break  # the caller's budget (benchmarks/semid_probe.py) is spent
     bar.close()
     model.eval()
     return {"rows": len(rows), "sequence_batches": n_seq, "steps": step, "epochs": epochs,
             "loss_last20": float(np.mean([r["loss"] for r in log[-20:]])) if log else None,
             "seconds": log[-1]["seconds"] if log else 0.0, "log_every_50": log[::50],
-            "curve": [{"minutes": round(r["seconds"] / 60, 2), "step": r["step"], "val_ndcg@10": r["val_ndcg@10"]}
+            "curve": [{"minutes": round(r["seconds"] / 60, 2), "cpu_minutes": round(r.get("cpu_seconds", 0.0) / 60, 2), "step": r["step"],
+                       "sequence_batches": r.get("done_seq"), "val_ndcg@10": r["val_ndcg@10"]}
                       for r in log if "val_ndcg@10" in r]}
 
 
@@ -247,7 +254,10 @@ def _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop
                 i = len(seqs) + j
                 hs.append(h[i, len(x) - 1 : len(x) + len(y) - 1])
                 ys.append(torch.as_tensor(y))
-            logits = core.lm_head(torch.cat(hs)).float()
+            # over the base vocabulary only: the constraint is text, and a softmax that held the id
+            # rows would push every id row down at each constraint token
+            n_old = int(vocab["n_old"])
+            logits = (torch.cat(hs) @ weight[:n_old].T).float()
             loss = loss + F.cross_entropy(logits, torch.cat(ys))
     opt.zero_grad(set_to_none=True)
     loss.backward()
