@@ -37,8 +37,8 @@ class SemIdRecommender:
             raise BenchError(f"-S quantizer={self.p['quantizer']}: choose rqvae (default) or rkmeans")
         if not 0 <= float(self.p.get("explain", 0.0)) < 1:
             raise BenchError(f"-S explain={self.p['explain']}: give the share of explanation examples, 0 <= x < 1")
-        if self.p.get("teacher"):  # a bad -S teacher_args fails here, before any work
-            teacher_args(str(self.p["teacher"]), str(self.p.get("teacher_args", "")))
+        if self.p.get("teacher_args"):  # a bad -S teacher_args fails here, before any work (teacher or not)
+            teacher_args(str(self.p.get("teacher") or "semid-tiger"), str(self.p["teacher_args"]))
         if self.p["decoder"] not in ("trie", "outlines", "vllm"):
             raise BenchError(
                 f"-S decoder={self.p['decoder']}: choose trie (default), outlines or vllm "

@@ -20,7 +20,7 @@ from talkwalk_bench.types import Request, Turn  # noqa: E402
 TIGER = dict(embedder="card", widths="4x4x4", rqvae_steps=60, hidden=16, layers=1, heads=2, epochs=2,
              steer_steps=2, steer_batch=2, val_users=3, beam=24, window=6, batch_tokens=64)
 SEQ = {**ARGS, "steps_b": 2, "epochs": 2.0, "batch_tokens": 128, "window": 6, "overlap": 3, "steer_every": 2, "steer_batch": 2,
-       "checkpoint_every": 1, "teacher": "semid-tiger",
+       "checkpoint_every": 1, "teacher": "semid-tiger", "distill": 0.5,
        "teacher_args": ",".join(f"{k}={v}" for k, v in TIGER.items() if k not in ("embedder", "widths", "rqvae_steps"))}
 
 
