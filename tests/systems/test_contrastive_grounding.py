@@ -81,6 +81,38 @@ def test_anchored_relations_are_read_from_the_words_around_the_item(grounder):
     assert grounder.read("something older than that film").relation is None  # no named item: nothing anchored
 
 
+def test_a_word_no_compared_relation_knows_is_no_evidence(grounder):
+    # a relation word of the anchored relations ("younger") is in the exemplars' vocabulary but in neither the
+    # before nor the after exemplars: it must not tip a bound toward the relation with fewer exemplar words
+    assert _cons(grounder, "released since 1980") == {"year in [1980, ]"}
+    assert _cons(grounder, "younger films, released since 1980") == {"year in [1980, ]"}
+    assert "younger" in grounder._vocab and grounder.word_scores("younger 1980", ("before", "after")) is None
+
+
+def test_comparatives_before_a_bin_word_read_as_relations_not_ranges(grounder):
+    for text in ("not as new as that film", "that film is too new for me, go older"):
+        r = grounder.read(text, anchored=True)
+        assert r.relation is not None and not r.constraints, text
+
+
+def test_relation_and_polarity_heads_are_fit_on_the_exemplars_and_read_them_back(grounder):
+    from systems.contrastive.grounding import ANCHORED, QUESTIONS, READERS, fit_head
+
+    assert set(READERS) == set(QUESTIONS) and READERS["relation"] in ("words", "head", "blend", "margin")
+    for kinds in (ANCHORED, ("include", "exclude")):
+        (W, b), _ = grounder._heads[kinds]
+        for j, kd in enumerate(kinds):
+            pred = np.argmax(grounder._E[kd] @ W.T + b, axis=1)
+            assert (pred == j).mean() > 1.5 / len(kinds), kd  # the train exemplars are read back (a hashed bag of words here)
+    rng = np.random.default_rng(0)
+    X0, X1 = normalize(rng.normal(size=(20, 8)) + 2), normalize(rng.normal(size=(5, 8)) - 2)
+    W, b = fit_head([X0, X1])
+    assert (np.argmax(np.r_[X0, X1] @ W.T + b, axis=1) == np.r_[np.zeros(20), np.ones(5)]).all()
+    words = Grounder(grounder.card, train_templates(), HashEncoder().encode, newest=1998.0,
+                     readers={"relation": "words", "polarity": "words"})
+    assert not words._heads  # words only: no head is fit
+
+
 def _small_system(enc, **kw):
     args = dict(epochs=1, steps_per_epoch=6, batch_size=32, hidden=(32,), affinity_pairs=20, smooth_triples=16,
                 progress=False, text_encoder=enc)
