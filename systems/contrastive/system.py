@@ -665,6 +665,9 @@ class ContrastiveSystem:
             cand = cand[:k]
             items = tuple(self.index.ids[p] for p, _ in cand)
             trace: dict[str, Any] = {"query": [round(float(x), 6) for x in q], "intent": intent}
+            read = [c for c in (traces[-1].constraints if traces else ()) if c is not None]
+            if read:  # what the list was filtered by: the system's own reading
+                trace["constraint"] = "; ".join(self._describe(c) for c in read)
             if self.reasoner is not None:  # this turn: rewritten / fallback / not needed; run totals so far
                 trace["llm"] = {"turn": self._llm_turn or "unused", "fallbacks": self.llm_fallbacks,
                                 "calls": self.reasoner.calls}
@@ -684,6 +687,17 @@ class ContrastiveSystem:
                 best = int(np.argmax(val))
             chosen.append(rest.pop(best))
         return chosen
+
+    def _describe(self, c) -> str:
+        """A grounded constraint in words, an anchor item by its title and year."""
+        text = c.describe()
+        if c.anchor:
+            name = self._title(c.anchor) or str(c.anchor)
+            if self._ordinal:
+                v = self.card.item.attributes[self._ordinal].value_of(dict(self._rows.get(c.anchor, {})))
+                name += f" ({v:g})" if isinstance(v, (int, float)) and v == v else ""
+            text = text.replace(str(c.anchor), name)
+        return text
 
     def _explain(self, intent: str, traces) -> str:
         if not traces:

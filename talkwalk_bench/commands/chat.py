@@ -273,7 +273,8 @@ def run_chat(a: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO 
         items, _ = recommend(u, [], None)
         say("starting list (no request yet):")
         show_list(items, (), [], taste(u))
-        return [], tuple(items), None
+        # the starting list was shown: "older than that" refers to it (as the steering task's neutral turn does)
+        return [Turn("", tuple(items))], tuple(items), None
 
     if not check_user(user):
         raise BenchError(f"--user {user}: no such user in {ds.name}; pick one of e.g. {', '.join(users[:5])}")
@@ -324,8 +325,11 @@ def run_chat(a: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO 
         if not interactive:  # a typed line is on screen already; a piped one is not
             say(f"\n> {text}")
         own = (rank.trace or {}).get("constraints") if isinstance(rank.trace, dict) else None
+        own_text = (rank.trace or {}).get("constraint") if isinstance(rank.trace, dict) else None
         if own:
             say("  understood (the system's own parse): " + "; ".join(describe(c) for c in own))
+        elif own_text:
+            say(f"  understood (the system's own reading): {own_text}")
         elif constraints:
             say("  understood (card keyword reading): " + "; ".join(describe(c) for c in constraints))
         else:
