@@ -41,7 +41,7 @@ def plot(data: dict[str, dict[str, np.ndarray]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     order = sorted(data, key=lambda s: -data[s].get("critiques", np.zeros(1))[-1])
     for j, system in enumerate(order):
@@ -58,7 +58,7 @@ def plot(data: dict[str, dict[str, np.ndarray]], out: Path) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_title("conversation: success by turn (solid: with critiques, dashed: without)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside the axes: no line hidden
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
