@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from talkwalk_bench.errors import BenchError
+from talkwalk_bench.provenance import is_current
 from talkwalk_bench.results import ResultFileError, read_result
 
 
@@ -83,19 +84,12 @@ def _state(cell: Cell) -> str:
         try:
             res = read_result(p)
             if res.status == "success":
-                return "done" if _current(res) else "stale"
+                return "done" if is_current(res.provenance) else "stale"
         except ResultFileError:
             pass
         if path == cell.output:
             return "todo"  # what is at the cell's own name decides; a broken file there is rerun (and reported)
     return "todo"
-
-
-def _current(res) -> bool:
-    from talkwalk_bench.provenance import changed_files
-
-    prov = res.provenance or {}
-    return bool(prov.get("files")) and not prov.get("dirty_files") and not changed_files(prov["files"])
 
 
 def run_cell(cell: Cell) -> CellOutcome:

@@ -282,3 +282,11 @@ def changed_files(files: dict[str, str | None], root: Path | None = None,
         if cache[key] != h:
             out.append(relpath)
     return sorted(out)
+
+
+def is_current(prov: dict[str, Any] | None, root: Path | None = None) -> bool:
+    """Whether a result's provenance says it was made by the code now in the tree at a clean state: a
+    fingerprint is recorded, none of its files was uncommitted, and none has changed since (what the
+    leaderboard marks stale or dirty, row by row, and what ``make results`` reruns)."""
+    files = (prov or {}).get("files")
+    return isinstance(files, dict) and bool(files) and not prov.get("dirty_files") and not changed_files(files, root)
