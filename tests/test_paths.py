@@ -40,6 +40,7 @@ def test_task_spec_name_with_separators_is_a_spec_error(tmp_path):
     ("task", "name: s\nruns: [{task: ../../x, systems: [popularity]}]\n"),
     ("systems", "name: s\nruns: [{task: ranking, systems: [../pop]}]\n"),
     ("seeds", "name: s\nseeds: [-1]\nruns: [{task: ranking, systems: [popularity]}]\n"),
+    ("runs.0.seeds", "name: s\nruns: [{task: ranking, systems: [popularity], seeds: []}]\n"),
 ])
 def test_suite_names_and_seeds_are_checked(tmp_path, field, text):
     p = tmp_path / "suite.yaml"
