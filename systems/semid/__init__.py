@@ -20,7 +20,7 @@ def _build(name: str, **params: Any) -> Any:
 
 @register_system(
     "semid",
-    description="Semantic-id LLM: RQ-VAE ids, embedding warm-up then LoRA, trie-constrained beam search (seed 000)",
+    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, distilled from SASRec, trie-constrained beam search (seed 000)",
 )
 def semid(
     base_model: str = "smollm2",
@@ -35,7 +35,7 @@ def semid(
     steps_a: int = 160,
     steps_b: int = 280,
     batch_size: int = 8,
-    lr_a: float = 3e-3,
+    lr_a: float = 2e-2,
     lr_b: float = 5e-4,
     lora_r: int = 16,
     max_len: int = 128,
@@ -50,23 +50,24 @@ def semid(
     threads: int = 0,
     recipe: str = "seq",
     train_layers: int = 0,
-    teacher: str = "",
-    teacher_args: str = "steer_steps=0",
+    teacher: str = "sasrec",
+    teacher_args: str = "",
     distill: float = 0.5,
-    epochs: float = 1.5,
+    epochs: float = 3.0,
     window: int = 200,
     overlap: int = 50,
     batch_tokens: int = 2048,
-    lr: float = 1e-3,
+    lr: float = 5e-3,
     steer_every: int = 4,
     steer_batch: int = 12,
     steer_history: int = 20,
     checkpoint_every: int = 20,
     val_users: int = 150,
-    val_every: int = 60,
+    val_every: int = 90,
     constrain: bool = False,
     int8: bool = False,
     max_history_infer: int = 0,
+    layers: int = 4,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
 
@@ -75,7 +76,8 @@ register_variant(
     "semid-align",
     _build,
     like=semid,
-    defaults={"steps_a": 360, "steps_b": 0, "explain": 0.0, "embedder": "contrastive", "lora_r": 8, "max_history": 10, "recipe": "prompt"},
+    defaults={"steps_a": 360, "steps_b": 0, "explain": 0.0, "embedder": "contrastive", "lora_r": 8, "max_history": 10, "recipe": "prompt",
+              "lr_a": 3e-3, "layers": 0},
     description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)",
 )
 
@@ -91,7 +93,8 @@ register_variant(
     "semid-poc",
     _build,
     like=semid,
-    defaults={"embedder": "minilm", "init": "mean", "mix": "content", "lora_r": 8, "max_history": 10, "recipe": "prompt"},
+    defaults={"embedder": "minilm", "init": "mean", "mix": "content", "lora_r": 8, "max_history": 10, "recipe": "prompt",
+              "lr_a": 3e-3, "layers": 0},
     description="Semantic-id LLM trained on content only (no interaction logs), cold-start catalog (seeds 003/004)",
 )
 

@@ -79,6 +79,82 @@ class Teacher:
         return self.sys.user_distribution(history)
 
 
+class CatalogTeacher:
+    """Per-position level targets from any fitted system with ``score_catalog`` (e.g. ``sasrec``).
+
+    The teacher's catalog distribution after each history prefix of a window,
+    summed onto the trie along the true item's prefix (``CodeSpace.conditional_targets``,
+    vectorised): dense targets for every level, so levels 2-3 learn from the
+    whole distribution and not only the one item that came next.
+    """
+
+    def __init__(self, system: Any, space: S.CodeSpace, *, prefix_len: int = 1, max_history: int = 50,
+                 temperature: float = 1.0) -> None:
+        import torch
+
+        self.sys, self.space, self.prefix_len, self.max_history = system, space, prefix_len, max_history
+        self.temperature = temperature
+        cols = {it: j for j, it in enumerate(system.item_ids)}
+        missing = [it for it in space.item_ids if it not in cols]
+        if missing:
+            raise ValueError(f"the teacher has no score for {len(missing)} catalog items (e.g. {missing[0]}); fit it on the same data")
+        self.cols = np.array([cols[it] for it in space.item_ids])
+        self.codes = torch.as_tensor(space.codes, dtype=torch.long)  # [n_items, m]
+        self.onehot = [torch.nn.functional.one_hot(self.codes[:, j], space.widths[j]).float() for j in range(space.m)]
+        self.by_tokens = {tuple(space.item_tokens(it)): it for it in space.item_ids}
+
+    def _probs(self, histories: Sequence[Sequence[str]]) -> Any:
+        import torch
+
+        from talkwalk_bench.types import Request
+
+        reqs = [Request(user_id="", history=tuple(h[-self.max_history:])) for h in histories]
+        sc = torch.as_tensor(self.sys.score_catalog(reqs)[:, self.cols], dtype=torch.float32) / self.temperature
+        return torch.softmax(sc, dim=-1)
+
+    def level_logits(self, ids: Any, att: Any, mask: Any, levels: Any) -> list[Any]:
+        """Log-targets over each level's codes at the masked positions (in level order), as logits."""
+        import torch
+
+        m, pl = self.space.m, self.prefix_len
+        n_tok = att.sum(dim=1).tolist()
+        hist, rows, lv_of, item_of = [], [], [], []
+        sel = mask.nonzero().tolist()  # row-major, the order of h[mask]
+        items_by_row: dict[int, list[str]] = {}
+        for b, t in sel:
+            if b not in items_by_row:
+                toks = ids[b, pl:int(n_tok[b])].tolist()
+                items_by_row[b] = [self.by_tokens[tuple(toks[i:i + m])] for i in range(0, len(toks) - m + 1, m)]
+            q = t + 1 - pl  # the predicted token's offset after the prefix
+            i, j = q // m, q % m
+            items = items_by_row[b]
+            key = (b, i)
+            if not rows or rows[-1] != key:
+                rows.append(key)
+                hist.append(items[:i])
+            lv_of.append(j)
+            item_of.append((len(rows) - 1, self.space.index[items[i]]))
+        with torch.inference_mode():
+            P = self._probs(hist)  # [n_rows, n_items]
+            r_idx = torch.as_tensor([r for r, _ in item_of])
+            it_idx = torch.as_tensor([i for _, i in item_of])
+            lv = torch.as_tensor(lv_of)
+            out = []
+            for j in range(m):
+                s = (lv == j).nonzero().flatten()
+                p = P[r_idx[s]]
+                if j > 0:  # items that share the true item's first j codes
+                    same = (self.codes[:, :j][None, :, :] == self.codes[it_idx[s], :j][:, None, :]).all(dim=-1)
+                    p = p * same
+                w = p @ self.onehot[j]
+                w = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+                out.append(torch.log(w.clamp_min(1e-8)))
+        return out
+
+    def catalog(self, history: Sequence[str]) -> np.ndarray:
+        return self._probs([history])[0].numpy().astype(float)
+
+
 def train_seq(
     model: Any,
     core: Any,

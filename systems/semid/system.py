@@ -21,7 +21,7 @@ VERSION = "2"
 INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer")
 # training arguments added after models were cached: at these values they stay out of the key,
 # so models trained before they existed keep their cache entries
-ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt"}
+ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers": 0}
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
 # variants that differ from another only in inference arguments share its trained model
 TRAINS_AS = {"semid-constrain": "semid"}
@@ -84,6 +84,10 @@ class SemIdRecommender:
             if k not in INFERENCE_ONLY and not (k in ADDED_LATER and v == ADDED_LATER[k])
             and not (k in SEQ_ONLY and self.p.get("recipe", "prompt") != "seq")
         }
+        if keep.get("recipe") == "seq" and keep.get("teacher"):  # the teacher's own defaults can move; its model with them
+            from talkwalk_bench.registry import system_defaults
+
+            keep["teacher_resolved"] = {**system_defaults(str(keep["teacher"])), **teacher_args(str(keep["teacher"]), str(keep.get("teacher_args", "")))}
         if "decoder" in keep:  # inference only, but kept as "trie" so existing keys do not move
             keep["decoder"] = "trie"
         payload = json.dumps(
@@ -112,6 +116,8 @@ class SemIdRecommender:
         emb, self.table = semantic_table(self.p, data, seed, texts, own=root / "ids.json")
         # 2. the LM with its extended vocabulary
         model, tok = load_base(self.p["base_model"])
+        if int(self.p.get("layers", 0)) > 0:
+            keep_layers(model, int(self.p["layers"]))
         self.vocab = extend_vocabulary(model, tok, self.table.widths)
         n_old = self.vocab["n_old"]
         weights = root / "trained.pt"
@@ -245,7 +251,7 @@ class SemIdRecommender:
         import torch
 
         from systems.semid.constraint import PROMPT, ConstraintSpace
-        from systems.semid.recipe import Teacher, train_seq
+        from systems.semid.recipe import CatalogTeacher, Teacher, train_seq
         from systems.semid.seq import CodeSpace
 
         space = CodeSpace(self.table, self.item_ids, level_tokens=None)
@@ -254,10 +260,13 @@ class SemIdRecommender:
         if self.p.get("teacher"):
             from talkwalk_bench.registry import build_system
 
-            same = {k: self.p[k] for k in ("embedder", "widths", "quantizer", "rqvae_steps", "spread")}
-            tsys, _ = build_system(str(self.p["teacher"]), {**teacher_args(str(self.p["teacher"]), self.p.get("teacher_args", "")), **same})
+            name = str(self.p["teacher"])
+            targs = teacher_args(name, self.p.get("teacher_args", ""))
+            if name.startswith("semid"):  # a semantic-id teacher reads the student's own ids
+                targs.update({k: self.p[k] for k in ("embedder", "widths", "quantizer", "rqvae_steps", "spread")})
+            tsys, _ = build_system(name, targs)
             tsys.fit(data, seed=seed)
-            teacher = Teacher(tsys, space)
+            teacher = Teacher(tsys, space) if name.startswith("semid") else CatalogTeacher(tsys, space)
         rows: list[tuple[list[int], list[int]]] = []
         if data.card is not None and int(self.p["steer_every"]) > 0:
             for utt, text in ConstraintSpace(data.card).rows(data.card, seed=seed):
@@ -305,7 +314,8 @@ class SemIdRecommender:
                 hk.remove()
             for q in core.parameters():
                 q.requires_grad_(False)
-        info["teacher"] = teacher.sys.fit_info.get("best_val_ndcg@10") if teacher is not None else None
+        info["teacher"] = ({"system": str(self.p["teacher"]), "fit_info": {k: v for k, v in teacher.sys.fit_info.items() if isinstance(v, (int, float, str))}}
+                           if teacher is not None and hasattr(teacher.sys, "fit_info") else None)
         info["constraint_rows"] = len(rows)
         return info
 
@@ -488,6 +498,18 @@ class SemIdRecommender:
             )
             out[i, self._trie_cols] = lp
         return out
+
+
+def keep_layers(model: Any, n: int) -> None:
+    """Keep the base model's first ``n`` decoder layers (``-S layers=N``; all of them when it has
+    no more than ``n``); the final norm and the head stay."""
+    total = model.config.num_hidden_layers
+    if n >= total:
+        return
+    model.model.layers = model.model.layers[:n]
+    model.config.num_hidden_layers = n
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:n]
 
 
 def teacher_args(name: str, text: str) -> dict[str, Any]:

@@ -87,6 +87,41 @@ def test_conditional_targets_follow_the_target_prefix():
     np.testing.assert_allclose(t[1], [0.75, 0.25])
 
 
+def test_catalog_teacher_gives_each_position_the_prefix_targets_of_its_history():
+    from systems.semid.recipe import CatalogTeacher
+
+    sp = toy_space()
+    sp.level_tokens = sp.own_tokens(10)
+    logits = {(): [0.0] * 6, ("a",): [1, 2, 3, 0, 0, 1], ("a", "d"): [0, 0, 0, 2, 1, 3]}
+    seen = []
+
+    class Fixed:  # a teacher whose catalog scores depend on the history
+        item_ids = tuple("fedcba")  # its own column order
+
+        def score_catalog(self, reqs):
+            seen.extend(r.history for r in reqs)
+            return np.array([list(reversed(logits[r.history])) for r in reqs], dtype=float)
+
+    t = CatalogTeacher(Fixed(), sp, prefix_len=1)
+    row = [99, *sp.item_tokens("a"), *sp.item_tokens("d"), *sp.item_tokens("f")]
+    ids = torch.tensor([row])
+    att = torch.ones_like(ids)
+    mask = torch.zeros(1, len(row) - 1, dtype=torch.bool)
+    mask[0, 1:] = True  # the first item is context only
+    lv = torch.tensor(S.level_of_positions(len(row), 1, sp.m)[1:][mask[0].numpy()])
+    out = t.level_logits(ids, att, mask, lv)
+    assert seen == [(), ("a",), ("a", "d")]
+    # position predicting a's 2nd code has the empty history; d's codes follow ("a",); f's follow ("a", "d")
+    want = []
+    for hist, item in [((), "a"), (("a",), "d"), (("a", "d"), "f")]:
+        p = np.exp(logits[hist]) / np.exp(logits[hist]).sum()
+        want.append(sp.conditional_targets(p, sp.index[item]))
+    got0 = torch.softmax(out[0], -1).numpy()  # level 0 positions: d, f
+    got1 = torch.softmax(out[1], -1).numpy()  # level 1 positions: a, d, f
+    np.testing.assert_allclose(got0, [want[1][0], want[2][0]], atol=1e-5)
+    np.testing.assert_allclose(got1, [want[0][1], want[1][1], want[2][1]], atol=1e-5)
+
+
 def test_lr_schedule_warms_up_then_decays():
     lrs = [S.lr_at(s, 100, peak=1.0, warmup=10) for s in range(100)]
     assert lrs[0] < lrs[9] == pytest.approx(1.0) and lrs[99] < 0.2 and max(lrs) == pytest.approx(1.0)
