@@ -51,7 +51,7 @@ def semid(
     recipe: str = "seq",
     train_layers: int = 0,
     teacher: str = "sasrec",
-    teacher_args: str = "",
+    teacher_args: str = "epochs=3",
     distill: float = 0.5,
     epochs: float = 3.0,
     window: int = 200,
