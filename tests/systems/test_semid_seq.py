@@ -235,3 +235,20 @@ def test_bad_teacher_args_is_a_one_line_error_before_any_work():
     assert "\n" not in str(e.value)
     with pytest.raises(BenchError, match="nope=1"):
         build_system("semid", {"teacher_args": "nope=1"})
+
+
+def test_layers_keeps_the_first_decoder_layers_of_the_base_model(env):
+    base, _ = env
+    from systems.semid.lm import load_base
+    from systems.semid.system import keep_layers
+
+    model, _ = load_base(str(base))
+    first = model.model.layers[0]
+    n = model.config.num_hidden_layers
+    assert n >= 2
+    keep_layers(model, 1)
+    assert len(model.model.layers) == 1 and model.config.num_hidden_layers == 1 and model.model.layers[0] is first
+    ids = torch.tensor([[1, 2, 3]])
+    assert model(input_ids=ids).logits.shape[-1] == model.config.vocab_size
+    keep_layers(model, 8)  # more than it has: all of them
+    assert len(model.model.layers) == 1
