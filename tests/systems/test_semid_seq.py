@@ -107,7 +107,7 @@ def test_catalog_teacher_gives_each_position_the_prefix_targets_of_its_history()
     ids = torch.tensor([row])
     att = torch.ones_like(ids)
     mask = torch.zeros(1, len(row) - 1, dtype=torch.bool)
-    mask[0, 1:] = True  # the first item is context only
+    mask[0, 1:] = True  # position 0 (a's first code, predicted from the prefix alone) is not supervised
     lv = torch.tensor(S.level_of_positions(len(row), 1, sp.m)[1:][mask[0].numpy()])
     out = t.level_logits(ids, att, mask, lv)
     assert seen == [(), ("a",), ("a", "d")]
