@@ -66,7 +66,7 @@ def semid(
     val_every: int = 90,
     constrain: bool = False,
     int8: bool = False,
-    max_history_infer: int = 0,
+    max_history_infer: int = 20,
     layers: int = 4,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})

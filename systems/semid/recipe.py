@@ -33,6 +33,7 @@ import numpy as np
 from systems.semid import seq as S
 from systems.semid.data import constraints as steer_constraints
 from systems.semid.scratch import steer_history
+from talkwalk_bench.errors import BenchError
 
 REQUEST = "\nRequest: "
 
@@ -83,25 +84,21 @@ class CatalogTeacher:
     """Per-position level targets from any fitted system with ``score_catalog`` (e.g. ``sasrec``).
 
     The teacher's catalog distribution after each history prefix of a window,
-    summed onto the trie along the true item's prefix (``CodeSpace.conditional_targets``,
-    vectorised): dense targets for every level, so levels 2-3 learn from the
+    summed onto the trie along the true item's prefix (``CodeSpace.level_targets``,
+    batched): dense targets for every level, so levels 2-3 learn from the
     whole distribution and not only the one item that came next.
     """
 
     def __init__(self, system: Any, space: S.CodeSpace, *, prefix_len: int = 1, max_history: int = 50,
-                 temperature: float = 1.0) -> None:
-        import torch
-
+                 temperature: float = 1.0, name: str = "sasrec") -> None:
         self.sys, self.space, self.prefix_len, self.max_history = system, space, prefix_len, max_history
         self.temperature = temperature
         cols = {it: j for j, it in enumerate(system.item_ids)}
         missing = [it for it in space.item_ids if it not in cols]
         if missing:
-            raise ValueError(f"the teacher has no score for {len(missing)} catalog items (e.g. {missing[0]}); fit it on the same data")
+            raise BenchError(f"-S teacher={name}: the teacher has no score for {len(missing)} catalog items (e.g. item "
+                             f"{missing[0]}); use a teacher fitted on the same data, or -S teacher= for none")
         self.cols = np.array([cols[it] for it in space.item_ids])
-        self.codes = torch.as_tensor(space.codes, dtype=torch.long)  # [n_items, m]
-        self.onehot = [torch.nn.functional.one_hot(self.codes[:, j], space.widths[j]).float() for j in range(space.m)]
-        self.by_tokens = {tuple(space.item_tokens(it)): it for it in space.item_ids}
 
     def _probs(self, histories: Sequence[Sequence[str]]) -> Any:
         import torch
@@ -124,7 +121,7 @@ class CatalogTeacher:
         for b, t in sel:
             if b not in items_by_row:
                 toks = ids[b, pl:int(n_tok[b])].tolist()
-                items_by_row[b] = [self.by_tokens[tuple(toks[i:i + m])] for i in range(0, len(toks) - m + 1, m)]
+                items_by_row[b] = self.space.items_of(toks)
             q = t + 1 - pl  # the predicted token's offset after the prefix
             i, j = q // m, q % m
             items = items_by_row[b]
@@ -135,20 +132,15 @@ class CatalogTeacher:
             lv_of.append(j)
             item_of.append((len(rows) - 1, self.space.index[items[i]]))
         with torch.inference_mode():
-            P = self._probs(hist)  # [n_rows, n_items]
-            r_idx = torch.as_tensor([r for r, _ in item_of])
-            it_idx = torch.as_tensor([i for _, i in item_of])
-            lv = torch.as_tensor(lv_of)
-            out = []
-            for j in range(m):
-                s = (lv == j).nonzero().flatten()
-                p = P[r_idx[s]]
-                if j > 0:  # items that share the true item's first j codes
-                    same = (self.codes[:, :j][None, :, :] == self.codes[it_idx[s], :j][:, None, :]).all(dim=-1)
-                    p = p * same
-                w = p @ self.onehot[j]
-                w = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-                out.append(torch.log(w.clamp_min(1e-8)))
+            P = self._probs(hist).numpy()  # [n_rows, n_items]
+        r_idx = np.array([r for r, _ in item_of], dtype=np.int64)
+        it_idx = np.array([i for _, i in item_of], dtype=np.int64)
+        lv = np.array(lv_of)
+        out = []
+        for j in range(m):
+            s = np.flatnonzero(lv == j)
+            w = self.space.level_targets(P[r_idx[s]], it_idx[s], j)
+            out.append(torch.log(torch.as_tensor(w).clamp_min(1e-8)))
         return out
 
     def catalog(self, history: Sequence[str]) -> np.ndarray:

@@ -79,19 +79,33 @@ class CodeSpace:
             out.extend(self.item_tokens(it))
         return out
 
+    def items_of(self, tokens: Sequence[int]) -> list[str]:
+        """The items a run of whole items' code tokens spells (``m`` tokens per item)."""
+        if not hasattr(self, "_code_of"):
+            self._code_of = [{t: c for c, t in enumerate(toks)} for toks in self.level_tokens]
+        m = self.m
+        return [self.by_sid[tuple(self._code_of[j][tokens[i + j]] for j in range(m))] for i in range(0, len(tokens) - m + 1, m)]
+
+    def level_targets(self, P: np.ndarray, targets: Sequence[int], level: int) -> np.ndarray:
+        """Batched soft targets for one level: row ``r`` is the distribution of code ``level``
+        among the items that share ``targets[r]``'s first ``level`` codes, weighted by ``P[r]``
+        (a catalog distribution, ``[n, n_items]``). A row with no weight there is the target's code."""
+        P = np.asarray(P)
+        t = np.asarray(targets, dtype=np.int64)
+        if level > 0:  # items that share the target's first `level` codes
+            P = P * (self.codes[None, :, :level] == self.codes[t, :level][:, None, :]).all(axis=-1)
+        onehot = np.eye(self.widths[level], dtype=P.dtype)
+        w = P @ onehot[self.codes[:, level]]
+        s = w.sum(axis=-1, keepdims=True)
+        return np.where(s > 0, w / np.where(s > 0, s, 1), onehot[self.codes[t, level]])
+
     def conditional_targets(self, p: np.ndarray, target: int) -> list[np.ndarray]:
         """Soft targets per level from a catalog distribution ``p`` along ``target``'s prefix.
 
         Level ``j``'s target is the distribution of code ``j`` among items that share
         ``target``'s first ``j`` codes, weighted by ``p`` (dense targets for every level).
         """
-        out, alive = [], np.ones(len(p), dtype=bool)
-        for j in range(self.m):
-            w = np.bincount(self.codes[alive, j], weights=p[alive], minlength=self.widths[j])
-            s = w.sum()
-            out.append(w / s if s > 0 else np.eye(self.widths[j])[self.codes[target, j]])
-            alive &= self.codes[:, j] == self.codes[target, j]
-        return out
+        return [self.level_targets(np.asarray(p)[None], [target], j)[0] for j in range(self.m)]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
 VERSION = "2"
 # arguments that change inference only; they are left out of the training cache key
+ID_ARGS = ("embedder", "widths", "quantizer", "rqvae_steps", "spread")  # how the semantic ids are built
 INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer")
 # training arguments added after models were cached: at these values they stay out of the key,
 # so models trained before they existed keep their cache entries
@@ -25,7 +26,7 @@ ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
 # variants that differ from another only in inference arguments share its trained model
 TRAINS_AS = {"semid-constrain": "semid"}
-SEQ_ONLY = ("val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "overlap", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
+SEQ_ONLY = ("lr", "val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "overlap", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
 class SemIdRecommender:
@@ -258,15 +259,18 @@ class SemIdRecommender:
         space.level_tokens = space.from_full(self.vocab["levels"])
         teacher = None
         if self.p.get("teacher"):
-            from talkwalk_bench.registry import build_system
+            from talkwalk_bench.registry import build_system, system_defaults
 
             name = str(self.p["teacher"])
             targs = teacher_args(name, self.p.get("teacher_args", ""))
-            if name.startswith("semid"):  # a semantic-id teacher reads the student's own ids
-                targs.update({k: self.p[k] for k in ("embedder", "widths", "quantizer", "rqvae_steps", "spread")})
+            # a teacher that builds semantic ids builds them as the student does (same embedder, widths, ...)
+            targs.update({k: self.p[k] for k in ID_ARGS if k in system_defaults(name) and k not in targs})
             tsys, _ = build_system(name, targs)
             tsys.fit(data, seed=seed)
-            teacher = Teacher(tsys, space) if name.startswith("semid") else CatalogTeacher(tsys, space)
+            if "semantic_ids" in tsys.meta.capabilities:  # reads the student's own ids, level by level
+                teacher = Teacher(tsys, space)
+            else:  # any catalog scorer: its distribution summed onto the trie
+                teacher = CatalogTeacher(tsys, space, name=name)
         rows: list[tuple[list[int], list[int]]] = []
         if data.card is not None and int(self.p["steer_every"]) > 0:
             for utt, text in ConstraintSpace(data.card).rows(data.card, seed=seed):

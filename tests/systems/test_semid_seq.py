@@ -122,6 +122,28 @@ def test_catalog_teacher_gives_each_position_the_prefix_targets_of_its_history()
     np.testing.assert_allclose(got1, [want[0][1], want[1][1], want[2][1]], atol=1e-5)
 
 
+def test_level_targets_batch_equals_one_row_at_a_time_and_tokens_spell_items():
+    sp = toy_space()
+    sp.level_tokens = sp.own_tokens(10)
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(6), size=4)
+    targets = [0, 3, 5, 3]
+    for j in range(sp.m):
+        np.testing.assert_allclose(sp.level_targets(P, targets, j), [sp.conditional_targets(P[r], t)[j] for r, t in enumerate(targets)])
+    assert sp.items_of([*sp.item_tokens("d"), *sp.item_tokens("a")]) == ["d", "a"]
+
+
+def test_catalog_teacher_that_lacks_catalog_items_is_refused_naming_the_argument():
+    from systems.semid.recipe import CatalogTeacher
+    from talkwalk_bench.errors import BenchError
+
+    class Partial:
+        item_ids = tuple("abc")  # fitted on another catalog
+
+    with pytest.raises(BenchError, match=r"-S teacher=other: the teacher has no score for 3 catalog items \(e\.g\. item d\)"):
+        CatalogTeacher(Partial(), toy_space(), name="other")
+
+
 def test_lr_schedule_warms_up_then_decays():
     lrs = [S.lr_at(s, 100, peak=1.0, warmup=10) for s in range(100)]
     assert lrs[0] < lrs[9] == pytest.approx(1.0) and lrs[99] < 0.2 and max(lrs) == pytest.approx(1.0)
