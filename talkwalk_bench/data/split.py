@@ -31,7 +31,9 @@ PROTOCOL = {
     "holdout": "last interaction test, second-last validation",
     "mode": "full ranking over the catalog",
     "exclude": "the user's earlier items (train + validation) are never ranked",
-    "recbole_equivalent": "eval_args: {split: {LS: valid_and_test}, order: TO, mode: full}",
+    "recbole_equivalent": ("eval_args: {split: {LS: valid_and_test}, order: TO, mode: full}, plus the history mask that "
+                           "RecBole applies to general models but not to sequential ones; the ranking task's "
+                           "-O exclude_history=false drops the mask and is RecBole's stock evaluation (docs/sasrec.md)"),
 }
 
 

@@ -17,16 +17,18 @@ from talkwalk_bench.types import Request
 class RankingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_users: int | None = Field(None, ge=1, description="sample this many test users (seeded); all when unset")
+    exclude_history: bool = Field(True, description="never rank the user's earlier items; false ranks them too, "
+                                  "which is RecBole's stock full-sort evaluation of sequential models")
 
 
 def next_item_requests(family: Family, episodes: Sequence[Episode]) -> list[Request]:
     split, ds, stage = family.ctx.split, family.ctx.dataset, family.ctx.stage
+    masked = getattr(family.params, "exclude_history", True)
     out = []
     for ep in episodes:
         hist = split.history(ep.user_id, stage)
-        out.append(
-            Request(user_id=ep.user_id, history=hist, user=ds.users.get(ep.user_id, {}), exclude=frozenset(hist), session_id=ep.id)
-        )
+        out.append(Request(user_id=ep.user_id, history=hist, user=ds.users.get(ep.user_id, {}),
+                           exclude=frozenset(hist) if masked else frozenset(), session_id=ep.id))
     return out
 
 
@@ -65,6 +67,14 @@ class RankingFamily(Family):
 
     def metric_names(self) -> list[str]:
         return [m for m in (self.spec.metrics or RANKING_METRICS)]
+
+    def protocol(self) -> dict[str, Any]:
+        out = super().protocol()
+        if not self.params.exclude_history:
+            out["exclude"] = "nothing: the user's earlier items are ranked too (-O exclude_history=false)"
+            out["recbole_equivalent"] = ("RecBole's stock full-sort evaluation of a sequential model: eval_args: "
+                                         "{split: {LS: valid_and_test}, order: TO, mode: full}, no history mask")
+        return out
 
     def episodes(self) -> list[Episode]:
         return next_item_episodes(self)
