@@ -73,7 +73,8 @@ RELATIONS: dict[str, tuple[str, ...]] = {
                 "comparable to {title}", "reminiscent of {title}", "in the style of {title}", "that feels like {title}",
                 "the same kind as {title}", "resembling {title}", "with the feel of {title}",
                 "near to {title}", "matching {title}",
-                "with the same mood as {title}", "much like {title}", "more films such as {title}"),
+                "with the same mood as {title}", "much like {title}", "more films such as {title}",
+                "I liked {title}", "I enjoyed {title} a lot", "{title} was wonderful", "I'm a fan of {title}"),
     "contrast": ("different from {title}", "unlike {title}", "nothing like {title}", "the opposite of {title}",
                  "not like {title}", "a change from {title}", "other than {title}",
                  "that is nothing like {title}", "different to {title}", "contrasting with {title}",
@@ -87,9 +88,43 @@ RELATIONS: dict[str, tuple[str, ...]] = {
               "released after {bound}", "since {bound}", "from {bound} onwards", "{bound} and later",
               "dating from after {bound}", "post-{bound}"),
 }
+ANCHORED = ("older", "newer", "similar", "contrast")
+OPPOSITE = {"older": "newer", "newer": "older", "similar": "contrast", "contrast": "similar"}
+# Direction words of the ordinal relations and their mirror images: every older/newer phrasing is also said
+# in the other direction, so the words around the direction word ("came out", "released", "made") are
+# evidence for neither.
+_MIRROR = {"before": "after", "earlier": "later", "older": "newer", "back": "forward", "longer ago": "more recently"}
+_MIRROR.update({v: k for k, v in list(_MIRROR.items())})
+_MIRROR_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _MIRROR), key=len, reverse=True)) + r")\b")
+
+
+def mirrored(phrase: str) -> str | None:
+    """``phrase`` with its direction words swapped ("made before X" -> "made after X"); None without one."""
+    out = _MIRROR_RE.sub(lambda m: _MIRROR[m.group(1)], phrase)
+    return out if out != phrase else None
+
+
+# A negated comparative ("not as new as X", "less recent than X", "less like X") asks for the opposite of the
+# plain comparative: it is read as "more new than X" and the relation found is reversed.
+_NEG_COMP = re.compile(r"\b(?:(?:not|n't)\s+(?:as|so)\s+([a-z][a-z-]*)\s+as|less\s+([a-z][a-z-]*)(\s+than)?)\b")
+
+
+def plain_comparative(phrase: str) -> str | None:
+    """``phrase`` with a negated comparative said plainly ("less recent than" -> "more recent than"); None without."""
+    m = _NEG_COMP.search(phrase.lower())
+    if not m:
+        return None
+    word = m.group(1) or m.group(2)
+    tail = " than" if m.group(1) or m.group(3) else ""
+    return phrase[:m.start()] + f"more {word}{tail}" + phrase[m.end():]
+
+
+for _kind, _opp in (("older", "newer"), ("newer", "older")):
+    _own = set(RELATIONS[_kind])
+    RELATIONS[_opp] = (*RELATIONS[_opp], *(m for r in RELATIONS[_kind] if (m := mirrored(r)) and m not in _own
+                                           and m not in RELATIONS[_opp]))
 for _kind, _rel in RELATIONS.items():
     EXTRA[_kind] = tuple(f.replace("{R}", r) for r in _rel for f in FRAMES)
-ANCHORED = ("older", "newer", "similar", "contrast")
 # Questions asked of a whole request, and how each is read: "words" (word counts over the exemplars), "head" (a
 # softmax layer over the frozen sentence space, fit on the same exemplars), "blend" (their probabilities
 # averaged), "margin" (the head unless its top two are within ``margin``, then the words). Chosen on the
@@ -215,6 +250,12 @@ class Grounder:
                 groups.setdefault(target, []).extend(ts)
         for kind, ts in EXTRA.items():
             groups.setdefault(kind, []).extend(ts)
+        # anchored exemplars said with a negated comparative are the plain comparative of the opposite relation
+        anchored = {kd: list(groups.get(kd, [])) for kd in ANCHORED}
+        for kd in ANCHORED:
+            groups[kd] = [t for t in anchored[kd] if plain_comparative(t) is None]
+        for kd in ANCHORED:
+            groups[OPPOSITE[kd]].extend(p for t in anchored[kd] if (p := plain_comparative(t)) is not None)
         for kind in ("include", "exclude"):  # a value said with a year or bin around it still reads the same way
             groups[kind] = list(dict.fromkeys(groups.get(kind, [])))
         self.groups = {k: self._fill(v) for k, v in groups.items()}
@@ -391,7 +432,9 @@ class Grounder:
         if anchored:  # "a more recent one than <title>", "not as new as", "too new": a comparative, not the bin
             ranges = [s for s in ranges if not re.search(r"\b(?:more|less|most|least|as|too|so)\s*$", said[:s.start], re.I)]
         if anchored and not values and not years and not ranges:
-            out.relation, _ = self.vote(said, ANCHORED)
+            plain = plain_comparative(said)
+            rel, _ = self.vote(plain or said, ANCHORED)
+            out.relation = OPPOSITE[rel] if plain else rel
             return out
         if self.ordinal:
             for s in ranges:

@@ -81,6 +81,26 @@ def test_anchored_relations_are_read_from_the_words_around_the_item(grounder):
     assert grounder.read("something older than that film").relation is None  # no named item: nothing anchored
 
 
+def test_a_negated_comparative_reads_as_the_opposite_relation(grounder):
+    from systems.contrastive.grounding import plain_comparative
+
+    assert plain_comparative("not as new as that film") == "more new than that film"
+    assert plain_comparative("less like that film") == "more like that film"
+    assert plain_comparative("older than that film") is None
+    for text, kind in [("not as new as that film", "older"), ("not so old as that film", "newer"),
+                       ("less old-fashioned than that film", "newer"), ("less like that film, please", "contrast")]:
+        assert grounder.read(text, anchored=True).relation == kind, text
+
+
+def test_direction_words_are_mirrored_so_the_words_around_them_favour_neither_direction(grounder):
+    from systems.contrastive.grounding import RELATIONS, mirrored
+
+    assert mirrored("that came out before {title}") == "that came out after {title}"
+    assert mirrored("like {title}") is None
+    assert "that came out after {title}" in RELATIONS["newer"] and "that came out before {title}" in RELATIONS["older"]
+    assert grounder.read("a film that was released after that film came out", anchored=True).relation == "newer"
+
+
 def test_a_word_no_compared_relation_knows_is_no_evidence(grounder):
     # a relation word of the anchored relations ("younger") is in the exemplars' vocabulary but in neither the
     # before nor the after exemplars: it must not tip a bound toward the relation with fewer exemplar words
