@@ -80,7 +80,10 @@ RELATIONS: dict[str, tuple[str, ...]] = {
                  "that is nothing like {title}", "different to {title}", "contrasting with {title}",
                  "away from {title}", "dissimilar from {title}", "less like {title}", "not similar to {title}",
                  "a departure from {title}", "unrelated to {title}", "in a different direction from {title}",
-                 "I did not enjoy {title}, something else", "no more like {title}", "everything {title} is not"),
+                 "I did not enjoy {title}, something else", "no more like {title}", "everything {title} is not",
+                 # a move away from a likeness is a contrast: the likeness words name the anchor, not the wish
+                 "a change from films like {title}", "away from things like {title}", "different from the {title} kind",
+                 "a rest from {title} and its like", "moving on from the {title} style", "other than the likes of {title}"),
     "before": ("before {bound}", "earlier than {bound}", "older than {bound}", "from before {bound}", "made before {bound}",
                "released before {bound}", "up until {bound}", "until {bound}", "{bound} and earlier",
                "no later than {bound}", "dating from before {bound}", "pre-{bound}"),

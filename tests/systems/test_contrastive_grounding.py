@@ -101,6 +101,11 @@ def test_direction_words_are_mirrored_so_the_words_around_them_favour_neither_di
     assert grounder.read("a film that was released after that film came out", anchored=True).relation == "newer"
 
 
+def test_moving_away_from_a_likeness_is_a_contrast(grounder):
+    for text in ("I need a change from the likes of that film", "something away from the that film kind"):
+        assert grounder.read(text, anchored=True).relation == "contrast", text
+
+
 def test_a_word_no_compared_relation_knows_is_no_evidence(grounder):
     # a relation word of the anchored relations ("younger") is in the exemplars' vocabulary but in neither the
     # before nor the after exemplars: it must not tip a bound toward the relation with fewer exemplar words
