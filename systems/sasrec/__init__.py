@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 @register_system("sasrec", description="SASRec (self-attentive sequential recommender) trained by RecBole 1.2.1; full-sort scores")
 def sasrec(
-    epochs: int = 100,  # a cap: RecBole's early stopping ends training stopping_step epochs after the best valid_metric
+    epochs: int = 3,
     train_batch_size: int = 256,
     eval_batch_size: int = 4096,
     learning_rate: float = 0.001,
