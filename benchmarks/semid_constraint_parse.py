@@ -7,9 +7,11 @@ every *evaluation* phrasing of every kind with a fixed predicate (the
 built-in eval templates, or a steering file's ``eval`` templates, e.g.
 ``benchmarks/contrastive_phrasings.yaml``, written apart from the project)
 with every filling the card allows, asks the model for its constraint and
-compares it with the canonical text of the request's predicate. Kinds
-without a fixed predicate (neutral, relative requests about a shown item, go
-back, ...) must parse to ``none``.
+compares it with the canonical text of the request's predicate. Requests
+about a named item (older / newer / similar / contrast, said with a random
+catalog title) must parse to the anchored relation when the reader knows
+them (``year < that``, ...); kinds without a predicate (neutral, go back,
+...) must parse to ``none``.
 
 This script is harness-side: it reads the evaluation phrasings to score the
 system; the system itself never sees them (tests/test_eval_wall.py).
@@ -48,8 +50,9 @@ def main() -> None:
     from talkwalk_bench.data.dataset import load_dataset
     from talkwalk_bench.data.split import leave_one_out
     from talkwalk_bench.registry import build_system
-    from talkwalk_bench.steering import Vocabulary
+    from talkwalk_bench.steering import ItemValues, Vocabulary
     from talkwalk_bench.tasks.steering_eval import eval_templates
+    from talkwalk_bench.types import Request, Turn
 
     overrides = dict(kv.split("=", 1) for kv in args.S)
     system, _ = build_system("semid-constrain", overrides)
@@ -61,14 +64,24 @@ def main() -> None:
     templates, _ = eval_templates(args.steering_file)
     rng = random.Random(0)
     hits: dict[str, list[int]] = defaultdict(list)
+    # anchored kinds (older / newer / similar / contrast) name an item shown just before, as the task
+    # says them: a random catalog title, 15 per template
+    anchored = {k: t for t, k in system.cspace.anchored.items()}
+    titles = [(it, t) for it, t in ItemValues(card, ds.items, list(ds.item_ids)).titles.items() if t]
+    that = f"that {vocab.noun}"
     for kind, temps in templates.items():
         cases = []
         for s in vocab.all_steers(kind):
             want = canonical(s.predicate.to_dict()) if s.predicate is not None else NONE
             for t in temps:
-                cases.append((s.say(t, noun=vocab.noun), want or NONE))
-        for text, want in rng.sample(cases, min(args.per_kind, len(cases))):
-            got, _ = system.read_constraint(text)
+                text = s.say(t, noun=vocab.noun)
+                if kind in anchored:
+                    for it, title in rng.sample(titles, 15):
+                        cases.append((text.replace(that, title), anchored[kind], (it,)))
+                else:
+                    cases.append((text, want or NONE, ("1",)))
+        for text, want, shown in rng.sample(cases, min(args.per_kind, len(cases))):
+            got, _, _ = system.read(Request("0", conversation=(Turn("", shown=shown), Turn(text))))
             hits[kind].append(int(got == want))
     lines = ["| kind | n | parse accuracy | 95 % CI |", "|---|---|---|---|"]
     allk = [h for v in hits.values() for h in v]

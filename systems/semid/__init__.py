@@ -68,6 +68,11 @@ def semid(
     int8: bool = False,
     max_history_infer: int = 20,
     layers: int = 4,
+    reader_steps: int = 600,
+    reader_batch: int = 16,
+    reader_lr: float = 2e-3,
+    reader_r: int = 16,
+    reader_layers: int = 0,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
 
@@ -128,6 +133,9 @@ def semid_tiger(
     beam: int = 20,
     rec_batch: int = 64,
     threads: int = 0,
+    teacher: str = "",
+    teacher_args: str = "epochs=3",
+    distill: float = 0.0,
 ) -> Any:
     from systems.semid.scratch import ScratchDecoder
 

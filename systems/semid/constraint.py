@@ -14,6 +14,16 @@ canonical text of their predicate; phrasings without a fixed predicate (a
 relative request about a shown item, neutral, go back, ...) map to ``none``.
 The task's predicate is never read at inference: the constraint is what the
 model reads off the utterance.
+
+With ``anchored=True`` the language also holds the four relations to an item
+the user names or was shown (``year < that``, ``year > that``, ``genre like
+that``, ``genre unlike that``); the recommender resolves "that" to an item
+itself (a title said in the utterance, else the last item shown) and builds
+the predicate from that item's card values. ``reader_rows`` are the rows the
+``semid-constrain`` reader is trained on: the train phrasings (anchored ones
+with real catalog titles as well as "that <noun>") and the everyday
+paraphrases the ``contrastive`` system grounds with
+(``systems/contrastive/grounding.py``: ``EXTRA``), never eval wording.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import numpy as np
 
 NONE = "none"
 PROMPT = "Request: {utterance}\nConstraint:"
+ANCHORED = ("older", "newer", "similar", "contrast")
 
 
 def canonical(pred: Mapping[str, Any]) -> str | None:
@@ -53,13 +64,30 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-class ConstraintSpace:
-    """Every constraint the card allows: canonical text -> predicate (None for ``none``)."""
+def anchored_texts(card: Any) -> dict[str, str]:
+    """Request kind -> canonical text of the relations to a named or shown item the card allows."""
+    from talkwalk_bench.steering import Vocabulary
 
-    def __init__(self, card: Any) -> None:
+    vocab = Vocabulary(card)
+    out = {}
+    if vocab.ordinal:
+        out.update({"older": f"{vocab.ordinal} < that", "newer": f"{vocab.ordinal} > that"})
+    if vocab.categorical:
+        out.update({"similar": f"{vocab.categorical} like that", "contrast": f"{vocab.categorical} unlike that"})
+    return out
+
+
+class ConstraintSpace:
+    """Every constraint the card allows: canonical text -> predicate (None for ``none`` and anchored texts).
+
+    ``anchored`` maps an anchored text to its request kind (empty unless ``anchored=True``).
+    """
+
+    def __init__(self, card: Any, *, anchored: bool = False) -> None:
         from talkwalk_bench.steering import REQUEST_KINDS, Vocabulary, predicate_from_dict
 
         self.preds: dict[str, Any] = {NONE: None}
+        self.anchored: dict[str, str] = {}
         vocab = Vocabulary(card)
         for kind in REQUEST_KINDS:
             try:
@@ -72,6 +100,10 @@ class ConstraintSpace:
                 text = canonical(s.predicate.to_dict())
                 if text is not None:
                     self.preds.setdefault(text, predicate_from_dict(s.predicate.to_dict()))
+        if anchored:
+            for kind, text in anchored_texts(card).items():
+                self.preds[text] = None
+                self.anchored[text] = kind
         self.texts = list(self.preds)
 
     def rows(self, card: Any, seed: int = 0) -> list[tuple[str, str]]:
@@ -82,6 +114,39 @@ class ConstraintSpace:
         for ph in train_phrasings(card, seed=seed):
             text = canonical(ph.predicate) if ph.predicate is not None else NONE
             out.append((ph.text, text if text in self.preds else NONE))
+        return out
+
+    def reader_rows(self, card: Any, titles: Sequence[str], seed: int = 0, per_anchor: int = 2) -> list[tuple[str, str, str]]:
+        """(kind, utterance, canonical text) for the reader: train phrasings and the system's own paraphrases.
+
+        Anchored phrasings are kept with "that <noun>" and repeated ``per_anchor`` times with a
+        random catalog title in its place. Only ``train`` phrasings and system-side paraphrases are read.
+        """
+        from systems.contrastive.grounding import EXTRA
+        from talkwalk_bench.steering import Vocabulary, train_phrasings
+
+        vocab = Vocabulary(card)
+        kind_text = {k: t for t, k in self.anchored.items()}
+        that = f"that {vocab.noun}"
+        rng = np.random.default_rng(seed)
+        said: list[tuple[str, str, dict | None]] = [(ph.kind, ph.text, ph.predicate) for ph in train_phrasings(card, seed=seed)]
+        for kind, temps in EXTRA.items():
+            try:
+                steers = vocab.all_steers(kind)
+            except Exception:  # a paraphrase group that is not a request kind ("both")
+                continue
+            for t in temps:
+                for s in steers:
+                    said.append((kind, s.say(t, noun=vocab.noun), s.predicate.to_dict() if s.predicate is not None else None))
+        out: list[tuple[str, str, str]] = []
+        for kind, text, pred in said:
+            if kind in kind_text:
+                out.append((kind, text, kind_text[kind]))
+                for _ in range(per_anchor if that in text else 0):
+                    out.append((kind, text.replace(that, titles[int(rng.integers(len(titles)))]), kind_text[kind]))
+                continue
+            canon = canonical(pred) if pred is not None else NONE
+            out.append((kind, text, canon if canon in self.preds else NONE))
         return out
 
 

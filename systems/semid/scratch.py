@@ -41,6 +41,8 @@ INFERENCE_ONLY = ("beam", "rec_batch", "threads", "max_history")
 # the steering stage is cached apart from the sequence model, keyed by these (and STEER_VERSION)
 STEER_ARGS = ("steer_steps", "steer_batch", "steer_history", "steer_lr")
 STEER_VERSION = "2"
+# training arguments added after models were cached: at these values they stay out of the key
+ADDED_LATER = {"teacher": "", "teacher_args": "epochs=3", "distill": 0.0}
 PAD, BOS, UTT = 0, 1, 2  # special token ids; codes follow
 N_SPECIAL = 3
 
@@ -123,7 +125,8 @@ class ScratchDecoder:
 
     def _key(self, data: TrainData, seed: int) -> str:
         """The sequence model's cache key: every training argument but the steering stage's."""
-        keep = {k: v for k, v in self.p.items() if k not in INFERENCE_ONLY + STEER_ARGS}
+        keep = {k: v for k, v in self.p.items()
+                if k not in INFERENCE_ONLY + STEER_ARGS and not (k in ADDED_LATER and v == ADDED_LATER[k])}
         payload = json.dumps({"v": VERSION, "data": data.key, "seed": seed, **keep}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -165,7 +168,13 @@ class ScratchDecoder:
         else:
             seqs = _train_sequences(data)
             valid = dict(zip(data.valid.user_ids.tolist(), data.valid.item_ids.tolist(), strict=False))
+            self.teacher = self._teacher(data, seed)
             info = self._train(seqs, valid, data, root)
+            if self.teacher is not None:
+                info["teacher"] = {"system": str(self.p["teacher"]), "distill": float(self.p["distill"]),
+                                   "fit_info": {k: v for k, v in getattr(self.teacher.sys, "fit_info", {}).items()
+                                                if isinstance(v, (int, float, str))}}
+            self.teacher = None
             tmp = weights.with_suffix(".tmp")
             torch.save({"model": self.model.state_dict()}, tmp)
             os.replace(tmp, weights)
@@ -190,6 +199,20 @@ class ScratchDecoder:
         self.fit_info["cache_dir"] = str(root)
 
     # ---- training -------------------------------------------------------------------
+    def _teacher(self, data: TrainData, seed: int) -> Any:
+        """``-S teacher=sasrec``: any fitted catalog scorer, its distribution summed onto the trie
+        (``recipe.CatalogTeacher``); ``distill`` of the loss is the KL to it. None without one."""
+        name = str(self.p.get("teacher") or "")
+        if not name or float(self.p.get("distill", 0.0)) <= 0:
+            return None
+        from systems.semid.recipe import CatalogTeacher
+        from systems.semid.system import teacher_args
+        from talkwalk_bench.registry import build_system
+
+        tsys, _ = build_system(name, teacher_args(name, str(self.p.get("teacher_args", ""))))
+        tsys.fit(data, seed=seed)
+        return CatalogTeacher(tsys, self.space, prefix_len=1, max_history=int(self.p["window"]), name=name)
+
     def _forward_hidden(self, ids: Any, att: Any, utt: Any = None, utt_pos: Any = None) -> Any:
         """Hidden states; ``utt`` [B, 384] replaces the embedding at ``utt_pos`` [B] (the UTT token)."""
         import torch
@@ -273,7 +296,10 @@ class ScratchDecoder:
         ids, att, mask, lv = S.window_batch(rows, b, self.space.m, PAD)
         h = self._forward_hidden(ids, att)
         weight = self.model.get_input_embeddings().weight
-        return S.level_loss(h[:, :-1][mask], weight, ids[:, 1:][mask], lv, self.space)[0]
+        teacher = getattr(self, "teacher", None)
+        tl = teacher.level_logits(ids, att, mask, lv) if teacher is not None else None
+        alpha = float(self.p.get("distill", 0.0)) if teacher is not None else 0.0
+        return S.level_loss(h[:, :-1][mask], weight, ids[:, 1:][mask], lv, self.space, teacher_logits=tl, alpha=alpha)[0]
 
     def _train_steering(self, seqs: dict[str, list[str]], data: TrainData, steps: int) -> dict[str, Any]:
         """Steering rows: history window + a train phrasing -> soft targets over the satisfying items.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,11 @@ from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 VERSION = "2"
 # arguments that change inference only; they are left out of the training cache key
 ID_ARGS = ("embedder", "widths", "quantizer", "rqvae_steps", "spread")  # how the semantic ids are built
-INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer")
+INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer",
+                  "reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_layers")
+# the semid-constrain reader (an adapter trained on constraint rows only) is cached beside the model, keyed by these
+READER_ARGS = ("reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_layers")
+READER_VERSION = "1"
 # training arguments added after models were cached: at these values they stay out of the key,
 # so models trained before they existed keep their cache entries
 ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers": 0}
@@ -221,9 +226,15 @@ class SemIdRecommender:
             self.fit_info = {**info, "cached": False}
         if use_lora:
             model = model.merge_and_unload()
+        reader = None
+        if self.p.get("constrain") and card is not None and self.p.get("recipe", "prompt") == "seq":
+            reader = self._fit_reader(model, tok, data, root, seed)
         if self.p["infer_bf16"]:
             model = model.to(torch.bfloat16)
+            reader = reader.to(torch.bfloat16) if reader is not None else None
         self.model, self.tok = model.eval(), tok
+        self.reader = reader.eval() if reader is not None else self.model
+        self._has_reader = reader is not None
         self.trie = PrefixTrie([self.table.sid(it) for it in self.item_ids])
         self.level_tokens = self.vocab["levels"]
         self._col = {it: j for j, it in enumerate(self.item_ids)}
@@ -323,33 +334,132 @@ class SemIdRecommender:
         info["constraint_rows"] = len(rows)
         return info
 
+    def _reader_key(self) -> str:
+        payload = json.dumps({"v": READER_VERSION, **{k: self.p.get(k) for k in READER_ARGS}}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def _fit_reader(self, model: Any, tok: Any, data: TrainData, root: Any, seed: int) -> Any:
+        """The semid-constrain reader: a copy of the fitted LLM with its own LoRA adapter, trained on
+        constraint rows only (``ConstraintSpace.reader_rows``), so reading a request never moves the
+        model that ranks. Cached as ``reader-<key>.pt`` beside the model; ``-S reader_steps=0`` reads
+        with the ranking model itself."""
+        import copy
+
+        import torch
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        from systems.semid.constraint import PROMPT, ConstraintSpace
+        from systems.semid.train import add_lora, train_reader
+
+        steps = int(self.p.get("reader_steps", 0))
+        if steps <= 0:
+            return None
+        n_layers = int(self.p.get("reader_layers", 0))
+        if n_layers > 0:  # the base LLM cut after its first n layers (all of them if n >= its depth), without the id rows
+            from systems.semid.lm import load_base
+
+            base, _ = load_base(self.p["base_model"])
+            if n_layers < base.config.num_hidden_layers:
+                keep_layers(base, n_layers)
+        else:  # a copy of the fitted ranking model
+            base = copy.deepcopy(model)
+        reader = add_lora(base, r=int(self.p["reader_r"]))
+        path = root / f"reader-{self._reader_key()}.pt"
+        if path.exists():
+            st = torch.load(path, map_location="cpu", weights_only=False)
+            set_peft_model_state_dict(reader, st["lora"])
+            self.fit_info["reader"] = {**st["info"], "cached": True}
+            return reader.merge_and_unload()
+        from talkwalk_bench.steering import ItemValues
+
+        titles = [t for t in ItemValues(data.card, data.items, self.item_ids).titles.values() if t]
+        rows = ConstraintSpace(data.card, anchored=True).reader_rows(data.card, titles, seed=seed)
+        by_kind: dict[str, list[tuple[list[int], list[int]]]] = {}
+        for kind, utt, text in rows:
+            x = tok(PROMPT.format(utterance=utt), add_special_tokens=False)["input_ids"]
+            y = tok(" " + text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            by_kind.setdefault(kind, []).append((x, y))
+        kinds = sorted(by_kind)
+        info = {"rows": len(rows), "kinds": {k: len(v) for k, v in by_kind.items()}, "steps": steps}
+        info.update(train_reader(reader, by_kind, kinds, steps=steps, batch=int(self.p["reader_batch"]),
+                                 lr=float(self.p["reader_lr"]), n_old=int(self.vocab["n_old"]), seed=seed,
+                                 bf16=bool(self.p["bf16"]), desc=f"{self.meta.name} reader"))
+        tmp = path.with_suffix(".tmp")
+        torch.save({"lora": get_peft_model_state_dict(reader, save_embedding_layers=False), "info": info}, tmp)
+        os.replace(tmp, path)
+        self.fit_info["reader"] = {**info, "cached": False}
+        return reader.merge_and_unload()
+
     def _constraint_setup(self, data: TrainData) -> None:
         from systems.semid.constraint import ConstraintSpace, TokenTrie
+        from talkwalk_bench.steering import ItemValues, Vocabulary
 
-        self.cspace = ConstraintSpace(data.card)
-        seqs = [self.tok(" " + t, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id] for t in self.cspace.texts]
-        self.ctrie = TokenTrie(seqs)
-        self._card, self._items = data.card, data.items
-        self._sub: dict[str, Any] = {}
+        # the reader's language holds the relations to a named or shown item; without a reader
+        # the ranking model reads, and it was trained on the language without them
+        self.cspace = ConstraintSpace(data.card, anchored=self._has_reader)
 
-    def read_constraint(self, utterance: str) -> tuple[str, Any]:
-        """(canonical text, predicate or None) the model reads off an utterance (semid-constrain)."""
+        def trie(texts: list[str]) -> tuple[Any, list[str]]:
+            return TokenTrie([self.tok(" " + t, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id] for t in texts]), texts
+
+        # with an item to refer to, every constraint; without one, none of the anchored relations
+        self._ctries = {True: trie(self.cspace.texts), False: trie([t for t in self.cspace.texts if t not in self.cspace.anchored])}
+        self.ctrie = self._ctries[True][0]
+        self._vocab = Vocabulary(data.card)
+        self._iv = ItemValues(data.card, data.items, self.item_ids)
+        # catalog titles a request may name without the item having been shown: longest first, and only
+        # those unlikely to be everyday words (two words or more, or 8 characters or more)
+        self._titles = sorted(((t.lower(), it) for it, t in self._iv.titles.items() if " " in t.strip() or len(t) >= 8),
+                              key=lambda x: -len(x[0]))
+        self._sub: dict[Any, Any] = {}
+
+    def read_constraint(self, utterance: str, anchored: bool = True) -> tuple[str, Any]:
+        """(canonical text, predicate or None) the reader emits for an utterance (semid-constrain).
+
+        An anchored text ("year < that") comes back with None; ``read`` resolves it. With
+        ``anchored=False`` the anchored relations are not in the grammar.
+        """
         from systems.semid.constraint import PROMPT, greedy_emit
 
+        trie, texts = self._ctries[bool(anchored) and bool(self.cspace.anchored)]
         ids = self.tok(PROMPT.format(utterance=utterance), add_special_tokens=False)["input_ids"]
-        i, _ = greedy_emit(self.model, ids, self.ctrie)
-        text = self.cspace.texts[i]
-        return text, self.cspace.preds[text]
+        i, _ = greedy_emit(self.reader, ids, trie)
+        return texts[i], self.cspace.preds[texts[i]]
 
-    def _trie_for(self, text: str, pred: Any) -> Any:
+    def read(self, r: Request) -> tuple[str, Any, Any]:
+        """(text, predicate or None, cache key) of a request's constraint: the reader's reading, with "that"
+        resolved to the item the request names or was shown (anchored relations only when there is one)."""
+        anchor = self.anchor_of(r) if self.cspace.anchored else None
+        text, pred = self.read_constraint(r.utterance, anchored=anchor is not None)
+        if text in self.cspace.anchored and anchor is not None and anchor in self._iv.index:
+            kind = self.cspace.anchored[text]
+            s = self._vocab.relative(kind, anchor, self._iv[anchor], self._iv.titles.get(anchor, ""))
+            return text, s.predicate, (kind, anchor)
+        return text, pred, text
+
+    def anchor_of(self, r: Request) -> str | None:
+        """The item a request refers to: a shown or history item whose title the utterance says, else a
+        catalog title it says (longest first), else, when it points ("that", "this", "it", ...), the first
+        item of the last list shown; None without one."""
+        said = r.utterance.lower()
+        near = [*reversed(r.shown), *reversed(r.history)]
+        for it in near:
+            t = self._iv.titles.get(it, "").lower()
+            if len(t) >= 3 and _says(said, t):
+                return it
+        for t, it in self._titles:
+            if _says(said, t):
+                return it
+        last = next((t.shown for t in reversed(r.conversation[:-1]) if t.shown), ())
+        return last[0] if last and _POINTS.search(said) else None
+
+    def _trie_for(self, key: Any, pred: Any) -> Any:
         """The prefix trie of the items that satisfy a constraint (None when none or all do)."""
-        from systems.semid.constraint import satisfying
         from systems.semid.decode import PrefixTrie
 
-        if text not in self._sub:
-            ok = satisfying(pred, self._card, self._items, self.item_ids)
-            self._sub[text] = PrefixTrie([self.space.sids[i] for i in np.flatnonzero(ok)]) if 0 < ok.sum() < len(ok) else None
-        return self._sub[text]
+        if key not in self._sub:
+            ok = self._iv.mask(pred)
+            self._sub[key] = PrefixTrie([self.space.sids[i] for i in np.flatnonzero(ok)]) if 0 < ok.sum() < len(ok) else None
+        return self._sub[key]
 
     def _seq_prompt(self, r: Request) -> list[int]:
         from systems.semid.recipe import steered_prefix
@@ -369,10 +479,10 @@ class SemIdRecommender:
         if self.p.get("constrain"):
             for i, r in enumerate(requests):
                 if r.utterance:
-                    text, pred = self.read_constraint(r.utterance)
+                    text, pred, key = self.read(r)
                     parsed[i] = text
                     if pred is not None:
-                        sub = self._trie_for(text, pred)
+                        sub = self._trie_for(key, pred)
                         if sub is not None and len(sub.sids) - len(excludes[i]) >= k:
                             tries[i] = sub
         size = max(1, int(self.p.get("rec_batch", 16)))
@@ -502,6 +612,20 @@ class SemIdRecommender:
             )
             out[i, self._trie_cols] = lp
         return out
+
+
+_POINTS = re.compile(r"\b(?:that|this|it|those|these|them)\b")
+
+
+def _says(text: str, phrase: str) -> bool:
+    """Whether ``phrase`` occurs in ``text`` as whole words ("film1" is not in "film12")."""
+    i = text.find(phrase)
+    while i >= 0:
+        end = i + len(phrase)
+        if (i == 0 or not text[i - 1].isalnum()) and (end == len(text) or not text[end].isalnum()):
+            return True
+        i = text.find(phrase, i + 1)
+    return False
 
 
 def keep_layers(model: Any, n: int) -> None:

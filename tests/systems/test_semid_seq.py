@@ -20,7 +20,7 @@ from talkwalk_bench.types import Request, Turn  # noqa: E402
 TIGER = dict(embedder="card", widths="4x4x4", rqvae_steps=60, hidden=16, layers=1, heads=2, epochs=2,
              steer_steps=2, steer_batch=2, val_users=3, beam=24, window=6, batch_tokens=64)
 SEQ = {**ARGS, "steps_b": 2, "epochs": 2.0, "batch_tokens": 128, "window": 6, "overlap": 3, "steer_every": 2, "steer_batch": 2,
-       "checkpoint_every": 1, "teacher": "semid-tiger", "distill": 0.5,
+       "checkpoint_every": 1, "teacher": "semid-tiger", "distill": 0.5, "reader_steps": 3, "reader_batch": 4,
        "teacher_args": ",".join(f"{k}={v}" for k, v in TIGER.items() if k not in ("embedder", "widths", "rqvae_steps"))}
 
 
@@ -204,7 +204,7 @@ def test_constrain_variant_emits_a_card_constraint_and_keeps_to_it(env):
     s = fitted("semid-constrain", env)
     data = env[1]
     r = Request("1", conversation=(Turn("i want horror"),))
-    text, pred = s.read_constraint("i want horror")
+    text, pred = s.read_constraint("i want horror", anchored=False)  # nothing named, nothing shown
     assert text in s.cspace.texts
     rank = s.recommend([r], k=3)[0]
     assert rank.trace["constraint"] == text
@@ -214,6 +214,63 @@ def test_constrain_variant_emits_a_card_constraint_and_keeps_to_it(env):
         assert all(ok[it] for it in rank.items)
 
 
+def test_reader_rows_are_train_phrasings_or_system_paraphrases_and_anchor_on_titles(env):
+    from systems.contrastive.grounding import EXTRA
+    from systems.semid.constraint import ConstraintSpace
+
+    card = env[1].card
+    space = ConstraintSpace(card, anchored=True)
+    assert set(space.anchored.values()) == {"older", "newer", "similar", "contrast"}
+    rows = space.reader_rows(card, ["Brazil", "Heat"], seed=0)
+    kinds = {k for k, _, _ in rows}
+    assert {"older", "exclude", "before", "neutral"} <= kinds
+    for kind, _utt, text in rows:
+        assert text in space.texts
+        if kind in ("older", "newer", "similar", "contrast"):
+            assert space.anchored[text] == kind
+    # anchored phrasings are said with real titles as well as "that film"
+    assert any("Brazil" in u or "Heat" in u for k, u, _ in rows if k == "older")
+    # every utterance is a train phrasing or a system-side paraphrase filled in, never anything else
+    train = {ph.template for ph in train_phrasings(card)}
+    n_templates = len(train) + sum(len(v) for v in EXTRA.values())
+    assert len({u for _, u, _ in rows}) > n_templates  # templates filled with the card's values
+
+
+def test_constrain_reads_that_as_the_item_the_request_names(env, monkeypatch):
+    s = fitted("semid-constrain", env)
+    data = env[1]
+    assert s.fit_info["reader"]["steps"] == 3 and s.reader is not s.model
+    vals = ItemValues(data.card, data.items, list(data.item_ids))
+    year = {it: vals[it]["year"] for it in data.item_ids}
+    # "Film12" is named; "Film1" was shown too and must not be taken for it
+    r = Request("1", history=("3", "4"), conversation=(Turn("hi", shown=("1", "12", "20")), Turn("older than Film12, please")))
+    assert s.anchor_of(r) == "12"
+    assert s.anchor_of(Request("1", conversation=(Turn("hi", shown=("20", "5")), Turn("older than that")))) == "20"
+    # nothing named and nothing pointed at: the anchored relations are not offered to the reader
+    plain = Request("1", conversation=(Turn("hi", shown=("20", "5")), Turn("i want horror")))
+    assert s.anchor_of(plain) is None
+    seen = []
+    monkeypatch.setattr(s, "read_constraint", lambda u, anchored=True: seen.append(anchored) or ("none", None))
+    s.recommend([plain], k=3)
+    assert seen == [False]
+    monkeypatch.setattr(s, "read_constraint", lambda u, anchored=True: ("year < that", None))
+    rank = s.recommend([r], k=3)[0]
+    assert rank.trace["constraint"] == "year < that"
+    assert rank.items and all(year[it] < year["12"] for it in rank.items)
+    monkeypatch.setattr(s, "read_constraint", lambda u, anchored=True: ("genre unlike that", None))
+    rank = s.recommend([r], k=3)[0]
+    g12 = vals["12"]["genre"]
+    assert all(not (vals[it]["genre"] & g12) for it in rank.items)
+
+
+def test_the_reader_never_changes_lists_without_a_request(env):
+    plain = fitted("semid", env)
+    con = fitted("semid-constrain", env)
+    hist = ("1", "2", "3")
+    r = Request("0", history=hist, exclude=frozenset(hist))
+    assert plain.recommend([r], k=8)[0].items == con.recommend([r], k=8)[0].items
+
+
 def test_constraint_rows_come_from_train_phrasings_only(env):
     from systems.semid.constraint import ConstraintSpace
 
@@ -221,6 +278,30 @@ def test_constraint_rows_come_from_train_phrasings_only(env):
     rows = ConstraintSpace(card).rows(card)
     train = {ph.text for ph in train_phrasings(card)}
     assert rows and {u for u, _ in rows} <= train
+
+
+def test_tiger_distils_from_a_catalog_teacher_and_keeps_old_cache_keys(env):
+    plain, _ = build_system("semid-tiger", TIGER)
+    taught, _ = build_system("semid-tiger", {**TIGER, "teacher": "popularity", "teacher_args": "", "distill": 0.5})
+    # a teacher is a training argument; without one the key is the one models had before teachers existed
+    assert plain._key(env[1], 0) != taught._key(env[1], 0)
+    unset = {k: v for k, v in plain.p.items() if k not in ("teacher", "teacher_args", "distill")}
+    assert plain._key(env[1], 0) == type(plain)("semid-tiger", **unset)._key(env[1], 0)
+    taught.fit(env[1], seed=0)
+    assert taught.fit_info["teacher"]["system"] == "popularity" and taught.fit_info["cached"] is False
+    # the KL term moves the loss: with alpha 0.5 and a teacher unlike the student it is not the plain CE
+    from systems.semid import seq as S
+    from systems.semid.recipe import CatalogTeacher
+
+    rows = S.windows({"u": ["1", "2", "3", "4"]}, taught.space, prefix=[1], window=6)
+    pop, _ = build_system("popularity", {})
+    pop.fit(env[1], seed=0)
+    with torch.no_grad():
+        taught.teacher = CatalogTeacher(pop, taught.space, prefix_len=1, name="popularity")
+        a = float(taught._sequence_loss(rows, [0]))
+        taught.teacher = None
+        b = float(taught._sequence_loss(rows, [0]))
+    assert a != pytest.approx(b)
 
 
 def test_tiger_steering_stage_leaves_lists_without_a_request_unchanged(env):
