@@ -106,7 +106,7 @@ register_variant(
 
 @register_system(
     "semid-tiger",
-    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes), distilled from SASRec, MiniLM utterance prefix",
+    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes), MiniLM utterance prefix",
 )
 def semid_tiger(
     embedder: str = "minilm",
@@ -133,9 +133,9 @@ def semid_tiger(
     beam: int = 20,
     rec_batch: int = 64,
     threads: int = 0,
-    teacher: str = "sasrec",
+    teacher: str = "",
     teacher_args: str = "epochs=3",
-    distill: float = 0.5,
+    distill: float = 0.0,
 ) -> Any:
     from systems.semid.scratch import ScratchDecoder
 
