@@ -452,6 +452,13 @@ class SemIdRecommender:
         last = next((t.shown for t in reversed(r.conversation[:-1]) if t.shown), ())
         return last[0] if last and _POINTS.search(said) else None
 
+    def _sid_set(self, key: Any, sub: Any) -> set:
+        """The ids in a constraint's sub-trie, as a set (memoised with it)."""
+        got = self._sub.get(("ids", key))
+        if got is None:
+            got = self._sub[("ids", key)] = set(map(tuple, sub.sids))
+        return got
+
     def _trie_for(self, key: Any, pred: Any) -> Any:
         """The prefix trie of the items that satisfy a constraint (None when none or all do)."""
         from systems.semid.decode import PrefixTrie
@@ -483,7 +490,9 @@ class SemIdRecommender:
                     parsed[i] = text
                     if pred is not None:
                         sub = self._trie_for(key, pred)
-                        if sub is not None and len(sub.sids) - len(excludes[i]) >= k:
+                        # enough satisfying items left once the request's exclusions (its history) are
+                        # taken out of them, not out of the whole catalog
+                        if sub is not None and len(sub.sids) - len(self._sid_set(key, sub) & set(map(tuple, excludes[i]))) >= k:
                             tries[i] = sub
         size = max(1, int(self.p.get("rec_batch", 16)))
         got: dict[int, list] = {}
@@ -503,6 +512,8 @@ class SemIdRecommender:
             trace = {"semantic_ids": [list(self.table.sid(it)) for it in items]}
             if parsed[i] is not None:
                 trace["constraint"] = parsed[i]
+                # whether decoding kept to it (False: nothing to keep to, or fewer than k items left)
+                trace["constraint_kept"] = tries[i] is not self.trie
             out.append(Ranking(items, tuple(float(v) for _, v in got[i]), trace=trace))
         return out
 

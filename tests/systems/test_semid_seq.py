@@ -261,6 +261,16 @@ def test_constrain_reads_that_as_the_item_the_request_names(env, monkeypatch):
     rank = s.recommend([r], k=3)[0]
     g12 = vals["12"]["genre"]
     assert all(not (vals[it]["genre"] & g12) for it in rank.items)
+    # exclusions are counted among the satisfying items: 4 of them left is enough for a top 3, however
+    # long the history (here 14 items, more than the 16 satisfying items minus 3)
+    outside = [it for it in data.item_ids if vals[it]["genre"] & g12 and it != "12"]
+    inside = [it for it in data.item_ids if not (vals[it]["genre"] & g12)]
+    seen_items = frozenset(inside[4:] + outside[:2])
+    assert len(inside) - len(seen_items) < 3 and len(outside) - 2 >= 3
+    long = Request("1", history=tuple(seen_items), exclude=seen_items, conversation=r.conversation)
+    rank = s.recommend([long], k=3)[0]
+    assert rank.trace["constraint_kept"] is True
+    assert len(rank.items) == 3 and all(it in inside[:4] for it in rank.items)
 
 
 def test_the_reader_never_changes_lists_without_a_request(env):
