@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from contrastive_grounding_dev import judge  # noqa: E402
 
 from systems.contrastive.grounding import ANCHORED, Grounder  # noqa: E402
-from systems.contrastive.text import TextEncoder  # noqa: E402
+from systems.contrastive.lexicon import Lexicon  # noqa: E402
+from systems.contrastive.text import TextEncoder, whole_words  # noqa: E402
 from talkwalk_bench.data.card import load_card  # noqa: E402
 from talkwalk_bench.data.dataset import load_dataset  # noqa: E402
 from talkwalk_bench.steering import ItemValues, Vocabulary, train_templates  # noqa: E402
@@ -122,6 +123,7 @@ def main() -> None:
     ap.add_argument("--relation", default="blend", help="words | head | blend | margin (grounding.READERS)")
     ap.add_argument("--polarity", default="blend")
     ap.add_argument("--margin", type=float, default=0.2)
+    ap.add_argument("--no-lexicon", action="store_true", help="read unseen words as nothing (no WordNet definitions)")
     args = ap.parse_args()
     card = load_card("ml-100k")
     ds = load_dataset("ml-100k")
@@ -132,7 +134,8 @@ def main() -> None:
     newest = max(y for y in (v.get("year") for v in iv.values.values()) if y == y)
     tt = train_templates()
     kinds = tuple(OWN)
-    kw = {"readers": {"relation": args.relation, "polarity": args.polarity}, "margin": args.margin}
+    kw = {"readers": {"relation": args.relation, "polarity": args.polarity}, "margin": args.margin,
+          "lexicon": None if args.no_lexicon else Lexicon(), "familiar": whole_words()}
 
     def rendered(rng, kind: str, template: str, n: int):
         steers = vocab.all_steers(kind)

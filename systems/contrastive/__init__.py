@@ -42,7 +42,7 @@ def contrastive(epochs: int = 3, steps_per_epoch: int = 120, batch_size: int = 2
                 exclude_demote: bool = True, exclude_max_share: float = 0.5, exclude_z: float = 1.0,
                 polarity_threshold: float = 1.0, ground_margin: float = 0.1, ground_min: float = 0.6,
                 constrain: bool = True, constrain_anchored: bool = True, new_user_prior: str = "demographic",
-                unfreeze_layers: int = 0, lr_text: float = 5e-5):
+                lexicon: bool = True, unfreeze_layers: int = 0, lr_text: float = 5e-5):
     return _build("contrastive", dict(locals()))  # the signature above is the one list of arguments and defaults
 
 

@@ -224,8 +224,12 @@ class Grounder:
     """Reads card values, ordinal ranges and anchored relations from utterances (see module doc)."""
 
     def __init__(self, card: Any, train_templates: Mapping[str, Sequence[str]], encode: Callable[[list[str]], np.ndarray],
-                 *, newest: float | None = None, k: int = 3, readers: Mapping[str, str] | None = None, margin: float = 0.2) -> None:
+                 *, newest: float | None = None, k: int = 3, readers: Mapping[str, str] | None = None, margin: float = 0.2,
+                 lexicon: Any = None, familiar: frozenset[str] = frozenset()) -> None:
         self.card = card
+        # lexicon.Lexicon: definitions of unfamiliar words no exemplar holds (None: such words are skipped);
+        # familiar: words the sentence encoder knows whole (text.whole_words), never looked up
+        self.lexicon, self.familiar = lexicon, familiar
         self.readers = dict(READERS if readers is None else readers)
         self.margin = margin
         self.encode = encode
@@ -392,6 +396,7 @@ class Grounder:
         """Naive Bayes log-likelihoods over the exemplars' words (negation-marked, with bigrams); None when no word
         of ``text`` was seen in the exemplars of ``kinds`` or the words tie."""
         raw = features(text)
+        raw += self.defined(raw)
         # only words some compared relation has seen are evidence (a word none of them knows would favour the
         # relation with fewer exemplar words)
         vocab = {f for kd in kinds for f in self._counts.get(kd, {})}
@@ -409,6 +414,25 @@ class Grounder:
                                          + 0.5) / (tot + 0.5 * V)) for f in feats))
         best = max(sc.values())
         return sc if sum(1 for v in sc.values() if v == best) == 1 else None
+
+    def defined(self, feats: Sequence[str]) -> list[str]:
+        """Features of the dictionary definitions of the words in ``feats`` that no exemplar holds and the sentence
+        encoder does not know whole, nor their lemmas ("predating" -> "be earlier in time; go back further"); a
+        negated word's definition is read negated too. Common words stay the encoder's: their definitions list
+        many senses and add more noise than evidence (benchmarks/contrastive_relation_dev.py)."""
+        if self.lexicon is None:
+            return []
+        out: list[str] = []
+        for f in feats:
+            neg = f.startswith("NOT_")
+            w = f[4:] if neg else f
+            if "_" in w or w in self._vocab or w in self.familiar or len(w) < 3 or not w.isalpha():
+                continue
+            if any(lemma in self.familiar for _, lemma in self.lexicon.lemmas(w)):
+                continue
+            for g in features(self.lexicon.define(w)):
+                out.append(g if not neg or g.startswith("NOT_") else f"NOT_{g}")
+        return out
 
     def _nearest(self, text: str, kinds: Sequence[str]) -> np.ndarray:
         """Per kind, the mean cosine of ``text`` to its ``k`` nearest exemplars in the sentence space."""

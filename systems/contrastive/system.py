@@ -38,7 +38,7 @@ class ContrastiveSystem:
                  text_encoder: Any = None, exclude_demote: bool = True, exclude_max_share: float = 0.5,
                  exclude_z: float = 1.0, polarity_threshold: float = 1.0, ground_margin: float = 0.1,
                  ground_min: float = 0.6, constrain: bool = True, constrain_anchored: bool = True,
-                 new_user_prior: str = "demographic") -> None:
+                 new_user_prior: str = "demographic", lexicon: bool = True) -> None:
         self.cfg, self.w = cfg, weights
         self.text_model = text_model
         self.intent_threshold = intent_threshold
@@ -53,6 +53,7 @@ class ContrastiveSystem:
         # inference only (never in the artifact key): card values and ranges the request names filter the list;
         # anchored relations (older / newer / similar / different from a named item) filter it too
         self.constrain, self.constrain_anchored = constrain, constrain_anchored
+        self.lexicon = lexicon  # inference only: words no exemplar holds are read through their WordNet definition
         self._con_memo: dict[Any, np.ndarray] = {}
         self._read_memo: dict[tuple[str, bool], Any] = {}
         if new_user_prior not in ("demographic", "popularity", "none"):
@@ -339,7 +340,14 @@ class ContrastiveSystem:
             xs = [attr.value_of(dict(r)) for r in data.items.values()]
             xs = [float(x) for x in xs if x is not None and x == x]
             newest = max(xs) if xs else None
-        self.grounder = Grounder(self.card, train_template_set(), self.enc.encode, newest=newest)
+        lexicon, familiar = None, frozenset()
+        if self.lexicon:
+            from systems.contrastive.lexicon import Lexicon
+            from systems.contrastive.text import whole_words
+
+            lexicon, familiar = Lexicon(), whole_words(self.text_model)
+        self.grounder = Grounder(self.card, train_template_set(), self.enc.encode, newest=newest, lexicon=lexicon,
+                                 familiar=familiar)
         self._read_memo.clear()
 
     def read(self, said: str, named: str | None):
@@ -754,7 +762,7 @@ def make(name: str, params: Mapping[str, Any], **kw: Any) -> ContrastiveSystem:
     rest = {k: v for k, v in kw.items() if k not in keys and (k[2:] if k.startswith("w_") else k) not in wkeys}
     bad = set(rest) - {"text_model", "intent_threshold", "hnsw_threshold", "diversity", "progress", "cache", "reasoner", "text_encoder",
                        "exclude_demote", "exclude_max_share", "exclude_z", "polarity_threshold", "ground_margin", "ground_min",
-                       "constrain", "constrain_anchored", "new_user_prior"}
+                       "constrain", "constrain_anchored", "new_user_prior", "lexicon"}
     if bad:
         raise BenchError(f"system '{name}': unknown argument(s) {', '.join(sorted(bad))}")
     n = cfg_args.get("unfreeze_layers", 0)

@@ -107,6 +107,17 @@ def num_layers(model: str = "") -> int | None:
         return None
 
 
+def whole_words(model: str = "") -> frozenset[str]:
+    """Words the text model's WordPiece vocabulary holds whole (vocab.txt, no torch import): the words it was
+    trained to know as themselves. Empty when the model has no vocab.txt."""
+    path = (Path(model) if model else minilm_path()) / "vocab.txt"
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except OSError:
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha() and not w.startswith("##"))
+
+
 class QueryEncoder:
     """A copy of the sentence encoder whose top ``n_top`` transformer layers train (``-S unfreeze_layers``).
 

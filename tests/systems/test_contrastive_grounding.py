@@ -257,3 +257,31 @@ def test_a_new_user_is_placed_by_the_demographic_prior_plus_the_space(fitted, sm
     assert np.allclose(off.score_catalog([r])[0], cos)  # without the prior: the space's cosine alone
     warm = Request(user_id=u, user=small.users[u], history=small.item_ids[:3])
     assert np.allclose(fitted.score_catalog([warm])[0], off.score_catalog([warm])[0])  # users with history: unchanged
+
+
+def test_the_lexicon_defines_words_from_wordnet_with_their_lemmas():
+    from systems.contrastive.lexicon import Lexicon
+
+    lex = Lexicon()
+    assert ("v", "antedate") in lex.lemmas("antedating")  # suffix rule
+    assert ("v", "run") in lex.lemmas("ran")  # exception list
+    assert "earlier" in lex.define("antedating").split()
+    assert "later" in lex.define("postdated").split()
+    assert lex.define("qzxv") == "" and lex.lemmas("qzxv") == []
+
+
+def test_an_unfamiliar_word_no_exemplar_holds_is_read_through_its_definition():
+    from systems.contrastive.lexicon import Lexicon
+
+    card, enc = load_card("ml-100k"), HashEncoder().encode
+    plain = Grounder(card, train_templates(), enc, newest=1998.0)
+    lex = Grounder(card, train_templates(), enc, newest=1998.0, lexicon=Lexicon(), familiar=frozenset({"film"}))
+    for text, want in (("antedating that film", "older"), ("postdating that film", "newer")):
+        assert plain.word_scores(text, ("older", "newer")) is None, text  # no exemplar word: no evidence
+        assert lex.read(text, anchored=True).relation == want, text
+    # a word the sentence encoder knows whole is left to it, never looked up
+    known = Grounder(card, train_templates(), enc, newest=1998.0, lexicon=Lexicon(),
+                     familiar=frozenset({"antedate", "antedating"}))
+    assert known.defined(["antedating"]) == [] and lex.defined(["antedating"])
+    # a negated unfamiliar word's definition reads negated
+    assert all(f.startswith("NOT_") for f in lex.defined(["NOT_antedating"]))
