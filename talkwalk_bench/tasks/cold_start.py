@@ -10,7 +10,9 @@ What a system sees, and when:
   their demographics.
 - request time, new users: ``Request(user_id, user=<metadata>, history=(),
   exclude=())``; no utterance unless the spec gives a neutral ``utterance``.
-  The target is the user's held-out (last) item.
+  The targets are the user's held-out (last) item, or with
+  ``new_user_targets: all`` every item of the user up to it (none was
+  trained on, and without a history there is no "next" item).
 - request time, new items: an ordinary warm user whose held-out item is a
   new item; history and exclusions are the user's earlier items with the
   new items removed (a new item did not exist before), the target is the
@@ -46,6 +48,8 @@ class ColdStartParams(BaseModel):
     new_item_fraction: float = Field(0.1, gt=0, lt=1, description="share of catalog items withheld from training (seeded)")
     max_episodes: int | None = Field(None, ge=1, description="at most this many episodes per kind (seeded)")
     utterance: str = Field("", description="a neutral opening utterance given to every request; empty: none")
+    new_user_targets: Literal["held_out", "all"] = Field(
+        "held_out", description="a new user's targets: their held-out item, or all their items (none was trained on)")
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class ColdStartFamily(Family):
             "n_new_users": len(c.new_users),
             "n_new_items": len(c.new_items),
             "fit_sees": "training split without any interaction of new users or with new items; full catalog and metadata",
+            "new_user_targets": ("every item of the user up to the held-out one" if self.params.new_user_targets == "all"
+                                 else "the user's held-out item"),
             "new_user_request": "user metadata only: no history, no exclusions" + (f"; utterance {self.params.utterance!r}" if self.params.utterance else ""),
             "new_item_request": "history and exclusions = earlier items minus new items; target = held-out new item",
             "cold_sets_hash": self._cold_hash(),
@@ -151,8 +157,17 @@ class ColdStartFamily(Family):
             if self.params.max_episodes is not None and len(users) > self.params.max_episodes:
                 pick = _rng(self.ctx.seed, f"cold_start/{kind}/episodes").choice(len(users), size=self.params.max_episodes, replace=False)
                 users = [users[j] for j in sorted(pick)]
-            out += [Episode(id=f"{kind}/u{u}", user_id=u, data={"kind": kind, "targets": [self.held[u]]}) for u in users]
+            out += [Episode(id=f"{kind}/u{u}", user_id=u, data={"kind": kind, "targets": self._targets(kind, u)})
+                    for u in users]
         return out
+
+    def _targets(self, kind: str, user: str) -> list[str]:
+        if kind == "new_users" and self.params.new_user_targets == "all":
+            # every item of the user up to the held-out one (a new user has no past to order them by), new items
+            # left out so the kind measures user cold start alone
+            hist = (i for i in self.ctx.split.history(user, self.ctx.stage) if i not in self.cold.new_items)
+            return list(dict.fromkeys([*hist, self.held[user]]))
+        return [self.held[user]]
 
     def request(self, ep: Episode) -> Request:
         ds = self.ctx.dataset
@@ -186,14 +201,26 @@ class ColdStartFamily(Family):
             cands = [r["n_candidates"] for r in records if r.get("kind") == kind]
             if not cands:
                 continue
+            rel = [len(r["targets"]) for r in records if r.get("kind") == kind]
             for k in self.spec.k:
-                # Hit@K of a uniformly random ranking of the candidates
-                chance[f"{kind}/Hit@{k}"] = float(np.mean([min(1.0, k / max(1, n)) for n in cands]))
+                # Hit@K and Precision@K of a uniformly random ranking of the candidates
+                chance[f"{kind}/Hit@{k}"] = float(np.mean([_chance_hit(k, n, t) for n, t in zip(cands, rel, strict=True)]))
+                chance[f"{kind}/Precision@{k}"] = float(np.mean([min(t, n) / max(1, n) for n, t in zip(cands, rel, strict=True)]))
         return {
             "chance": chance,
             "new_users": sorted(self.cold.new_users, key=_id_key),
             "new_items": sorted(self.cold.new_items, key=_id_key),
         }
+
+
+def _chance_hit(k: int, n: int, t: int) -> float:
+    """P(at least one of ``t`` relevant items among the first ``k`` of ``n`` candidates in random order)."""
+    if t <= 0:
+        return 0.0
+    miss = 1.0
+    for j in range(min(k, n)):
+        miss *= max(0.0, (n - t - j) / (n - j))
+    return 1.0 - miss
 
 
 def _id_key(x: str) -> tuple[int, int | str]:

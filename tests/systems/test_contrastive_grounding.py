@@ -239,25 +239,36 @@ def test_a_new_user_is_placed_by_the_demographic_prior_plus_the_space(fitted, sm
     prior = fitted._prior(small.users[u])
     cos = fitted.index.scores(fitted.query(r)[None, :])[0][: len(prior)]
     want = prior + fitted.prior_weight * cos
-    assert fitted.prior_weight in fitted.prior_fit["grid"]["cosine_weight"]
+    grid = fitted.prior_fit["grid"]
+    assert fitted.prior_weight in grid["cosine_weight"] and fitted.group_weight in grid["group_weight"]
+    assert fitted.neighbour_weight in grid["neighbour_weight"]
     top = [fitted.index.ids[j] for j in np.argsort(-want, kind="stable")[:5]]
     assert list(rank.items) == top
     assert np.allclose(fitted.score_catalog([r])[0], want)
-    # the group's counts move the prior: an item seen only by the user's groups outranks one seen only by others
+    # the prior is a mixture of three distributions over the catalog
+    base, grp, nb = fitted._prior_parts(small.users[u])
+    for p in (base, grp, nb):
+        assert np.isclose(p.sum(), 1.0) and (p > 0).all()
+    g, w = fitted.group_weight, fitted.neighbour_weight
+    assert np.allclose(prior, np.log((1 - g - w) * base + g * grp + w * nb))
+    # the group part: an item chosen only inside the user's groups gains on one chosen only outside them
     keys = fitted._user_keys(small.users[u])
-    inside = np.all([fitted._c_group[k] for k in keys], axis=0)
     assert keys and set(k[0] for k in keys) == {"age", "gender", "occupation"}
+    inside = np.all([fitted._c_group[k] for k in keys], axis=0)
     assert inside.any()
-    n = len(prior)
-    base = np.log((fitted._c_all + 1) / (fitted._c_all.sum() + n))
-    want_prior = base + fitted.group_weight * sum(np.log((fitted._c_group[k] + 1) / (fitted._c_group[k].sum() + n)) - base
-                                                  for k in keys)
-    assert np.allclose(prior, want_prior)
+    ratio = grp / base
+    outside = np.all([fitted._c_group[k] == 0 for k in keys], axis=0) & (fitted._c_all > 0)
+    if outside.any():
+        assert ratio[inside & (fitted._c_all > 0)].mean() > ratio[outside].mean()
+    # leave-user-out: a training user's own items are taken out of every count it is scored with
+    row = fitted._train_users.index(u)
+    own = fitted._uc[row].toarray().ravel()
+    b2, _, _ = fitted._prior_parts(small.users[u], minus=own, skip=row)
+    assert np.allclose(b2, (fitted._c_all - own + 1) / ((fitted._c_all - own).sum() + len(own)))
     off = make_copy(fitted, new_user_prior="none")
     assert np.allclose(off.score_catalog([r])[0], cos)  # without the prior: the space's cosine alone
     warm = Request(user_id=u, user=small.users[u], history=small.item_ids[:3])
     assert np.allclose(fitted.score_catalog([warm])[0], off.score_catalog([warm])[0])  # users with history: unchanged
-
 
 def test_the_lexicon_defines_words_from_wordnet_with_their_lemmas():
     from systems.contrastive.lexicon import Lexicon

@@ -112,3 +112,27 @@ def test_runner_fits_on_the_cold_split_and_scores_both_kinds(tmp_path: Path, mon
     records = read_episodes(episodes_path(out))
     assert all(not set(r["ranked"]) & new_items for r in records if r["kind"] == "new_items")
     assert result.metrics["new_items/Hit@10"].value == 0.0
+
+
+def test_a_new_users_targets_are_all_their_items_or_the_held_out_one(family):
+    split, c = family.ctx.split, family.cold
+    assert family.params.new_user_targets == "all"  # the shipped spec
+    held_only = _family(new_user_targets="held_out")
+    one = {e.user_id: e.data["targets"] for e in held_only.episodes() if e.data["kind"] == "new_users"}
+    for ep in (e for e in family.episodes() if e.data["kind"] == "new_users"):
+        t = ep.data["targets"]
+        want = [i for i in split.history(ep.user_id, "test") if i not in c.new_items] + [family.held[ep.user_id]]
+        assert t == list(dict.fromkeys(want)) and len(t) > 1
+        assert t[-1] == family.held[ep.user_id] and one[ep.user_id] == [t[-1]]
+        assert not set(t) & c.new_items
+    # new-item episodes keep their one held-out item either way
+    assert all(len(e.data["targets"]) == 1 for e in family.episodes() if e.data["kind"] == "new_items")
+
+
+def test_chance_of_a_hit_counts_every_target():
+    from talkwalk_bench.tasks.cold_start import _chance_hit
+
+    assert _chance_hit(10, 1000, 1) == pytest.approx(0.01)
+    assert _chance_hit(10, 1000, 0) == 0.0 and _chance_hit(10, 12, 3) == 1.0
+    # P(no target among 2 draws from 4 with 2 targets) = (2/4) * (1/3)
+    assert _chance_hit(2, 4, 2) == pytest.approx(1 - 1 / 6)
