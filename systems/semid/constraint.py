@@ -196,10 +196,3 @@ def greedy_emit(model: Any, prompt_ids: Sequence[int], trie: TokenTrie) -> tuple
             done.append(nxt)
             pending.append(nxt)
     return trie.leaf[tuple(done)], score
-
-
-def satisfying(pred: Any, card: Any, items: Mapping[str, Mapping[str, Any]], item_ids: Sequence[str]) -> np.ndarray:
-    """Boolean mask of the catalog items that satisfy a predicate."""
-    from talkwalk_bench.steering import ItemValues
-
-    return np.asarray(ItemValues(card, items, list(item_ids)).mask(pred), dtype=bool)
