@@ -221,7 +221,7 @@ class ContrastiveSystem:
     COS_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
     # how many training users nearest a new user in the space (metadata vectors); a grid of (50, 200, 800) chose
     # differently per seed and placed new users no better (3 seeds, 282 new users)
-    NEIGHBOURS = (200,)
+    NEIGHBOURS = 200
 
     def _fit_prior(self, data: TrainData) -> None:
         """A new user's prior: a mixture of the catalog's popularity, the popularity within the user's
@@ -242,8 +242,9 @@ class ContrastiveSystem:
         ur = np.array([upos[u] for u, o in zip(users, ok.tolist(), strict=True) if o], dtype=np.int64)
         # users x items: did the user interact with the item (training split)
         uc = sparse.csr_matrix((np.ones(len(ur)), (ur, rows[ok])), shape=(len(self._train_users), n))
-        uc.data[:] = 1.0
-        self._uc = sparse.csr_matrix(uc.toarray() > 0, dtype=np.float64)
+        uc.sum_duplicates()
+        uc.data[:] = 1.0  # a repeated interaction counts once
+        self._uc = uc
         self._c_all = np.asarray(self._uc.sum(0)).ravel()
         keys = {u: self._user_keys(data.users.get(u, {})) for u in self._train_users}
         self._group_users = {key: np.array([key in keys[u] for u in self._train_users], bool)
@@ -252,7 +253,6 @@ class ContrastiveSystem:
         V = [self.user_vec(data.users.get(u, {})) for u in self._train_users]
         self._nb_V = np.stack(V) if V and all(v is not None for v in V) else None
         self.group_weight, self.neighbour_weight, self.prior_weight = 0.0, 0.0, 0.0
-        self.neighbours = self.NEIGHBOURS[0]
         self.prior_fit: dict[str, Any] = {}
         if self.new_user_prior == "none" or not len(tr) or self.card.user is None or not self.cfg.use_user:
             return
@@ -267,37 +267,34 @@ class ContrastiveSystem:
         own = {u: self._uc[upos[u]].toarray().ravel() for u in sample}
         groups = self.GROUP_WEIGHTS if self.new_user_prior == "demographic" else (0.0,)
         nbs = self.NEIGHBOUR_WEIGHTS if self.new_user_prior == "demographic" and self._nb_V is not None else (0.0,)
-        best = (-1.0, 0.0, 0.0, 0.0, self.NEIGHBOURS[0])
+        parts = [self._prior_parts(data.users[u], minus=own[u], keys=keys[u], skip=upos[u]) for u in sample]
+        best = (-1.0, 0.0, 0.0, 0.0)
         tried = []
-        for k in self.NEIGHBOURS if len(nbs) > 1 else self.NEIGHBOURS[:1]:
-            self.neighbours = k
-            parts = [self._prior_parts(data.users[u], minus=own[u], keys=keys[u], skip=upos[u]) for u in sample]
-            for g in groups:
-                for nw in nbs:
-                    if g + nw > 1.0 + 1e-9 or (nw == 0 and k != self.NEIGHBOURS[0]):
-                        continue
-                    P = np.log(np.stack([(1.0 - g - nw) * p + g * gr + nw * nb for p, gr, nb in parts]))
-                    for w in self.COS_WEIGHTS:
-                        S = P + w * C
-                        top = np.argsort(-S, axis=1, kind="stable")[:, :10]
-                        ndcg = float(np.mean([_ndcg_all(top[i], own[u] > 0) for i, u in enumerate(sample)]))
-                        tried.append((g, nw, w, k, round(ndcg, 5)))
-                        if ndcg > best[0] + 1e-9:
-                            best = (ndcg, g, nw, w, k)
-        _, self.group_weight, self.neighbour_weight, self.prior_weight, self.neighbours = best
+        for g in groups:
+            for nw in nbs:
+                if g + nw > 1.0 + 1e-9:
+                    continue
+                P = np.log(np.stack([(1.0 - g - nw) * p + g * gr + nw * nb for p, gr, nb in parts]))
+                for w in self.COS_WEIGHTS:
+                    S = P + w * C
+                    top = np.argsort(-S, axis=1, kind="stable")[:, :10]
+                    ndcg = float(np.mean([_ndcg_all(top[i], own[u] > 0) for i, u in enumerate(sample)]))
+                    tried.append((g, nw, w, round(ndcg, 5)))
+                    if ndcg > best[0] + 1e-9:
+                        best = (ndcg, g, nw, w)
+        _, self.group_weight, self.neighbour_weight, self.prior_weight = best
         self.prior_fit = {"group_weight": self.group_weight, "neighbour_weight": self.neighbour_weight,
-                          "cosine_weight": self.prior_weight, "neighbours": self.neighbours,
+                          "cosine_weight": self.prior_weight, "neighbours": self.NEIGHBOURS,
                           "ndcg@10_train_users": best[0], "users": len(sample),
                           "popularity_ndcg@10_train_users": next(t[-1] for t in tried if t[:3] == (0.0, 0.0, 0.0)),
                           "target": "all of a training user's items, the user's own interactions out of every count",
                           "grid": {"group_weight": list(groups), "neighbour_weight": list(nbs),
-                                   "cosine_weight": list(self.COS_WEIGHTS), "neighbours": list(self.NEIGHBOURS)},
-                          "tried": tried}
+                                   "cosine_weight": list(self.COS_WEIGHTS)}, "tried": tried}
 
     def _prior_parts(self, user: Mapping[str, Any], *, minus: np.ndarray | None = None, keys=None,
                      skip: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(P(item); the mean over the user's demographic groups of P(item | group); P(item | the ``NEIGHBOURS``
-        training users nearest in the space, ``neighbours`` of them)), each the share of users who chose the item, add-one smoothed.
+        training users nearest in the space)), each the share of users who chose the item, add-one smoothed.
         ``minus`` (a training user's own items) is taken out of every count and ``skip`` (that user's row) out
         of the neighbours. Without groups or neighbours their part is P(item)."""
         n = len(self._c_all)
@@ -319,7 +316,7 @@ class ContrastiveSystem:
             sim = self._nb_V @ v
             if skip is not None:
                 sim[skip] = -np.inf
-            near = np.argsort(-sim, kind="stable")[: self.neighbours]
+            near = np.argsort(-sim, kind="stable")[: self.NEIGHBOURS]
             nb = dist(np.asarray(self._uc[near].sum(0)).ravel())
         return base, grp, nb
 
