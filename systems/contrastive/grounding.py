@@ -417,7 +417,7 @@ class Grounder:
 
     def defined(self, feats: Sequence[str]) -> list[str]:
         """Features of the dictionary definitions of the words in ``feats`` that no exemplar holds and the sentence
-        encoder does not know whole, nor their lemmas ("predating" -> "be earlier in time; go back further"); a
+        encoder does not know whole, nor their lemmas ("antedating" -> "be earlier in time; go back further"); a
         negated word's definition is read negated too. Common words stay the encoder's: their definitions list
         many senses and add more noise than evidence (benchmarks/contrastive_relation_dev.py)."""
         if self.lexicon is None:
