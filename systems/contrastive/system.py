@@ -222,6 +222,11 @@ class ContrastiveSystem:
     # how many training users nearest a new user in the space (metadata vectors); a grid of (50, 200, 800) chose
     # differently per seed and placed new users no better (3 seeds, 282 new users)
     NEIGHBOURS = 200
+    # how "nearest" is measured: "space" (cosine of the users' metadata vectors in the trained space) or "card"
+    # (the card's user attributes: shared categorical values minus ordinal distance in units of spread); both
+    # are tried at fit and the better kept
+    NEAR_BY = ("space", "card")
+    PRIOR_USERS = 300  # training users the weights are chosen on
 
     def _fit_prior(self, data: TrainData) -> None:
         """A new user's prior: a mixture of the catalog's popularity, the popularity within the user's
@@ -252,13 +257,15 @@ class ContrastiveSystem:
         self._c_group = {key: np.asarray(self._uc[sel].sum(0)).ravel() for key, sel in self._group_users.items()}
         V = [self.user_vec(data.users.get(u, {})) for u in self._train_users]
         self._nb_V = np.stack(V) if V and all(v is not None for v in V) else None
+        self._attr_fit([data.users.get(u, {}) for u in self._train_users])
         self.group_weight, self.neighbour_weight, self.prior_weight = 0.0, 0.0, 0.0
+        self.near_by = self.NEAR_BY[0]
         self.prior_fit: dict[str, Any] = {}
         if self.new_user_prior == "none" or not len(tr) or self.card.user is None or not self.cfg.use_user:
             return
         rs = np.random.default_rng(0)
         cand = [u for u in self._train_users if u in data.users]
-        pick = rs.choice(len(cand), size=min(300, len(cand)), replace=False) if cand else []
+        pick = rs.choice(len(cand), size=min(self.PRIOR_USERS, len(cand)), replace=False) if cand else []
         sample = [cand[i] for i in sorted(pick)]
         if not sample:
             return
@@ -267,29 +274,81 @@ class ContrastiveSystem:
         own = {u: self._uc[upos[u]].toarray().ravel() for u in sample}
         groups = self.GROUP_WEIGHTS if self.new_user_prior == "demographic" else (0.0,)
         nbs = self.NEIGHBOUR_WEIGHTS if self.new_user_prior == "demographic" and self._nb_V is not None else (0.0,)
-        parts = [self._prior_parts(data.users[u], minus=own[u], keys=keys[u], skip=upos[u]) for u in sample]
-        best = (-1.0, 0.0, 0.0, 0.0)
+        best = (-1.0, 0.0, 0.0, 0.0, self.NEAR_BY[0])
         tried = []
-        for g in groups:
-            for nw in nbs:
-                if g + nw > 1.0 + 1e-9:
-                    continue
-                P = np.log(np.stack([(1.0 - g - nw) * p + g * gr + nw * nb for p, gr, nb in parts]))
-                for w in self.COS_WEIGHTS:
-                    S = P + w * C
-                    top = np.argsort(-S, axis=1, kind="stable")[:, :10]
-                    ndcg = float(np.mean([_ndcg_all(top[i], own[u] > 0) for i, u in enumerate(sample)]))
-                    tried.append((g, nw, w, round(ndcg, 5)))
-                    if ndcg > best[0] + 1e-9:
-                        best = (ndcg, g, nw, w)
-        _, self.group_weight, self.neighbour_weight, self.prior_weight = best
+        for by in self.NEAR_BY if len(nbs) > 1 else self.NEAR_BY[:1]:
+            self.near_by = by
+            parts = [self._prior_parts(data.users[u], minus=own[u], keys=keys[u], skip=upos[u]) for u in sample]
+            for g in groups:
+                for nw in nbs:
+                    if g + nw > 1.0 + 1e-9 or (nw == 0 and by != self.NEAR_BY[0]):
+                        continue
+                    P = np.log(np.stack([(1.0 - g - nw) * p + g * gr + nw * nb for p, gr, nb in parts]))
+                    for w in self.COS_WEIGHTS:
+                        S = P + w * C
+                        top = np.argsort(-S, axis=1, kind="stable")[:, :10]
+                        ndcg = float(np.mean([_ndcg_all(top[i], own[u] > 0) for i, u in enumerate(sample)]))
+                        tried.append((g, nw, w, by, round(ndcg, 5)))
+                        if ndcg > best[0] + 1e-9:
+                            best = (ndcg, g, nw, w, by)
+        _, self.group_weight, self.neighbour_weight, self.prior_weight, self.near_by = best
         self.prior_fit = {"group_weight": self.group_weight, "neighbour_weight": self.neighbour_weight,
-                          "cosine_weight": self.prior_weight, "neighbours": self.NEIGHBOURS,
+                          "cosine_weight": self.prior_weight, "neighbours": self.NEIGHBOURS, "near_by": self.near_by,
                           "ndcg@10_train_users": best[0], "users": len(sample),
                           "popularity_ndcg@10_train_users": next(t[-1] for t in tried if t[:3] == (0.0, 0.0, 0.0)),
                           "target": "all of a training user's items, the user's own interactions out of every count",
                           "grid": {"group_weight": list(groups), "neighbour_weight": list(nbs),
-                                   "cosine_weight": list(self.COS_WEIGHTS)}, "tried": tried}
+                                   "cosine_weight": list(self.COS_WEIGHTS), "near_by": list(self.NEAR_BY)},
+                          "tried": tried}
+
+    def _attr_row(self, user: Mapping[str, Any]) -> np.ndarray:
+        """A user's card attributes as numbers: each ordinal value in units of its spread over the training users
+        (NaN when unknown), each categorical value one-hot."""
+        out = []
+        for name, attr in (self.card.user.attributes.items() if self.card.user is not None else ()):
+            v = attr.value_of(dict(user))
+            if attr.kind == "ordinal":
+                try:
+                    x = float(v)
+                except (TypeError, ValueError):
+                    x = np.nan
+                out.append(np.array([x / self._attr_scale.get(name, 1.0)]))
+            elif attr.kind == "categorical":
+                vals = self._attr_values.get(name, [])
+                out.append(np.array([float(str(v) == c) for c in vals]))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _attr_fit(self, users: Sequence[Mapping[str, Any]]) -> None:
+        """Scales and values of the card's user attributes over the training users (for ``_attr_row``)."""
+        self._attr_scale: dict[str, float] = {}
+        self._attr_values: dict[str, list[str]] = {}
+        self._attr_ord = np.zeros(0, bool)
+        if self.card.user is None or not users:
+            self._attr_X = None
+            return
+        ords = []
+        for name, attr in self.card.user.attributes.items():
+            vals = [attr.value_of(dict(u)) for u in users]
+            if attr.kind == "ordinal":
+                xs = np.array([float(x) for x in vals if isinstance(x, (int, float)) and x == x])
+                self._attr_scale[name] = float(xs.std()) if len(xs) > 1 and xs.std() > 0 else 1.0
+                ords.append(True)
+            elif attr.kind == "categorical":
+                self._attr_values[name] = sorted({str(x) for x in vals if x is not None and str(x) not in attr.unknown})
+                ords += [False] * len(self._attr_values[name])
+        self._attr_ord = np.array(ords, bool)
+        self._attr_X = np.stack([self._attr_row(u) for u in users]) if ords else None
+
+    def _attr_similarity(self, user: Mapping[str, Any]) -> np.ndarray | None:
+        """Similarity of ``user`` to every training user by the card's user attributes: one per categorical value
+        shared, minus the distance of each ordinal value in units of its spread (an unknown value adds nothing)."""
+        if self._attr_X is None:
+            return None
+        x = self._attr_row(user)
+        X, o = self._attr_X, self._attr_ord
+        cat = X[:, ~o] @ x[~o]
+        dist = np.nan_to_num(np.abs(X[:, o] - x[o]), nan=0.0).sum(1)
+        return cat - dist
 
     def _prior_parts(self, user: Mapping[str, Any], *, minus: np.ndarray | None = None, keys=None,
                      skip: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -311,9 +370,12 @@ class ContrastiveSystem:
                 gs.append(dist(g - minus if skip is not None and self._group_users[key][skip] else g))
         grp = np.mean(gs, axis=0) if gs else base
         nb = base
-        v = self.user_vec(user) if self._nb_V is not None else None
-        if v is not None:
+        sim = None
+        if self.near_by == "space" and self._nb_V is not None and (v := self.user_vec(user)) is not None:
             sim = self._nb_V @ v
+        elif self.near_by == "card":
+            sim = self._attr_similarity(user)
+        if sim is not None:
             if skip is not None:
                 sim[skip] = -np.inf
             near = np.argsort(-sim, kind="stable")[: self.NEIGHBOURS]

@@ -265,6 +265,10 @@ def test_a_new_user_is_placed_by_the_demographic_prior_plus_the_space(fitted, sm
     own = fitted._uc[row].toarray().ravel()
     b2, _, _ = fitted._prior_parts(small.users[u], minus=own, skip=row)
     assert np.allclose(b2, (fitted._c_all - own + 1) / ((fitted._c_all - own).sum() + len(own)))
+    # the neighbours by the card's user attributes: a user is nearest to themselves, and shares every value
+    sim = fitted._attr_similarity(small.users[u])
+    assert sim is not None and sim.argmax() == row and fitted.near_by in fitted.prior_fit["grid"]["near_by"]
+    assert np.isclose(sim[row], 2.0)  # gender and occupation shared, no distance in age (the one ordinal)
     off = make_copy(fitted, new_user_prior="none")
     assert np.allclose(off.score_catalog([r])[0], cos)  # without the prior: the space's cosine alone
     warm = Request(user_id=u, user=small.users[u], history=small.item_ids[:3])
