@@ -8,7 +8,8 @@ grouped bar plot of constraint_following@10 with the chance level per kind.
   embedding only      -S constrain=false -S constrain_anchored=false -S exclude_demote=false
   + demotion          -S constrain=false -S constrain_anchored=false   (ruled-out phrases demoted, no grounding)
   + grounded values   -S constrain_anchored=false                     (card values and ranges filter the list)
-  + anchored          (default)                                       (older/newer/similar/different from a named item)
+  + anchored          -S lexicon=false                                (older/newer/similar/different from a named item)
+  + lexicon           (default)                                       (unfamiliar words read through their definition)
 
   python benchmarks/contrastive_steer_ablation.py --out /tmp/abl [--steering-file F] [--system contrastive]
       [--png docs/img/contrastive_ablation.png] [--reuse]
@@ -28,7 +29,8 @@ VARIANTS = [
     ("embedding only", ["constrain=false", "constrain_anchored=false", "exclude_demote=false"]),
     ("+ demotion", ["constrain=false", "constrain_anchored=false"]),
     ("+ grounded values/ranges", ["constrain_anchored=false"]),
-    ("+ anchored relations (default)", []),
+    ("+ anchored relations", ["lexicon=false"]),
+    ("+ lexicon (default)", []),
 ]
 KINDS = ("include", "exclude", "include_exclude", "include_range", "range_bin", "before", "after",
          "older", "newer", "similar", "contrast")
