@@ -356,14 +356,21 @@ def _combine(runs: list[tuple[Path, Result]], names: list[str], episodes: _Episo
     return out
 
 
-def _seed_mean_values(row: Row, metric: str, episodes: _EpisodeCache) -> dict[str, float]:
-    """Per episode, the row's value averaged over its seeds (episodes every seed has); a deterministic row's first seed."""
-    runs = row.results[:1] if row.deterministic else row.results
-    per = [episodes.values(p, metric) for p, _ in runs]
-    if not per or not all(per):
+def _paired_values(row: Row, metric: str, episodes: _EpisodeCache) -> dict[Any, float]:
+    """Per-episode values to pair with another row's. When every seed draws the same episodes (ranking: every
+    user), an episode's value averaged over the row's seeds, keyed by episode; when the seeds draw different
+    episodes (steering, conversation, cold start), each seed's own values, keyed by (seed, episode), so the
+    pairing covers every seed's episodes rather than the few that all seeds share. A deterministic row counts
+    once when its seeds share their episodes."""
+    runs = row.results
+    per = [(r.seed, episodes.values(p, metric)) for p, r in runs]
+    if not per or not all(v for _, v in per):
         return {}
-    common = set(per[0]).intersection(*per[1:])
-    return {e: float(np.mean([v[e] for v in per])) for e in common}
+    common = set(per[0][1]).intersection(*(v for _, v in per[1:]))
+    if len(common) >= 0.9 * max(len(v) for _, v in per):
+        vals = per[:1] if row.deterministic else per
+        return {e: float(np.mean([v[e] for _, v in vals])) for e in common}
+    return {(seed, e): x for seed, v in per for e, x in v.items()}
 
 
 def _rank(rows: list[Row], main: str, episodes: _EpisodeCache | None = None) -> None:
@@ -377,7 +384,7 @@ def _rank(rows: list[Row], main: str, episodes: _EpisodeCache | None = None) -> 
     if len(ranked) < 2:
         return
     best = ranked[0]
-    best_vals = _seed_mean_values(best, main, episodes)
+    best_vals = _paired_values(best, main, episodes)
     if not best_vals:
         # a score computed over the whole run (a macro average over request kinds, a ratio of sums)
         # has no per-episode values to pair; say so rather than mark every row as different
@@ -385,12 +392,14 @@ def _rank(rows: list[Row], main: str, episodes: _EpisodeCache | None = None) -> 
             r.tied_with_best = None
         return
     for r in ranked[1:]:
-        vals = _seed_mean_values(r, main, episodes)
-        common = sorted(set(best_vals) & set(vals))
+        vals = _paired_values(r, main, episodes)
+        common = sorted(set(best_vals) & set(vals), key=str)
         if len(common) >= 2:
             a = [best_vals[e] for e in common]
             b = [vals[e] for e in common]
             r.tied_with_best = not paired_significant(a, b)
+        else:  # nothing to pair (no common seed or episode): no test, never "different"
+            r.tied_with_best = None
 
 
 def _short(files: list[str], n: int = 3) -> str:
@@ -492,7 +501,7 @@ def to_markdown(boards: list[Board], *, all_metrics: bool = False) -> str:
         out.append(f"## {b.task} ({b.dataset})\n")
         out.append(f"Main score: **{b.main_score}** (mean [95 % CI] ±sd across seeds; one seed: a bootstrap CI over episodes, "
                    "several: a hierarchical bootstrap over seeds, then episodes); n = episodes per seed. `≈`: not significantly "
-                   "different from the best (paired bootstrap over episodes, each averaged over the seeds). Oracle rows are ceilings "
+                   "different from the best (paired bootstrap over episodes: each averaged over the seeds where every seed has the same episodes, else every seed's episodes paired seed by seed). Oracle rows are ceilings "
                    "and are not ranked. **stale**: the code that made the row has changed since (or was not recorded); "
                    "**mixed**: its seeds come from different code; **dirty**: made with uncommitted files.\n")
         extra = ["judge calibration"] if judged else []

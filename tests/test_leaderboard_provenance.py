@@ -207,3 +207,33 @@ def test_tie_mark_pairs_over_all_seeds(tmp_path):
     (board,) = lb.build(lb.collect(files)[0])
     rows = {r.system: r for r in board.rows}
     assert rows["best"].rank == 1 and rows["other"].tied_with_best is False
+
+
+def _write_eps(folder: Path, res: Result, eps: dict[str, float], metric="nDCG@10") -> Path:
+    path = folder / f"{res.system.name}__d__seed{res.seed}.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_result(path, res)
+    episodes_path(path).write_text("".join(json.dumps({"episode": e, "status": "ok", "metrics": {metric: x}}) + "\n"
+                                           for e, x in eps.items()))
+    return path
+
+
+def test_tie_mark_pairs_seed_by_seed_when_each_seed_draws_its_own_episodes(tmp_path):
+    # each seed draws its own episodes (steering users, cold-start users): the episodes every seed shares are few,
+    # so pairing must go seed by seed, never fall back to "different" for want of common episodes
+    rng = np.random.default_rng(2)
+    best = {s: {f"s{s}e{i}": x for i, x in enumerate(rng.uniform(0.4, 0.6, 200))} for s in (0, 1, 2)}
+    same = {s: {e: x + rng.normal(0, 0.05) for e, x in v.items()} for s, v in best.items()}  # noise, no shift
+    worse = {s: {e: x - 0.2 for e, x in v.items()} for s, v in best.items()}
+    files = []
+    for name, per in (("best", best), ("same", same), ("worse", worse)):
+        for s, eps in per.items():
+            files.append(_write_eps(tmp_path / name, _result(name, s, list(eps.values())), eps))
+    # a row with no seed in common with the best: nothing to pair
+    files.append(_write_eps(tmp_path / "elsewhere", _result("elsewhere", 7, [0.1] * 5), {f"x{i}": 0.1 for i in range(5)}))
+    (board,) = lb.build(lb.collect(files)[0])
+    rows = {r.system: r for r in board.rows}
+    top, second = sorted((rows["best"], rows["same"]), key=lambda r: r.rank)
+    assert top.rank == 1 and second.tied_with_best is True
+    assert rows["worse"].tied_with_best is False
+    assert rows["elsewhere"].tied_with_best is None
