@@ -95,7 +95,9 @@ def test_declaring_a_name_twice_with_another_meaning_is_refused():
 
 
 def test_cold_start_metrics_list_and_main_score_are_checked_together(tmp_path, capsys):
-    text = (ROOT / "tasks" / "cold_start.yaml").read_text().replace("metrics: [Hit, nDCG]", "metrics: [Hit, MRR]")
+    shipped = (ROOT / "tasks" / "cold_start.yaml").read_text()
+    assert "metrics: [Hit, Precision, nDCG]" in shipped
+    text = shipped.replace("metrics: [Hit, Precision, nDCG]", "metrics: [Hit, MRR]")
     (tmp_path / "cs.yaml").write_text(text)
     assert main(["validate", str(tmp_path / "cs.yaml")]) == 1  # main_score new_users/nDCG@10 is no longer reported
     assert "'new_users/nDCG@10' is not a metric" in capsys.readouterr().err
