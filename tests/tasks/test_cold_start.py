@@ -136,3 +136,23 @@ def test_chance_of_a_hit_counts_every_target():
     assert _chance_hit(10, 1000, 0) == 0.0 and _chance_hit(10, 12, 3) == 1.0
     # P(no target among 2 draws from 4 with 2 targets) = (2/4) * (1/3)
     assert _chance_hit(2, 4, 2) == pytest.approx(1 - 1 / 6)
+
+
+def test_a_bad_new_user_targets_value_is_one_line_naming_the_field(tmp_path, capsys):
+    from talkwalk_bench.cli import main
+
+    text = (Path(__file__).resolve().parents[2] / "tasks" / "cold_start.yaml").read_text()
+    assert "new_user_targets: all" in text
+    (tmp_path / "cs.yaml").write_text(text.replace("new_user_targets: all", "new_user_targets: everything"))
+    assert main(["validate", str(tmp_path / "cs.yaml")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "new_user_targets" in err and "held_out" in err and "all" in err
+
+
+def test_a_random_list_finds_new_users_items_at_the_chance_rate(tmp_path: Path):
+    # noise scores chance: Precision@10 of random lists sits at the share of the catalog that is a target
+    out = tmp_path / "cold.json"
+    result = run(RunConfig(system="random", task="cold_start", output=out, progress=False))
+    m = result.metrics["new_users/Precision@10"]
+    chance = m.chance
+    assert m.ci_low <= chance <= m.ci_high and abs(m.value - chance) < 0.02
