@@ -73,6 +73,7 @@ def semid(
     reader_lr: float = 2e-3,
     reader_r: int = 16,
     reader_layers: int = 12,
+    item_embed: bool = False,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
 
@@ -136,6 +137,7 @@ def semid_tiger(
     teacher: str = "",
     teacher_args: str = "epochs=3",
     distill: float = 0.0,
+    item_embed: bool = True,
 ) -> Any:
     from systems.semid.scratch import ScratchDecoder
 

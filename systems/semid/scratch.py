@@ -42,7 +42,7 @@ INFERENCE_ONLY = ("beam", "rec_batch", "threads", "max_history")
 STEER_ARGS = ("steer_steps", "steer_batch", "steer_history", "steer_lr")
 STEER_VERSION = "2"
 # training arguments added after models were cached: at these values they stay out of the key
-ADDED_LATER = {"teacher": "", "teacher_args": "epochs=3", "distill": 0.0}
+ADDED_LATER = {"teacher": "", "teacher_args": "epochs=3", "distill": 0.0, "item_embed": False}
 PAD, BOS, UTT = 0, 1, 2  # special token ids; codes follow
 N_SPECIAL = 3
 
@@ -121,7 +121,30 @@ class ScratchDecoder:
         )
         model = LlamaForCausalLM(cfg)
         self.proj = torch.nn.Linear(384, d)
+        # -S item_embed: an input vector per item, added where the item's last code is read
+        self.item_emb = None
+        if self.p.get("item_embed"):
+            self.item_emb = torch.nn.Embedding(len(self.item_ids) + 1, d, padding_idx=0)
+            torch.nn.init.normal_(self.item_emb.weight, std=cfg.initializer_range)
+            with torch.no_grad():
+                self.item_emb.weight[0].zero_()
         return model
+
+    def _modules(self) -> dict[str, Any]:
+        """Everything trained in the sequence stage, by the name it is saved under."""
+        out = {"model": self.model, "proj": self.proj}
+        if self.item_emb is not None:
+            out["item_emb"] = self.item_emb
+        return out
+
+    def _input_embeds(self, ids: Any) -> Any:
+        """Token embeddings, plus each complete item's own vector under ``-S item_embed``."""
+        import torch
+
+        emb = self.model.get_input_embeddings()(ids)
+        if self.item_emb is not None:
+            emb = emb + self.item_emb(torch.as_tensor(self.space.item_slots(ids.numpy())))
+        return emb
 
     def _key(self, data: TrainData, seed: int) -> str:
         """The sequence model's cache key: every training argument but the steering stage's."""
@@ -163,7 +186,9 @@ class ScratchDecoder:
         weights = root / "sequence.pt"
         if weights.exists():
             state = torch.load(weights, map_location="cpu", weights_only=True)
-            self.model.load_state_dict(state["model"])
+            for name, mod in self._modules().items():
+                if name in state:
+                    mod.load_state_dict(state[name])
             self.fit_info = {**json.loads((root / "train_log.json").read_text()), "cached": True}
         else:
             seqs = _train_sequences(data)
@@ -176,7 +201,7 @@ class ScratchDecoder:
                                                 if isinstance(v, (int, float, str))}}
             self.teacher = None
             tmp = weights.with_suffix(".tmp")
-            torch.save({"model": self.model.state_dict()}, tmp)
+            torch.save({n: mod.state_dict() for n, mod in self._modules().items() if n != "proj"}, tmp)
             os.replace(tmp, weights)
             (root / "train_log.json").write_text(json.dumps(info, default=str))
             self.fit_info = {**info, "cached": False}
@@ -193,8 +218,8 @@ class ScratchDecoder:
                 tmp = steer_path.with_suffix(".tmp")
                 torch.save({"proj": self.proj.state_dict(), "info": json.dumps(self.fit_info["steering"])}, tmp)
                 os.replace(tmp, steer_path)
-        self.model.eval()
-        self.proj.eval()
+        for mod in self._modules().values():
+            mod.eval()
         self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 1)
         self.fit_info["cache_dir"] = str(root)
 
@@ -217,7 +242,7 @@ class ScratchDecoder:
         """Hidden states; ``utt`` [B, 384] replaces the embedding at ``utt_pos`` [B] (the UTT token)."""
         import torch
 
-        emb = self.model.get_input_embeddings()(ids)
+        emb = self._input_embeds(ids)
         if utt is not None:
             emb = emb.clone()
             emb[torch.arange(len(ids)), utt_pos] = self.proj(utt).to(emb.dtype)
@@ -230,7 +255,7 @@ class ScratchDecoder:
         from tqdm.auto import tqdm
 
         rows = S.windows(seqs, self.space, prefix=[BOS], window=int(self.p["window"]))
-        params = list(self.model.parameters()) + list(self.proj.parameters())
+        params = [q for mod in self._modules().values() for q in mod.parameters()]
         opt = torch.optim.AdamW(params, lr=float(self.p["lr"]), weight_decay=float(self.p["weight_decay"]))
         epochs = int(self.p["epochs"])
         plan = [S.batches(rows, batch_tokens=int(self.p["batch_tokens"]), seed=self.seed, epoch=e) for e in range(epochs)]
@@ -240,8 +265,8 @@ class ScratchDecoder:
         start_epoch, step, curve, best = 0, 0, [], (-1.0, None)
         if ckpt.exists():  # resume a killed training
             st = torch.load(ckpt, map_location="cpu", weights_only=True)
-            self.model.load_state_dict(st["model"])
-            self.proj.load_state_dict(st["proj"])
+            for name, mod in self._modules().items():
+                mod.load_state_dict(st[name])
             opt.load_state_dict(st["opt"])
             start_epoch, step, curve, best = st["epoch"], st["step"], st["curve"], st["best"]
         val_users = [u for u in sorted(valid) if u in seqs][: int(self.p["val_users"])]
@@ -249,8 +274,8 @@ class ScratchDecoder:
         n_tok = 0
         bar = tqdm(total=total, initial=step, desc="semid-tiger", file=sys.stderr, mininterval=5.0, unit="batch")
         for epoch in range(start_epoch, epochs):
-            self.model.train()
-            self.proj.train()
+            for mod in self._modules().values():
+                mod.train()
             for b in plan[epoch]:
                 for g in opt.param_groups:
                     g["lr"] = S.lr_at(step, total, peak=float(self.p["lr"]), warmup=warm)
@@ -268,9 +293,9 @@ class ScratchDecoder:
             curve.append({"epoch": epoch + 1, "step": step, "seconds": round(time.perf_counter() - t0, 1), "val_ndcg@10": score})
             if score > best[0]:
                 best = (score, epoch + 1)
-                torch.save({"model": self.model.state_dict(), "proj": self.proj.state_dict()}, root / "best.pt")
+                torch.save({n: mod.state_dict() for n, mod in self._modules().items()}, root / "best.pt")
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": self.model.state_dict(), "proj": self.proj.state_dict(), "opt": opt.state_dict(),
+            torch.save({**{n: mod.state_dict() for n, mod in self._modules().items()}, "opt": opt.state_dict(),
                         "epoch": epoch + 1, "step": step, "curve": curve, "best": best}, tmp)
             os.replace(tmp, ckpt)
             print(f"semid-tiger epoch {epoch + 1}: val nDCG@10 {score:.4f}", file=sys.stderr)
@@ -278,8 +303,8 @@ class ScratchDecoder:
                 break  # early stopping on validation nDCG@10
         bar.close()
         st = torch.load(root / "best.pt", map_location="cpu", weights_only=True)
-        self.model.load_state_dict(st["model"])
-        self.proj.load_state_dict(st["proj"])
+        for name, mod in self._modules().items():
+            mod.load_state_dict(st[name])
         return {"rows": len(rows), "steps": step, "best_epoch": best[1], "best_val_ndcg@10": best[0], "curve": curve}
 
     def _validate(self, seqs: dict[str, list[str]], valid: dict[str, str], users: Sequence[str]) -> float:
@@ -287,8 +312,8 @@ class ScratchDecoder:
         if not users:
             return 0.0
         reqs = [Request(user_id=u, history=tuple(seqs[u]), exclude=frozenset(seqs[u])) for u in users]
-        self.model.eval()
-        self.proj.eval()
+        for mod in self._modules().values():
+            mod.eval()
         return S.ndcg_at_10([r.items for r in self.recommend(reqs, k=10)], [valid[u] for u in users])
 
     def _sequence_loss(self, rows: Sequence[S.Window], b: Sequence[int]) -> Any:
@@ -319,8 +344,10 @@ class ScratchDecoder:
         sat = [np.array([it in c.items for it in self.item_ids]) for c in cons]
         bs = int(self.p["steer_batch"])
         hist_n = int(self.p["steer_history"])
-        for q in self.model.parameters():
-            q.requires_grad_(False)
+        for mod in self._modules().values():
+            if mod is not self.proj:
+                for q in mod.parameters():
+                    q.requires_grad_(False)
         params = list(self.proj.parameters())
         peak = float(self.p["steer_lr"])
         opt = torch.optim.AdamW(params, lr=peak, weight_decay=0.0)
@@ -377,7 +404,7 @@ class ScratchDecoder:
         vecs = self.proj(torch.as_tensor(self.text([u for u in utts if u]))) if any(utts) else None
         j = 0
         for i, (p, u) in enumerate(zip(prompts, utts, strict=True)):
-            e = emb_layer(torch.as_tensor(list(p)))
+            e = self._input_embeds(torch.as_tensor([list(p)]))[0]
             if u:
                 e = e.clone()
                 e[len(p) - 1] = vecs[j]

@@ -86,6 +86,40 @@ class CodeSpace:
         m = self.m
         return [self.by_sid[tuple(self._code_of[j][tokens[i + j]] for j in range(m))] for i in range(0, len(tokens) - m + 1, m)]
 
+    def item_slots(self, ids: Any) -> np.ndarray:
+        """[B, T] token ids -> 1 + the catalog index of the item whose *last* code token sits at
+        each position, 0 elsewhere (specials, text, an item's earlier codes, a partial item).
+
+        A model that adds an item's own vector there reads it only once the item is complete,
+        so the vector never tells it the codes it is predicting.
+        """
+        if getattr(self, "_slot_tables", None) is None or self._slot_tables[0] != self.level_tokens:
+            top = max(max(t) for t in self.level_tokens) + 1
+            lv, code = np.full(top, -1, dtype=np.int64), np.zeros(top, dtype=np.int64)
+            for j, toks in enumerate(self.level_tokens):
+                lv[toks], code[toks] = j, np.arange(len(toks))
+            radix = np.cumprod([1, *self.widths[::-1]])[:-1][::-1]  # mixed-radix weight of each level
+            keys = (self.codes * radix[None, :]).sum(axis=1)
+            order = np.argsort(keys)
+            self._slot_tables = ([list(t) for t in self.level_tokens], lv, code, radix, keys[order], order)
+        _, lv_of, code_of, radix, keys, items = self._slot_tables
+        ids = np.asarray(ids)
+        inside = ids < len(lv_of)
+        safe = np.where(inside, ids, 0)
+        lv = np.where(inside, lv_of[safe], -1)
+        code = np.where(inside, code_of[safe], 0)
+        m = self.m
+        ok = lv == m - 1
+        key = code * radix[m - 1]
+        for j in range(1, m):  # the m - 1 positions before must hold levels m - 2 .. 0
+            ok[:, :j] = False
+            ok[:, j:] &= lv[:, :-j] == m - 1 - j
+            key[:, j:] = key[:, j:] + code[:, :-j] * radix[m - 1 - j]
+        out = np.zeros(ids.shape, dtype=np.int64)
+        pos = np.clip(np.searchsorted(keys, key[ok]), 0, len(keys) - 1)
+        out[ok] = np.where(keys[pos] == key[ok], items[pos] + 1, 0)
+        return out
+
     def level_targets(self, P: np.ndarray, targets: Sequence[int], level: int) -> np.ndarray:
         """Batched soft targets for one level: row ``r`` is the distribution of code ``level``
         among the items that share ``targets[r]``'s first ``level`` codes, weighted by ``P[r]``

@@ -27,7 +27,7 @@ READER_ARGS = ("reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_
 READER_VERSION = "1"
 # training arguments added after models were cached: at these values they stay out of the key,
 # so models trained before they existed keep their cache entries
-ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers": 0}
+ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers": 0, "item_embed": False}
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
 # variants that differ from another only in inference arguments share its trained model
 TRAINS_AS = {"semid-constrain": "semid"}
@@ -133,10 +133,13 @@ class SemIdRecommender:
             seq = self.p.get("recipe", "prompt") == "seq"
             model = add_lora(model, r=self.p["lora_r"], top_layers=int(self.p.get("train_layers", 0)) if seq else 0)
         core = model.get_base_model() if use_lora else model
+        self.item_vec = self._item_vectors(core) if self.p.get("item_embed") and self.p.get("recipe", "prompt") == "seq" else None
         if weights.exists():
             state = torch.load(weights, map_location="cpu", weights_only=True)
             with torch.no_grad():
                 core.get_input_embeddings().weight[n_old:] = state["new_rows"]
+                if self.item_vec is not None:
+                    self.item_vec.weight.copy_(state["item_vec"])
                 if "new_head_rows" in state:
                     core.get_output_embeddings().weight[n_old:] = state["new_head_rows"]
             if use_lora:
@@ -208,6 +211,8 @@ class SemIdRecommender:
                         desc=f"{self.meta.name} stage B",
                     )
             state = {"new_rows": core.get_input_embeddings().weight[n_old:].detach().clone()}
+            if self.item_vec is not None:
+                state["item_vec"] = self.item_vec.weight.detach().clone()
             if (
                 core.get_output_embeddings() is not None
                 and core.get_output_embeddings().weight is not core.get_input_embeddings().weight
@@ -259,6 +264,30 @@ class SemIdRecommender:
 
 
     # ---- the whole-sequence recipe (docs/semid.md, Training) ---------------------------
+    def _item_vectors(self, core: Any) -> Any:
+        """``-S item_embed``: one learned vector per item, added to the input embedding where a
+        history item's last code token is read (``CodeSpace.item_slots``), through a forward hook
+        on the input embedding, so training, validation, decoding and the exact distribution all
+        read it. Zero at the start: the model begins as the code-only one."""
+        import torch
+
+        from systems.semid.seq import CodeSpace
+
+        space = CodeSpace(self.table, self.item_ids, level_tokens=None)
+        space.level_tokens = space.from_full(self.vocab["levels"])
+        vec = torch.nn.Embedding(len(self.item_ids) + 1, core.config.hidden_size, padding_idx=0)
+        torch.nn.init.zeros_(vec.weight)
+
+        def add(module: Any, args: Any, out: Any) -> Any:
+            ids = args[0]
+            slots = space.item_slots(np.atleast_2d(ids.detach().cpu().numpy())).reshape(tuple(ids.shape))
+            if not slots.any():
+                return out
+            return out + vec(torch.as_tensor(slots)).to(out.dtype)
+
+        core.get_input_embeddings().register_forward_hook(add)
+        return vec
+
     def _fit_seq(self, model: Any, core: Any, tok: Any, data: TrainData, seed: int, root: Any, use_lora: bool) -> dict[str, Any]:
         import torch
 
@@ -292,6 +321,9 @@ class SemIdRecommender:
 
         rows_w, hooks = train_new_rows_only(core, self.vocab["n_old"])
         params = list(rows_w)
+        if self.item_vec is not None:  # learns at the adapters' rate (after the n_rows id rows)
+            self.item_vec.weight.requires_grad_(True)
+            params.append(self.item_vec.weight)
         if use_lora:
             lora = [q for n, q in model.named_parameters() if "lora_" in n]
             for q in lora:
@@ -329,6 +361,8 @@ class SemIdRecommender:
                 hk.remove()
             for q in core.parameters():
                 q.requires_grad_(False)
+            if self.item_vec is not None:
+                self.item_vec.weight.requires_grad_(False)
         info["teacher"] = ({"system": str(self.p["teacher"]), "fit_info": {k: v for k, v in teacher.sys.fit_info.items() if isinstance(v, (int, float, str))}}
                            if teacher is not None and hasattr(teacher.sys, "fit_info") else None)
         info["constraint_rows"] = len(rows)
@@ -365,6 +399,13 @@ class SemIdRecommender:
             base = copy.deepcopy(model)
         reader = add_lora(base, r=int(self.p["reader_r"]))
         path = root / f"reader-{self._reader_key()}.pt"
+        if n_layers > 0:
+            # cut from the base LLM, it does not depend on the ranking model: cached by data, seed and
+            # base model, so a retrained ranking model reuses it (a reader cached beside its model still counts)
+            own = json.dumps({"data": data.key, "seed": seed, "base": str(self.p["base_model"]), "reader": self._reader_key()}, sort_keys=True)
+            shared = cache_dir() / "semid-reader" / f"{hashlib.sha256(own.encode()).hexdigest()[:16]}.pt"
+            path = path if path.exists() else shared
+            path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             st = torch.load(path, map_location="cpu", weights_only=False)
             set_peft_model_state_dict(reader, st["lora"])

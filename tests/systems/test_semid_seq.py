@@ -365,3 +365,50 @@ def test_layers_keeps_the_first_decoder_layers_of_the_base_model(env):
     assert model(input_ids=ids).logits.shape[-1] == model.config.vocab_size
     keep_layers(model, 8)  # more than it has: all of them
     assert len(model.model.layers) == 1
+
+
+def test_tiger_item_vectors_are_read_only_once_an_item_is_complete(env):
+    t, _ = build_system("semid-tiger", {**TIGER, "item_embed": True})
+    t.fit(env[1], seed=0)
+    sp = t.space
+    toks = [1, *sp.item_tokens("3"), *sp.item_tokens("5"), 2, *sp.item_tokens("7")[:-1]]
+    slots = sp.item_slots(np.array([toks]))[0]
+    want = np.zeros(len(toks), dtype=np.int64)
+    want[sp.m] = sp.index["3"] + 1
+    want[2 * sp.m] = sp.index["5"] + 1
+    # the partial item after the utterance slot (codes being predicted) gets no vector
+    assert slots.tolist() == want.tolist()
+    hist = ("1", "2", "3")
+    r = Request("0", history=hist, exclude=frozenset(hist))
+    first = t.recommend([r], k=8)[0]
+    assert len(set(first.items)) == 8 and not set(first.items) & set(hist)
+    # the vectors are saved with the model: a cached refit lists the same items
+    again, _ = build_system("semid-tiger", {**TIGER, "item_embed": True})
+    again.fit(env[1], seed=0)
+    assert again.fit_info["cached"] is True and again.recommend([r], k=8)[0].items == first.items
+    # and they count: the model without them is another cache entry
+    plain, _ = build_system("semid-tiger", {**TIGER, "item_embed": False})
+    assert plain._key(env[1], 0) != t._key(env[1], 0)
+
+
+def test_semid_item_vectors_train_cache_and_keep_lists_valid(env):
+    s = fitted("semid", env, item_embed=True, teacher="", steer_every=0)
+    assert s.item_vec is not None and float(s.item_vec.weight.abs().sum()) > 0  # it learned
+    hist = ("1", "2", "3")
+    r = Request("0", history=hist, exclude=frozenset(hist))
+    rank = s.recommend([r], k=10)[0]
+    assert len(set(rank.items)) == 10 and not set(rank.items) & set(hist)
+    again = fitted("semid", env, item_embed=True, teacher="", steer_every=0)
+    assert again.fit_info["cached"] is True and again.recommend([r], k=10)[0].items == rank.items
+    plain = fitted("semid", env, teacher="", steer_every=0)
+    assert plain.item_vec is None and plain.fit_info["cache_dir"] != s.fit_info["cache_dir"]
+
+
+def test_a_reader_cut_from_the_base_model_is_shared_by_retrained_ranking_models(env):
+    first = fitted("semid-constrain", env, reader_layers=1)
+    other = fitted("semid-constrain", env, reader_layers=1, item_embed=True)
+    assert other.fit_info["cache_dir"] != first.fit_info["cache_dir"]
+    assert other.fit_info["reader"]["cached"] is True
+    # a reader copied from the ranking model is that model's own
+    own = fitted("semid-constrain", env, reader_layers=0, item_embed=True)
+    assert own.fit_info["reader"]["cached"] is False
