@@ -68,7 +68,7 @@ class Teacher:
 
         tids = self.lut[ids.clamp(max=len(self.lut) - 1)]
         with torch.inference_mode():
-            h = self.sys.model.model(input_ids=tids, attention_mask=att).last_hidden_state[:, :-1][mask]
+            h = self.sys._forward_hidden(tids, att)[:, :-1][mask]  # its item vectors included
             w = self.sys.model.get_input_embeddings().weight
             out = []
             for j in range(self.space.m):

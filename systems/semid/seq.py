@@ -103,7 +103,8 @@ class CodeSpace:
             order = np.argsort(keys)
             self._slot_tables = ([list(t) for t in self.level_tokens], lv, code, radix, keys[order], order)
         _, lv_of, code_of, radix, keys, items = self._slot_tables
-        ids = np.asarray(ids)
+        shape = np.shape(ids)
+        ids = np.atleast_2d(np.asarray(ids))
         inside = ids < len(lv_of)
         safe = np.where(inside, ids, 0)
         lv = np.where(inside, lv_of[safe], -1)
@@ -118,7 +119,7 @@ class CodeSpace:
         out = np.zeros(ids.shape, dtype=np.int64)
         pos = np.clip(np.searchsorted(keys, key[ok]), 0, len(keys) - 1)
         out[ok] = np.where(keys[pos] == key[ok], items[pos] + 1, 0)
-        return out
+        return out.reshape(shape)
 
     def level_targets(self, P: np.ndarray, targets: Sequence[int], level: int) -> np.ndarray:
         """Batched soft targets for one level: row ``r`` is the distribution of code ``level``

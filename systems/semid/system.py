@@ -31,7 +31,7 @@ ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
 # variants that differ from another only in inference arguments share its trained model
 TRAINS_AS = {"semid-constrain": "semid"}
-SEQ_ONLY = ("lr", "val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "overlap", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
+SEQ_ONLY = ("item_embed", "lr", "val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "overlap", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
 class SemIdRecommender:
@@ -43,6 +43,11 @@ class SemIdRecommender:
             raise BenchError(f"-S quantizer={self.p['quantizer']}: choose rqvae (default) or rkmeans")
         if not 0 <= float(self.p.get("explain", 0.0)) < 1:
             raise BenchError(f"-S explain={self.p['explain']}: give the share of explanation examples, 0 <= x < 1")
+        if self.p.get("item_embed") and self.p.get("recipe", "prompt") != "seq":
+            raise BenchError("-S item_embed=true needs -S recipe=seq (the prompt recipe writes ids with start and end tokens)")
+        if self.p.get("item_embed") and int(self.p.get("train_layers", 0)) > 0:
+            raise BenchError("-S item_embed=true needs -S train_layers=0: with adapters on the top layers only, "
+                             "the input embeddings are detached and the item vectors would never learn")
         if self.p.get("teacher_args"):  # a bad -S teacher_args fails here, before any work (teacher or not)
             teacher_args(str(self.p.get("teacher") or "semid-tiger"), str(self.p["teacher_args"]))
         if self.p["decoder"] not in ("trie", "outlines", "vllm"):
@@ -402,7 +407,8 @@ class SemIdRecommender:
         if n_layers > 0:
             # cut from the base LLM, it does not depend on the ranking model: cached by data, seed and
             # base model, so a retrained ranking model reuses it (a reader cached beside its model still counts)
-            own = json.dumps({"data": data.key, "seed": seed, "base": str(self.p["base_model"]), "reader": self._reader_key()}, sort_keys=True)
+            own = json.dumps({"data": data.key, "seed": seed, "base": str(self.p["base_model"]), "bf16": bool(self.p["bf16"]),
+                              "reader": self._reader_key()}, sort_keys=True)
             shared = cache_dir() / "semid-reader" / f"{hashlib.sha256(own.encode()).hexdigest()[:16]}.pt"
             path = path if path.exists() else shared
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -425,7 +431,7 @@ class SemIdRecommender:
         info.update(train_reader(reader, by_kind, kinds, steps=steps, batch=int(self.p["reader_batch"]),
                                  lr=float(self.p["reader_lr"]), n_old=int(self.vocab["n_old"]), seed=seed,
                                  bf16=bool(self.p["bf16"]), desc=f"{self.meta.name} reader"))
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two jobs may train the same shared reader at once
         torch.save({"lora": get_peft_model_state_dict(reader, save_embedding_layers=False), "info": info}, tmp)
         os.replace(tmp, path)
         self.fit_info["reader"] = {**info, "cached": False}

@@ -412,3 +412,21 @@ def test_a_reader_cut_from_the_base_model_is_shared_by_retrained_ranking_models(
     # a reader copied from the ranking model is that model's own
     own = fitted("semid-constrain", env, reader_layers=0, item_embed=True)
     assert own.fit_info["reader"]["cached"] is False
+
+
+def test_item_vectors_refuse_settings_where_they_would_never_learn():
+    from talkwalk_bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="train_layers=0"):
+        build_system("semid", {**SEQ, "item_embed": True, "train_layers": 2})
+    with pytest.raises(BenchError, match="recipe=seq"):
+        build_system("semid", {**SEQ, "item_embed": True, "recipe": "prompt"})
+
+
+def test_item_slots_take_one_sequence_or_a_batch():
+    sp = toy_space()
+    sp.level_tokens = sp.own_tokens(10)
+    seq = [1, *sp.item_tokens("c"), *sp.item_tokens("f")[:1]]
+    one = sp.item_slots(np.array(seq))
+    assert one.shape == (len(seq),) and one.tolist() == [0, 0, sp.index["c"] + 1, 0]
+    assert sp.item_slots(np.array([seq, seq])).tolist() == [one.tolist()] * 2
