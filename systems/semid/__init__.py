@@ -20,7 +20,7 @@ def _build(name: str, **params: Any) -> Any:
 
 @register_system(
     "semid",
-    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, distilled from SASRec, trie-constrained beam search (seed 000)",
+    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item, distilled from SASRec, trie-constrained beam search (seed 000)",
 )
 def semid(
     base_model: str = "smollm2",
@@ -73,7 +73,7 @@ def semid(
     reader_lr: float = 2e-3,
     reader_r: int = 16,
     reader_layers: int = 12,
-    item_embed: bool = False,
+    item_embed: bool = True,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
 
@@ -83,7 +83,7 @@ register_variant(
     _build,
     like=semid,
     defaults={"steps_a": 360, "steps_b": 0, "explain": 0.0, "embedder": "contrastive", "lora_r": 8, "max_history": 10, "recipe": "prompt",
-              "lr_a": 3e-3, "layers": 0},
+              "lr_a": 3e-3, "layers": 0, "item_embed": False},
     description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)",
 )
 
@@ -100,7 +100,7 @@ register_variant(
     _build,
     like=semid,
     defaults={"embedder": "minilm", "init": "mean", "mix": "content", "lora_r": 8, "max_history": 10, "recipe": "prompt",
-              "lr_a": 3e-3, "layers": 0},
+              "lr_a": 3e-3, "layers": 0, "item_embed": False},
     description="Semantic-id LLM trained on content only (no interaction logs), cold-start catalog (seeds 003/004)",
 )
 

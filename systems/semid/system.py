@@ -43,11 +43,10 @@ class SemIdRecommender:
             raise BenchError(f"-S quantizer={self.p['quantizer']}: choose rqvae (default) or rkmeans")
         if not 0 <= float(self.p.get("explain", 0.0)) < 1:
             raise BenchError(f"-S explain={self.p['explain']}: give the share of explanation examples, 0 <= x < 1")
-        if self.p.get("item_embed") and self.p.get("recipe", "prompt") != "seq":
-            raise BenchError("-S item_embed=true needs -S recipe=seq (the prompt recipe writes ids with start and end tokens)")
-        if self.p.get("item_embed") and int(self.p.get("train_layers", 0)) > 0:
+        # item_embed is an argument of the whole-sequence recipe (SEQ_ONLY): the prompt recipe ignores it
+        if self.p.get("item_embed") and self.p.get("recipe", "prompt") == "seq" and int(self.p.get("train_layers", 0)) > 0:
             raise BenchError("-S item_embed=true needs -S train_layers=0: with adapters on the top layers only, "
-                             "the input embeddings are detached and the item vectors would never learn")
+                             "the input embeddings are detached and the item vectors would never learn (add -S item_embed=false)")
         if self.p.get("teacher_args"):  # a bad -S teacher_args fails here, before any work (teacher or not)
             teacher_args(str(self.p.get("teacher") or "semid-tiger"), str(self.p["teacher_args"]))
         if self.p["decoder"] not in ("trie", "outlines", "vllm"):
@@ -250,10 +249,7 @@ class SemIdRecommender:
         self._col = {it: j for j, it in enumerate(self.item_ids)}
         self._trie_cols = np.array([self._col[self.table.item(s)] for s in self.trie.sids])
         if self.p.get("recipe", "prompt") == "seq":
-            from systems.semid.seq import CodeSpace
-
-            self.space = CodeSpace(self.table, self.item_ids, level_tokens=None)
-            self.space.level_tokens = self.space.from_full(self.level_tokens)
+            self.space = self._code_space()
             self.trie = PrefixTrie(self.space.sids)
             self.level_tokens = self.space.level_tokens
             self._trie_cols = np.array([self._col[self.space.by_sid[s]] for s in self.trie.sids])
@@ -269,6 +265,14 @@ class SemIdRecommender:
 
 
     # ---- the whole-sequence recipe (docs/semid.md, Training) ---------------------------
+    def _code_space(self) -> Any:
+        """The compact code tokens of the whole-sequence recipe, over the extended vocabulary's levels."""
+        from systems.semid.seq import CodeSpace
+
+        space = CodeSpace(self.table, self.item_ids, level_tokens=None)
+        space.level_tokens = space.from_full(self.vocab["levels"])
+        return space
+
     def _item_vectors(self, core: Any) -> Any:
         """``-S item_embed``: one learned vector per item, added to the input embedding where a
         history item's last code token is read (``CodeSpace.item_slots``), through a forward hook
@@ -276,10 +280,7 @@ class SemIdRecommender:
         read it. Zero at the start: the model begins as the code-only one."""
         import torch
 
-        from systems.semid.seq import CodeSpace
-
-        space = CodeSpace(self.table, self.item_ids, level_tokens=None)
-        space.level_tokens = space.from_full(self.vocab["levels"])
+        space = self._code_space()
         vec = torch.nn.Embedding(len(self.item_ids) + 1, core.config.hidden_size, padding_idx=0)
         torch.nn.init.zeros_(vec.weight)
 
@@ -298,10 +299,7 @@ class SemIdRecommender:
 
         from systems.semid.constraint import PROMPT, ConstraintSpace
         from systems.semid.recipe import CatalogTeacher, Teacher, train_seq
-        from systems.semid.seq import CodeSpace
-
-        space = CodeSpace(self.table, self.item_ids, level_tokens=None)
-        space.level_tokens = space.from_full(self.vocab["levels"])
+        space = self._code_space()
         teacher = None
         if self.p.get("teacher"):
             from talkwalk_bench.registry import build_system, system_defaults

@@ -116,7 +116,7 @@ def test_stage_a_moves_only_new_rows_and_is_cached(env):
 
 def test_lora_stage_and_content_only_variant_run(env):
     s = fitted("semid", env, steps_b=2, recipe="prompt")
-    assert "stage_b" in s.fit_info
+    assert "stage_b" in s.fit_info and s.item_vec is None  # item vectors belong to the whole-sequence recipe
     p = fitted("semid-poc", env, steps_b=0)
     out = p.recommend([Request("9", conversation=(Turn("i want drama"),))], k=5)[0]
     assert len(set(out.items)) == 5
