@@ -9,6 +9,7 @@ its results are probes: write them outside results/ and never publish them.
 Usage: GUIDE_ALPHA=2 python benchmarks/semid_guidance_probe.py run --system semid \
            --task steerability --limit 100 --output /tmp/guided.json
 """
+import dataclasses
 import os
 import sys
 
@@ -22,20 +23,15 @@ ALPHA = float(os.environ.get("GUIDE_ALPHA", "1"))
 
 
 def guided(self, requests, *, k):
-    from systems.semid.decode import item_log_probs
-
+    """Top-k by guided exact scores: ``score_catalog`` with the request and without its text."""
     out = []
     for r in requests:
-        n = int(self.p.get("max_history_infer") or self.p["max_history"])
-        hist = self.space.history_tokens(r.history, n)
-        full = np.full(len(self.item_ids), -np.inf)
-        lp_r = item_log_probs(self.model, self._seq_prompt(r), self.trie, self.level_tokens, chunk=self.p["catalog_chunk"])
         if r.utterance and ALPHA:
-            lp_0 = item_log_probs(self.model, [self.vocab["rec"], *hist], self.trie, self.level_tokens, chunk=self.p["catalog_chunk"])
-            lp = lp_r + ALPHA * (lp_r - lp_0)
+            lp_r, lp_0 = self.score_catalog([r, dataclasses.replace(r, conversation=())])
+            with np.errstate(invalid="ignore"):  # items outside the trie: -inf - -inf
+                full = np.where(np.isfinite(lp_r), lp_r + ALPHA * (lp_r - lp_0), -np.inf)
         else:
-            lp = lp_r
-        full[self._trie_cols] = lp
+            full = self.score_catalog([r])[0]
         for it in r.exclude:
             j = self._col.get(it)
             if j is not None:
