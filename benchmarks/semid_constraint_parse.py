@@ -45,14 +45,10 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    from systems.semid.constraint import NONE, canonical
     from talkwalk_bench.data.card import load_card
     from talkwalk_bench.data.dataset import load_dataset
     from talkwalk_bench.data.split import leave_one_out
     from talkwalk_bench.registry import build_system
-    from talkwalk_bench.steering import ItemValues, Vocabulary
-    from talkwalk_bench.tasks.steering_eval import eval_templates
-    from talkwalk_bench.types import Request, Turn
 
     overrides = dict(kv.split("=", 1) for kv in args.S)
     system, _ = build_system("semid-constrain", overrides)
@@ -60,8 +56,23 @@ def main() -> None:
     card = load_card("ml-100k")
     data = leave_one_out(ds).train_data(card)
     system.fit(data, seed=0)
+    hits = parse_hits(system, card, ds, args.steering_file, per_kind=args.per_kind)
+    table = markdown(hits)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(f"Phrasings: {args.steering_file or 'built-in eval templates'}\n\n{table}\n")
+
+
+def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: int = 60) -> dict[str, list[int]]:
+    """Per request kind, 1/0 for each sampled evaluation phrasing: did ``system.read`` emit its canonical text?"""
+    from systems.semid.constraint import NONE, canonical
+    from talkwalk_bench.steering import ItemValues, Vocabulary
+    from talkwalk_bench.tasks.steering_eval import eval_templates
+    from talkwalk_bench.types import Request, Turn
+
     vocab = Vocabulary(card)
-    templates, _ = eval_templates(args.steering_file)
+    templates, _ = eval_templates(steering_file)
     rng = random.Random(0)
     hits: dict[str, list[int]] = defaultdict(list)
     # anchored kinds (older / newer / similar / contrast) name an item shown just before, as the task
@@ -80,19 +91,20 @@ def main() -> None:
                         cases.append((text.replace(that, title), anchored[kind], (it,)))
                 else:
                     cases.append((text, want or NONE, ("1",)))
-        for text, want, shown in rng.sample(cases, min(args.per_kind, len(cases))):
+        for text, want, shown in rng.sample(cases, min(per_kind, len(cases))):
             got, _, _ = system.read(Request("0", conversation=(Turn("", shown=shown), Turn(text))))
             hits[kind].append(int(got == want))
+    return dict(hits)
+
+
+def markdown(hits: dict[str, list[int]]) -> str:
+    """Accuracy per kind and overall, with 95 % Wilson intervals, as a Markdown table."""
     lines = ["| kind | n | parse accuracy | 95 % CI |", "|---|---|---|---|"]
     allk = [h for v in hits.values() for h in v]
     for kind, v in [*hits.items(), ("all", allk)]:
         lo, hi = wilson(sum(v), len(v))
         lines.append(f"| {kind} | {len(v)} | {sum(v) / max(1, len(v)):.3f} | [{lo:.3f}, {hi:.3f}] |")
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(f"Phrasings: {args.steering_file or 'built-in eval templates'}\n\n{table}\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

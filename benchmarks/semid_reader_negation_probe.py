@@ -1,0 +1,138 @@
+"""Probe: does the ``semid-constrain`` reader read negated requests once it is trained on some?
+
+Usage: python benchmarks/semid_reader_negation_probe.py --rows {base,negation} [--seed 0] [--out FILE.json]
+
+The reader misreads negations: "not before 1990" comes out as ``year < 1990``,
+"please avoid westerns" as ``genre = Western`` (docs/semid.md). Its rows hold
+negated phrasings for no relation. This probe trains the reader alone (12
+layers cut from the base LLM plus its LoRA adapter, as ``semid-constrain``
+trains it; the ranking model is not needed) on its rows as they are
+(``base``; this is the very reader ``semid-constrain`` caches and reuses), or
+on those rows plus the negated paraphrases below (``negation``; cached under
+another key), then measures parse accuracy on the built-in evaluation
+phrasings and on the independent ones (``benchmarks/contrastive_phrasings.yaml``)
+with ``semid_constraint_parse.parse_hits``.
+
+The paraphrases are written here in everyday English. They say a relation
+the reader already knows with a negation in front, so each one means the
+opposite relation: "not older than {bound}" is an *after* request, "not
+{bound} or later" a *before* one, "I'm not into {value}" an *exclude*. Before
+training, every rendered row is checked against the evaluation wording
+(``leaked``): none may use a word or word sequence that only the eval
+phrasings use. The system is untouched; nothing here is used by a published
+result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# template -> it is said with the steers of this kind (whose predicate it means)
+NEGATED: dict[str, tuple[str, ...]] = {
+    "after": ("not older than {bound}", "no older than {bound}", "not made before {bound}", "nothing made before {bound}",
+              "not released before {bound}", "not earlier than {bound}", "not from before {bound}", "none from before {bound}",
+              "not pre-{bound}", "nothing pre-{bound}", "a {noun} not older than {bound}", "I don't want anything older than {bound}",
+              "nothing released earlier than {bound}", "no {nouns} older than {bound}", "no {noun} from before {bound}",
+              "don't show me anything made before {bound}", "skip everything before {bound}"),
+    "before": ("not from {bound} onwards", "none from {bound} onwards", "not {bound} or later", "nothing {bound} or later",
+               "not released since {bound}", "nothing since {bound}", "nothing made in {bound} or after",
+               "I don't want anything from {bound} or later", "skip everything from {bound} onwards"),
+    "exclude": ("I'm not into {value}", "I'm not keen on {value}", "I don't love {value}", "I don't really like {value}",
+                "not a fan of {value}", "{value} is not my thing", "I'm not up for {value}", "I wouldn't enjoy {value}",
+                "don't put on {value}", "don't pick {value}", "no {value} for me", "I'd rather not watch {value}",
+                "I don't feel like {value}", "let's not do {value}", "anything except {value}", "everything but {value}",
+                "not a {value} {noun}", "I'd prefer no {value}", "not {value} {nouns}", "no {value} {nouns} for me",
+                "I don't want to see {value}", "leave {value} aside", "anything that isn't {value}", "I'm not interested in {value}"),
+}
+
+
+def negated_rows(card) -> list[tuple[str, str, str]]:
+    """(kind, utterance, canonical text) for every negated template and every filling of its kind."""
+    from systems.semid.constraint import canonical
+    from talkwalk_bench.steering import Vocabulary
+
+    vocab = Vocabulary(card)
+    out = []
+    for kind, temps in NEGATED.items():
+        for s in vocab.all_steers(kind):
+            for t in temps:
+                out.append((kind, s.say(t, noun=vocab.noun), canonical(s.predicate.to_dict())))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", choices=("base", "negation"), required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-kind", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=None, help="reader steps (default: the system's; a quick check only)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    import systems.semid.system as semsys
+    from semid_constraint_parse import markdown, parse_hits, wilson
+    from systems.semid.constraint import ConstraintSpace
+    from systems.semid.lm import load_base
+    from talkwalk_bench.data.card import load_card
+    from talkwalk_bench.data.dataset import load_dataset
+    from talkwalk_bench.data.split import leave_one_out
+    from talkwalk_bench.paths import cache_dir
+    from talkwalk_bench.registry import build_system
+    from talkwalk_bench.tasks.steering_eval import leaked
+
+    torch.set_num_threads(1)
+    ds = load_dataset("ml-100k")
+    card = load_card("ml-100k")
+    data = leave_one_out(ds).train_data(card)
+    extra = negated_rows(card) if args.rows == "negation" else []
+    bad = [(u, leaked(u, card)) for _, u, _ in extra if leaked(u, card)]
+    if bad:
+        raise SystemExit(f"negated rows use eval-only wording: {bad[:5]}")
+    if extra:
+        semsys.READER_VERSION = f"{semsys.READER_VERSION}+negation-probe"  # its own cache entry
+        own = ConstraintSpace.reader_rows
+
+        def reader_rows(self, card, titles, seed=0, per_anchor=2):
+            return own(self, card, titles, seed=seed, per_anchor=per_anchor) + extra
+
+        ConstraintSpace.reader_rows = reader_rows
+
+    system, _ = build_system("semid-constrain", {} if args.steps is None else {"reader_steps": args.steps})
+    _, tok = load_base(system.p["base_model"])
+    system.item_ids = tuple(data.item_ids)
+    system.vocab = {"n_old": len(tok)}
+    system.fit_info = {}
+    root = cache_dir() / "semid-reader-probe"
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    reader = system._fit_reader(None, tok, data, root, args.seed)
+    train_s = time.perf_counter() - t0
+    system.reader = reader.to(torch.bfloat16).eval()
+    system.tok = tok
+    system._has_reader = True
+    system._constraint_setup(data)
+    report = {"rows": args.rows, "seed": args.seed, "negated_rows": len(extra), "reader": system.fit_info.get("reader"),
+              "reader_seconds": round(train_s, 1), "phrasings": {}}
+    for name, path in (("builtin-eval", None), ("independent", "benchmarks/contrastive_phrasings.yaml")):
+        hits = parse_hits(system, card, ds, path, per_kind=args.per_kind)
+        allk = [h for v in hits.values() for h in v]
+        report["phrasings"][name] = {"per_kind": {k: {"n": len(v), "accuracy": sum(v) / len(v), "ci95": wilson(sum(v), len(v))}
+                                                  for k, v in hits.items()},
+                                     "all": {"n": len(allk), "accuracy": sum(allk) / len(allk), "ci95": wilson(sum(allk), len(allk))}}
+        print(f"## {args.rows} reader, {name} phrasings\n\n{markdown(hits)}\n", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    main()
