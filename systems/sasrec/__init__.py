@@ -16,9 +16,9 @@ from talkwalk_bench.registry import register_system, register_variant
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-@register_system("sasrec", description="SASRec (self-attentive sequential recommender) trained by RecBole 1.2.1; full-sort scores")
+@register_system("sasrec", description="SASRec (self-attentive sequential recommender) trained by RecBole 1.2.1 to convergence (early stopping on validation MRR@10); full-sort scores")
 def sasrec(
-    epochs: int = 3,
+    epochs: int = 100,
     train_batch_size: int = 256,
     eval_batch_size: int = 4096,
     learning_rate: float = 0.001,
@@ -41,7 +41,11 @@ def sasrec(
     cache: bool = True,
     **recbole: Any,
 ):
-    """Any further ``-S key=value`` is passed to RecBole's Config (checked against RecBole's known keys)."""
+    """Any further ``-S key=value`` is passed to RecBole's Config (checked against RecBole's known keys).
+
+    ``epochs`` is a cap: RecBole's early stopping ends training once validation ``valid_metric`` has not
+    improved for ``stopping_step`` epochs and keeps the best epoch (docs/sasrec.md).
+    """
     args = dict(locals())
     extra = args.pop("recbole")
     from systems.sasrec.model import SASRecSystem

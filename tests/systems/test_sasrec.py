@@ -221,3 +221,19 @@ def test_module_import_is_light():
     code = "import sys, systems.sasrec, systems.keyword_filter; print('torch' in sys.modules, 'recbole' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ})
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_training_is_early_stopped_on_validation_and_the_default_trains_to_convergence(small_ml, cache_root):
+    """``epochs`` is a cap: RecBole's early stopping ends training once validation stops improving."""
+    import torch
+
+    from talkwalk_bench.registry import system_defaults
+
+    defaults = system_defaults("sasrec")
+    assert defaults["epochs"] >= 50 and defaults["stopping_step"] >= 1  # the published row is converged, not capped
+    torch.set_num_threads(1)
+    split = leave_one_out(load_dataset(str(small_ml)))
+    system, _ = build_system("sasrec", {**TINY, "epochs": 40, "stopping_step": 1, "cache": False})
+    system.fit(split.train_data(load_card("ml-100k")), seed=0)
+    assert 2 <= system.fit_info["epochs_run"] < 40
+    assert system.fit_info["best_valid"] > 0
