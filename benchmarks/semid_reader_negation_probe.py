@@ -1,6 +1,7 @@
 """Probe: does the ``semid-constrain`` reader read negated requests once it is trained on some?
 
 Usage: python benchmarks/semid_reader_negation_probe.py --rows {base,negation} [--seed 0] [--out FILE.json]
+       python benchmarks/semid_reader_negation_probe.py --rows negation --task steerability --run-out RUN.json [--steering-file F]
 
 The reader misreads negations: "not before 1990" comes out as ``year < 1990``,
 "please avoid westerns" as ``genre = Western`` (docs/semid.md). Its rows hold
@@ -11,7 +12,11 @@ trains it; the ranking model is not needed) on its rows as they are
 on those rows plus the negated paraphrases below (``negation``; cached under
 another key), then measures parse accuracy on the built-in evaluation
 phrasings and on the independent ones (``benchmarks/contrastive_phrasings.yaml``)
-with ``semid_constraint_parse.parse_hits``.
+with ``semid_constraint_parse.parse_hits``. With ``--task`` it runs that task
+end to end instead, ``semid-constrain`` with the probe's reader (the ranking
+model is trained or loaded from the cache as usual), into ``--run-out``:
+a probe's result, never one to publish (its fingerprint does not show the
+patched rows).
 
 The paraphrases are written here in everyday English. They say a relation
 the reader already knows with a negation in front, so each one means the
@@ -74,6 +79,9 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=60)
     ap.add_argument("--steps", type=int, default=None, help="reader steps (default: the system's; a quick check only)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--task", default=None, help="run this task end to end with the probe's reader")
+    ap.add_argument("--run-out", default=None)
+    ap.add_argument("--steering-file", default=None)
     args = ap.parse_args()
 
     import torch
@@ -106,6 +114,14 @@ def main() -> None:
 
         ConstraintSpace.reader_rows = reader_rows
 
+    if args.task:
+        from talkwalk_bench.tasks.runner import RunConfig, run
+
+        res = run(RunConfig(system="semid-constrain", task=args.task, seed=args.seed, output=Path(args.run_out), progress=False,
+                            system_args=None if args.steps is None else {"reader_steps": args.steps},
+                            steering_file=Path(args.steering_file) if args.steering_file else None))
+        print(res.status, {k: round(m.value, 4) for k, m in res.metrics.items() if k.startswith("constraint_following@10")})
+        return
     system, _ = build_system("semid-constrain", {} if args.steps is None else {"reader_steps": args.steps})
     _, tok = load_base(system.p["base_model"])
     system.item_ids = tuple(data.item_ids)
