@@ -64,8 +64,11 @@ def main() -> None:
             f.write(f"Phrasings: {args.steering_file or 'built-in eval templates'}\n\n{table}\n")
 
 
-def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: int = 60) -> dict[str, list[int]]:
-    """Per request kind, 1/0 for each sampled evaluation phrasing: did ``system.read`` emit its canonical text?"""
+def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: int = 60,
+               records: list | None = None) -> dict[str, list[int]]:
+    """Per request kind, 1/0 for each sampled evaluation phrasing: did ``system.read`` emit its canonical text?
+
+    ``records``, when given, receives one ``(kind, phrasing, wanted, emitted)`` per phrasing, in order."""
     from systems.semid.constraint import NONE, canonical
     from talkwalk_bench.steering import ItemValues, Vocabulary
     from talkwalk_bench.tasks.steering_eval import eval_templates
@@ -94,6 +97,8 @@ def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: 
         for text, want, shown in rng.sample(cases, min(per_kind, len(cases))):
             got, _, _ = system.read(Request("0", conversation=(Turn("", shown=shown), Turn(text))))
             hits[kind].append(int(got == want))
+            if records is not None:
+                records.append((kind, text, want, got))
     return dict(hits)
 
 

@@ -72,6 +72,23 @@ def negated_rows(card) -> list[tuple[str, str, str]]:
     return out
 
 
+def confidence(records: list, scores: list[float]) -> dict:
+    """How well the reader's own probability of its reading separates right readings from wrong ones:
+    the AUROC, and accuracy and coverage when only readings with probability >= p are kept."""
+    import math
+
+    ok = [int(w == g) for _, _, w, g in records]
+    pos = [s for s, o in zip(scores, ok, strict=True) if o]
+    neg = [s for s, o in zip(scores, ok, strict=True) if not o]
+    auc = (sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg))) if pos and neg else None
+    out = {"auroc": auc, "n": len(ok), "kept": {}}
+    for p in (0.5, 0.7, 0.9):
+        keep = [o for s, o in zip(scores, ok, strict=True) if s >= math.log(p)]
+        out["kept"][str(p)] = {"coverage": len(keep) / len(ok), "accuracy": sum(keep) / len(keep) if keep else None,
+                               "wrong_kept": len(keep) - sum(keep), "wrong_all": len(ok) - sum(ok)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", choices=("base", "negation"), required=True)
@@ -136,15 +153,32 @@ def main() -> None:
     system.tok = tok
     system._has_reader = True
     system._constraint_setup(data)
+    import systems.semid.constraint as cons
+
+    scores: list[float] = []
+    emit = cons.greedy_emit
+
+    def greedy_emit(model, prompt_ids, trie):  # the reader's log-probability of what it emits, per read
+        i, lp = emit(model, prompt_ids, trie)
+        scores.append(float(lp))
+        return i, lp
+
+    cons.greedy_emit = greedy_emit
     report = {"rows": args.rows, "seed": args.seed, "negated_rows": len(extra), "reader": system.fit_info.get("reader"),
               "reader_seconds": round(train_s, 1), "phrasings": {}}
     for name, path in (("builtin-eval", None), ("independent", "benchmarks/contrastive_phrasings.yaml")):
-        hits = parse_hits(system, card, ds, path, per_kind=args.per_kind)
+        records: list = []
+        scores.clear()
+        hits = parse_hits(system, card, ds, path, per_kind=args.per_kind, records=records)
+        assert len(scores) == len(records)
         allk = [h for v in hits.values() for h in v]
         report["phrasings"][name] = {"per_kind": {k: {"n": len(v), "accuracy": sum(v) / len(v), "ci95": wilson(sum(v), len(v))}
                                                   for k, v in hits.items()},
                                      "all": {"n": len(allk), "accuracy": sum(allk) / len(allk), "ci95": wilson(sum(allk), len(allk))}}
+        report["phrasings"][name]["confidence"] = confidence(records, scores)
+        report["phrasings"][name]["errors"] = [(k, t, w, g, round(sc, 3)) for (k, t, w, g), sc in zip(records, scores, strict=True) if w != g]
         print(f"## {args.rows} reader, {name} phrasings\n\n{markdown(hits)}\n", flush=True)
+        print(json.dumps(report["phrasings"][name]["confidence"]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, default=str))
 
