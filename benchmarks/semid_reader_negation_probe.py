@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=60)
     ap.add_argument("--steps", type=int, default=None, help="reader steps (default: the system's; a quick check only)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--init-seed", type=int, default=None,
+                    help="seed torch before the reader's adapter is made (its own cache entry): how much the start alone moves it")
     ap.add_argument("--task", default=None, help="run this task end to end with the probe's reader")
     ap.add_argument("--run-out", default=None)
     ap.add_argument("--steering-file", default=None)
@@ -122,6 +124,9 @@ def main() -> None:
     bad = [(u, leaked(u, card)) for _, u, _ in extra if leaked(u, card)]
     if bad:
         raise SystemExit(f"negated rows use eval-only wording: {bad[:5]}")
+    if args.init_seed is not None:
+        semsys.READER_VERSION = f"{semsys.READER_VERSION}+init-{args.init_seed}"  # its own cache entry
+        torch.manual_seed(args.init_seed)
     if extra:
         semsys.READER_VERSION = f"{semsys.READER_VERSION}+negation-probe"  # its own cache entry
         own = ConstraintSpace.reader_rows
