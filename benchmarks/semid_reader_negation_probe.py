@@ -101,12 +101,14 @@ def main() -> None:
     ap.add_argument("--task", default=None, help="run this task end to end with the probe's reader")
     ap.add_argument("--run-out", default=None)
     ap.add_argument("--steering-file", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a reader argument of semid-constrain (e.g. reader_layers=30); it is in the reader's cache key")
     args = ap.parse_args()
 
     import torch
+    from semid_constraint_parse import markdown, parse_hits, wilson
 
     import systems.semid.system as semsys
-    from semid_constraint_parse import markdown, parse_hits, wilson
     from systems.semid.constraint import ConstraintSpace
     from systems.semid.lm import load_base
     from talkwalk_bench.data.card import load_card
@@ -124,9 +126,17 @@ def main() -> None:
     bad = [(u, leaked(u, card)) for _, u, _ in extra if leaked(u, card)]
     if bad:
         raise SystemExit(f"negated rows use eval-only wording: {bad[:5]}")
-    if args.init_seed is not None:
+    if args.init_seed is not None:  # the system seeds the adapter from the run's seed; this starts it elsewhere
+        import systems.semid.train as semtrain
+
         semsys.READER_VERSION = f"{semsys.READER_VERSION}+init-{args.init_seed}"  # its own cache entry
-        torch.manual_seed(args.init_seed)
+        add_lora = semtrain.add_lora
+
+        def seeded_add_lora(*a, **k):
+            torch.manual_seed(args.init_seed)
+            return add_lora(*a, **k)
+
+        semtrain.add_lora = seeded_add_lora
     if extra:
         semsys.READER_VERSION = f"{semsys.READER_VERSION}+negation-probe"  # its own cache entry
         own = ConstraintSpace.reader_rows
@@ -140,11 +150,15 @@ def main() -> None:
         from talkwalk_bench.tasks.runner import RunConfig, run
 
         res = run(RunConfig(system="semid-constrain", task=args.task, seed=args.seed, output=Path(args.run_out), progress=False,
-                            system_args=None if args.steps is None else {"reader_steps": args.steps},
+                            system_args={**dict(kv.split("=", 1) for kv in args.set),
+                                         **({} if args.steps is None else {"reader_steps": args.steps})} or None,
                             steering_file=Path(args.steering_file) if args.steering_file else None))
         print(res.status, {k: round(m.value, 4) for k, m in res.metrics.items() if k.startswith("constraint_following@10")})
         return
-    system, _ = build_system("semid-constrain", {} if args.steps is None else {"reader_steps": args.steps})
+    sargs = dict(kv.split("=", 1) for kv in args.set)
+    if args.steps is not None:
+        sargs["reader_steps"] = args.steps
+    system, _ = build_system("semid-constrain", sargs)
     _, tok = load_base(system.p["base_model"])
     system.item_ids = tuple(data.item_ids)
     system.vocab = {"n_old": len(tok)}

@@ -109,6 +109,9 @@ class Result(Strict):
     episodes_file: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     extras: dict[str, Any] = Field(default_factory=dict)
+    # what the system said of its own fit (its ``fit_info``: epochs run, training seconds, whether the
+    # model came from its cache, ...); None when it says nothing or in results written before it was recorded
+    fit: dict[str, Any] | None = None
     # the code that made the numbers: {revision, dirty_files, files: {relpath: sha256[:16]}, code_hash,
     # dataset_fingerprint} (talkwalk_bench/provenance.py); None in results written before it was recorded
     provenance: dict[str, Any] | None = None

@@ -24,7 +24,7 @@ INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch",
                   "reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_layers")
 # the semid-constrain reader (an adapter trained on constraint rows only) is cached beside the model, keyed by these
 READER_ARGS = ("reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_layers")
-READER_VERSION = "1"
+READER_VERSION = "2"  # 2: the adapter seeded from the run, the cache keyed by the rows
 # training arguments added after models were cached: at these values they stay out of the key,
 # so models trained before they existed keep their cache entries
 ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers": 0, "item_embed": False}
@@ -400,13 +400,22 @@ class SemIdRecommender:
                 keep_layers(base, n_layers)
         else:  # a copy of the fitted ranking model
             base = copy.deepcopy(model)
-        reader = add_lora(base, r=int(self.p["reader_r"]))
-        path = root / f"reader-{self._reader_key()}.pt"
+        # the adapter's start comes from the run's seed, not from whatever the process drew before
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            reader = add_lora(base, r=int(self.p["reader_r"]))
+        from talkwalk_bench.steering import ItemValues
+
+        titles = [t for t in ItemValues(data.card, data.items, self.item_ids).titles.values() if t]
+        rows = ConstraintSpace(data.card, anchored=True).reader_rows(data.card, titles, seed=seed)
+        # the cache key holds the rows themselves: new phrasings or paraphrases train a new reader
+        rows_hash = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+        path = root / f"reader-{self._reader_key()}-{rows_hash}.pt"
         if n_layers > 0:
-            # cut from the base LLM, it does not depend on the ranking model: cached by data, seed and
-            # base model, so a retrained ranking model reuses it (a reader cached beside its model still counts)
+            # cut from the base LLM, it does not depend on the ranking model: cached by data, seed, base
+            # model and rows, so a retrained ranking model reuses it (a reader cached beside its model still counts)
             own = json.dumps({"data": data.key, "seed": seed, "base": str(self.p["base_model"]), "bf16": bool(self.p["bf16"]),
-                              "reader": self._reader_key()}, sort_keys=True)
+                              "reader": self._reader_key(), "rows": rows_hash}, sort_keys=True)
             shared = cache_dir() / "semid-reader" / f"{hashlib.sha256(own.encode()).hexdigest()[:16]}.pt"
             path = path if path.exists() else shared
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -415,10 +424,6 @@ class SemIdRecommender:
             set_peft_model_state_dict(reader, st["lora"])
             self.fit_info["reader"] = {**st["info"], "cached": True}
             return reader.merge_and_unload()
-        from talkwalk_bench.steering import ItemValues
-
-        titles = [t for t in ItemValues(data.card, data.items, self.item_ids).titles.values() if t]
-        rows = ConstraintSpace(data.card, anchored=True).reader_rows(data.card, titles, seed=seed)
         by_kind: dict[str, list[tuple[list[int], list[int]]]] = {}
         for kind, utt, text in rows:
             x = tok(PROMPT.format(utterance=utt), add_special_tokens=False)["input_ids"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -269,6 +270,7 @@ def _run_locked(cfg: RunConfig, out: Path, t_start: float, spec, family, ctx: Ta
         except Exception as exc:
             raise SystemFailure(f"system '{sysinfo.name}' failed in fit: {type(exc).__name__}: {_one_line(exc)}") from exc
         timings["fit_s"] = time.perf_counter() - t0
+        result.fit = fit_record(system)
 
         finished = {r["episode"] for r in done}
         todo = [e for e in episodes if e.id not in finished]
@@ -449,6 +451,38 @@ def _check_same_code(path: Path, prev: Result, prov: dict[str, Any] | None) -> N
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+FIT_ENTRY_LIMIT = 4000  # characters of JSON: a longer entry of a system's fit_info is left out, by name
+
+
+def fit_record(system: Any) -> dict[str, Any] | None:
+    """The system's ``fit_info`` as recorded in the result: JSON values, a local path shortened to its last
+    part (the cache entry's name), an entry longer than ``FIT_ENTRY_LIMIT`` left out and named in ``omitted``."""
+    info = getattr(system, "fit_info", None)
+    if not isinstance(info, dict) or not info:
+        return None
+
+    def short(v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("/") and len(v) > 1:
+            return Path(v).name
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [short(x) for x in v]
+        return v
+
+    out: dict[str, Any] = {}
+    omitted: list[str] = []
+    for key, value in _jsonable(info).items():
+        value = short(value)
+        if len(json.dumps(value)) > FIT_ENTRY_LIMIT:
+            omitted.append(key)
+        else:
+            out[key] = value
+    if omitted:
+        out["omitted"] = omitted
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

@@ -16,6 +16,7 @@ from talkwalk_bench.data import leave_one_out, load_card, load_dataset
 from talkwalk_bench.data.dataset import bundled_path
 from talkwalk_bench.errors import BenchError
 from talkwalk_bench.registry import build_system
+from talkwalk_bench.results import read_result
 from talkwalk_bench.tasks.base import FAMILIES, TaskContext
 from talkwalk_bench.tasks.runner import RunConfig, run
 from talkwalk_bench.tasks.spec import load_spec
@@ -173,6 +174,9 @@ def test_run_through_the_cli_runner_leaves_no_recbole_files_in_the_working_direc
                            progress=False, card=Path(load_spec("ranking")[1]).parent / "cards" / "ml-100k.yaml"))
     assert result.status == "success" and result.system.args["epochs"] == 1
     assert result.metrics["nDCG@10"].n == N_USERS
+    # the fit as the system reported it is in the result: epochs, training time, the cache entry by name
+    assert result.fit["epochs_run"] >= 1 and result.fit["train_s"] > 0 and result.fit["cache_entry"]
+    assert "/" not in result.fit["cache_entry"] and read_result(out).fit == result.fit
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     for name in ("log", "saved", "log_tensorboard"):
         assert not (tmp_path / name).exists()

@@ -414,6 +414,29 @@ def test_a_reader_cut_from_the_base_model_is_shared_by_retrained_ranking_models(
     assert own.fit_info["reader"]["cached"] is False
 
 
+def test_the_reader_starts_from_the_run_seed_and_is_cached_by_its_rows(env, tmp_path, monkeypatch):
+    from systems.semid.constraint import ConstraintSpace
+
+    s = fitted("semid-constrain", env, reader_layers=1)
+
+    def read_cold(where, draws):  # a cold cache, in a process whose random state moved on by `draws`
+        monkeypatch.setenv("TALKWALK_CACHE_DIR", str(tmp_path / where))
+        torch.rand(draws)
+        s.fit_info = {}
+        reader = s._fit_reader(None, s.tok, env[1], tmp_path / where, 0)
+        assert s.fit_info["reader"]["cached"] is False
+        return reader.state_dict()
+
+    a, b = read_cold("one", 1), read_cold("two", 997)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # other rows: another reader, never the cached one
+    own = ConstraintSpace.reader_rows
+    monkeypatch.setattr(ConstraintSpace, "reader_rows",
+                        lambda self, *a, **k: own(self, *a, **k) + [("include", "a new way to ask", own(self, *a, **k)[0][2])])
+    changed = fitted("semid-constrain", env, reader_layers=1)
+    assert changed.fit_info["reader"]["cached"] is False
+
+
 def test_item_vectors_refuse_settings_where_they_would_never_learn():
     from talkwalk_bench.errors import BenchError
 
