@@ -97,3 +97,15 @@ def test_viewer_filters_in_chromium(tmp_path):
         passing, failing = choose("outcome", "pass"), choose("outcome", "fail")
         assert passing + failing == 40 and failing > 0
         assert b.overflowing() == []
+
+
+def test_view_shows_what_the_system_said_of_its_fit(tmp_path):
+    data = json.loads(STEER.read_text())
+    data["fit"] = {"epochs_run": 22, "train_s": 5627.0, "cached": True, "curve": [{"epoch": 1, "val": 0.1}]}
+    res = tmp_path / STEER.name
+    res.write_text(json.dumps(data))
+    shutil.copy(STEER.with_name(STEER.stem + ".episodes.jsonl"), tmp_path)
+    out = tmp_path / "v.html"
+    assert main(["view", str(res), "--limit", "1", "--output", str(out)]) == 0
+    page = out.read_text()
+    assert "<code>epochs_run=22</code>" in page and "<code>cached=True</code>" in page and "curve=" not in page
