@@ -72,7 +72,7 @@ def semid(
     reader_batch: int = 16,
     reader_lr: float = 2e-3,
     reader_r: int = 16,
-    reader_layers: int = 12,
+    reader_layers: int = 30,
     item_embed: bool = True,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
