@@ -146,18 +146,17 @@ def main() -> None:
 
         ConstraintSpace.reader_rows = reader_rows
 
+    sargs = dict(kv.split("=", 1) for kv in args.set)
+    if args.steps is not None:
+        sargs["reader_steps"] = args.steps
     if args.task:
         from talkwalk_bench.tasks.runner import RunConfig, run
 
         res = run(RunConfig(system="semid-constrain", task=args.task, seed=args.seed, output=Path(args.run_out), progress=False,
-                            system_args={**dict(kv.split("=", 1) for kv in args.set),
-                                         **({} if args.steps is None else {"reader_steps": args.steps})} or None,
+                            system_args=sargs or None,
                             steering_file=Path(args.steering_file) if args.steering_file else None))
         print(res.status, {k: round(m.value, 4) for k, m in res.metrics.items() if k.startswith("constraint_following@10")})
         return
-    sargs = dict(kv.split("=", 1) for kv in args.set)
-    if args.steps is not None:
-        sargs["reader_steps"] = args.steps
     system, _ = build_system("semid-constrain", sargs)
     _, tok = load_base(system.p["base_model"])
     system.item_ids = tuple(data.item_ids)
