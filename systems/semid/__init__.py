@@ -74,6 +74,8 @@ def semid(
     reader_r: int = 16,
     reader_layers: int = 30,
     item_embed: bool = True,
+    item_head: bool = False,
+    item_mix: float = 1.0,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
 
@@ -138,6 +140,8 @@ def semid_tiger(
     teacher_args: str = "epochs=3",
     distill: float = 0.0,
     item_embed: bool = True,
+    item_head: bool = False,
+    item_mix: float = 1.0,
 ) -> Any:
     from systems.semid.scratch import ScratchDecoder
 

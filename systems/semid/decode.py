@@ -9,6 +9,13 @@ repeated item can come out.
 
 ``item_log_probs`` gives the exact constrained distribution over the whole
 catalog by walking the trie level by level in batches.
+
+Both take an optional ``ItemPrior``: a second, item-level distribution read
+from the prompt's last hidden state (a model's item head). An id's score is
+then ``log p_codes(id) + weight x log p_items(id)``, a product of the two
+experts; during the beam search a prefix is ranked by its code log-prob plus
+``weight x`` the log of the item head's mass under it (the same quantity at a
+leaf), so the levels before the last already look ahead to the items.
 """
 
 from __future__ import annotations
@@ -46,6 +53,60 @@ class PrefixTrie:
 
     def prefixes(self, depth: int) -> list[Sid]:
         return sorted(p for p in self.children if len(p) == depth)
+
+
+class ItemPrior:
+    """An item-level log-distribution to multiply into the code decoder's (see the module docstring).
+
+    ``scores(h)`` maps the prompt's last hidden states [n, d] to item logits [n, N]
+    in some column order; ``col_of`` gives each id's column; ``weight`` scales
+    the log-probs.
+    """
+
+    def __init__(self, scores: Any, col_of: dict[Sid, int], weight: float = 1.0) -> None:
+        self.scores, self.col_of, self.weight = scores, col_of, float(weight)
+
+    def tables(self, trie: PrefixTrie) -> tuple[np.ndarray, list[np.ndarray], list[dict[Sid, int]]]:
+        """(column of each trie id, prefix group of each id per depth 1..L, group of each prefix), memoised per trie."""
+        memo = trie.__dict__.setdefault("_prior_tables", {})
+        key = id(self.col_of)
+        if key not in memo:
+            cols = np.array([self.col_of[s] for s in trie.sids], dtype=np.int64)
+            groups, index = [], []
+            for d in range(1, trie.length + 1):
+                ix: dict[Sid, int] = {}
+                groups.append(np.array([ix.setdefault(s[:d], len(ix)) for s in trie.sids], dtype=np.int64))
+                index.append(ix)
+            memo[key] = (cols, groups, index)
+        return memo[key]
+
+    def log_probs(self, h: Any, trie: PrefixTrie, excludes: Sequence[Iterable[Sid]] | None = None) -> np.ndarray:
+        """[n, len(trie.sids)]: the item head's log-distribution over the trie's ids (excluded ids -inf)."""
+        import torch
+
+        cols, _, _ = self.tables(trie)
+        with torch.inference_mode():
+            lg = self.scores(h).float()[:, torch.as_tensor(cols)]
+            for r, ex in enumerate(excludes or []):
+                drop = [trie.index[s] for s in ex if s in trie.index]
+                if drop:
+                    lg[r, drop] = float("-inf")
+            return torch.log_softmax(lg, dim=-1).numpy().astype(np.float64)
+
+    def prefix_masses(self, lp: np.ndarray, trie: PrefixTrie) -> list[list[dict[Sid, float]]]:
+        """Per request and depth (1..L): ``weight x`` log of the head's mass under each prefix."""
+        _, groups, index = self.tables(trie)
+        out = []
+        for row in lp:
+            top = np.max(row)
+            p = np.exp(row - top)
+            per = []
+            for g, ix in zip(groups, index, strict=True):
+                with np.errstate(divide="ignore"):
+                    m = self.weight * (np.log(np.bincount(g, weights=p, minlength=len(ix))) + top)
+                per.append({pre: float(m[j]) for pre, j in ix.items()})
+            out.append(per)
+        return out
 
 
 def _excluded_counts(exclude: Iterable[Sid], trie: PrefixTrie) -> Counter:
@@ -115,6 +176,7 @@ def beam_search_batch(
     beam: int | None = None,
     excludes: Sequence[Iterable[Sid]] | None = None,
     prompt_embeds: Any = None,
+    item_prior: ItemPrior | None = None,
 ) -> list[list[tuple[Sid, float]]]:
     """Beam search for several prompts at once (left-padded, one KV cache).
 
@@ -125,7 +187,8 @@ def beam_search_batch(
     Each request keeps its own ``beam`` hypotheses; all of them share the
     batched forward passes. Levels where every hypothesis has one open
     continuation are not fed; their tokens are fed with the next level that
-    needs the model.
+    needs the model. With ``item_prior`` the hypotheses are ranked as the
+    module docstring says, and an id's score is the product-of-experts one.
     """
     import torch
 
@@ -148,6 +211,9 @@ def beam_search_batch(
             out = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         cache, h = out.past_key_values, out.last_hidden_state[:, -1, :]
         last_pos = pos[:, -1]
+        mass = None
+        if item_prior is not None:
+            mass = item_prior.prefix_masses(item_prior.log_probs(h, trie, excludes), trie)
         rows: list[tuple[int, Sid, float]] = [(r, (), 0.0) for r in range(n)]
         fed = 0  # levels already fed to the model
         for lv in range(trie.length):
@@ -161,22 +227,23 @@ def beam_search_batch(
                     allowed[j, opens[i]] = 0.0
                 lp = torch.log_softmax(lg + allowed, dim=-1).tolist()
             at = {i: j for j, i in enumerate(multi)}
-            cand: list[list[tuple[float, int, Sid]]] = [[] for _ in range(n)]
+            cand: list[list[tuple[float, float, int, Sid]]] = [[] for _ in range(n)]
             for i, ((r, prefix, score), codes) in enumerate(zip(rows, opens, strict=True)):
-                if len(codes) == 1:  # renormalised over one code: log-prob 0
-                    cand[r].append((score, i, prefix + (codes[0],)))
-                elif codes:
-                    row = lp[at[i]]
-                    cand[r].extend((score + row[c], i, prefix + (c,)) for c in codes)
+                ahead = mass[r][lv] if mass is not None else None
+                for c in codes:
+                    # renormalised over one code: log-prob 0
+                    sc = score + (lp[at[i]][c] if len(codes) > 1 else 0.0)
+                    cand[r].append((sc + (ahead[prefix + (c,)] if ahead is not None else 0.0), sc, i, prefix + (c,)))
             width = k if lv == trie.length - 1 else beam
             keep = []
             for c in cand:
-                c.sort(key=lambda t: (-t[0], t[2]))
+                c.sort(key=lambda t: (-t[0], t[3]))
                 keep.extend(c[:width])
-            rows = [(rows[i][0], p, s) for s, i, p in keep]
+            last = lv == trie.length - 1
+            rows = [(rows[i][0], p, key if last else s) for key, s, i, p in keep]
             if lv == trie.length - 1:
                 break
-            idx = torch.as_tensor([i for _, i, _ in keep], dtype=torch.long)
+            idx = torch.as_tensor([i for _, _, i, _ in keep], dtype=torch.long)
             h, mask, last_pos = h[idx], mask[idx], last_pos[idx]
             cache.reorder_cache(idx)
             if all(len(open_codes(r, p)) <= 1 for r, p, _ in rows):
@@ -211,8 +278,11 @@ def item_log_probs(
     *,
     chunk: int = 32,
     prompt_embeds: Any = None,
+    item_prior: ItemPrior | None = None,
 ) -> np.ndarray:
     """Log-probability of every id in ``trie.sids`` order (sums to 1 in probability).
+
+    With ``item_prior``, the normalised product ``p_codes x p_items^weight``.
 
     Only prefixes with more than one child need the model; each such prefix is
     fed after the cached prompt in batches of ``chunk``, then the cache is
@@ -262,4 +332,9 @@ def item_log_probs(
                 ).tolist()
                 for c, v in zip(kids, lp, strict=False):
                     logp[p + (c,)] = logp[p] + v
-    return np.array([logp[s] for s in trie.sids], dtype=np.float64)
+        out = np.array([logp[s] for s in trie.sids], dtype=np.float64)
+        if item_prior is not None:
+            out = out + item_prior.weight * item_prior.log_probs(root_h[None], trie)[0]
+            top = np.max(out)
+            out = out - (top + np.log(np.exp(out - top).sum()))
+    return out

@@ -62,8 +62,9 @@ class Teacher:
         for j in range(space.m):
             self.lut[torch.as_tensor(space.level_tokens[j])] = torch.as_tensor(system.space.level_tokens[j])
 
-    def level_logits(self, ids: Any, att: Any, mask: Any, levels: Any) -> list[Any]:
-        """The teacher's logits over each level's codes at the masked positions (in level order)."""
+    def level_logits(self, ids: Any, att: Any, mask: Any, levels: Any, with_items: bool = False) -> Any:
+        """The teacher's logits over each level's codes at the masked positions (in level order);
+        with ``with_items``, also ``None`` (it gives no catalog targets per position)."""
         import torch
 
         tids = self.lut[ids.clamp(max=len(self.lut) - 1)]
@@ -74,7 +75,7 @@ class Teacher:
             for j in range(self.space.m):
                 toks = torch.as_tensor(self.sys.space.level_tokens[j])
                 out.append((h[levels == j] @ w[toks].T).float())
-        return out
+        return (out, None) if with_items else out
 
     def catalog(self, history: Sequence[str]) -> np.ndarray:
         return self.sys.user_distribution(history)
@@ -109,8 +110,10 @@ class CatalogTeacher:
         sc = torch.as_tensor(self.sys.score_catalog(reqs)[:, self.cols], dtype=torch.float32) / self.temperature
         return torch.softmax(sc, dim=-1)
 
-    def level_logits(self, ids: Any, att: Any, mask: Any, levels: Any) -> list[Any]:
-        """Log-targets over each level's codes at the masked positions (in level order), as logits."""
+    def level_logits(self, ids: Any, att: Any, mask: Any, levels: Any, with_items: bool = False) -> Any:
+        """Log-targets over each level's codes at the masked positions (in level order), as logits;
+        with ``with_items``, also the teacher's catalog log-distribution at the level-0 positions
+        ([n, n_items], in the order of ``levels == 0``), for an item head."""
         import torch
 
         m, pl = self.space.m, self.prefix_len
@@ -141,6 +144,8 @@ class CatalogTeacher:
             s = np.flatnonzero(lv == j)
             w = self.space.level_targets(P[r_idx[s]], it_idx[s], j)
             out.append(torch.log(torch.as_tensor(w).clamp_min(1e-8)))
+        if with_items:
+            return out, torch.log(torch.as_tensor(P[r_idx[lv == 0]]).clamp_min(1e-12))
         return out
 
     def catalog(self, history: Sequence[str]) -> np.ndarray:
@@ -166,6 +171,7 @@ def train_seq(
     desc: str = "semid",
     n_rows: int = 1,
     validate: Any = None,
+    item_out: Any = None,
 ) -> dict[str, Any]:
     """Train ``params`` for ``p['epochs']`` epochs of sequence windows plus steered and constraint rows."""
     import torch
@@ -228,8 +234,15 @@ def train_seq(
         ids, att, mask, lv = S.window_batch(rows, b, space.m, 0)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(p["bf16"])):
             h = _body(core, ids, att, p)[:, :-1][mask]
-            tl = teacher.level_logits(ids, att, mask, lv) if teacher is not None and float(p["distill"]) > 0 else None
+            tl, ti = None, None
+            if teacher is not None and float(p["distill"]) > 0:
+                tl = teacher.level_logits(ids, att, mask, lv, with_items=item_out is not None)
+                if item_out is not None:
+                    tl, ti = tl
             loss, _ = S.level_loss(h, weight, ids[:, 1:][mask], lv, space, teacher_logits=tl, alpha=float(p["distill"]))
+            if item_out is not None:  # the item head at every position that begins an item
+                loss = loss + S.item_loss(h[lv == 0], item_out(), space.next_items(ids, mask, lv), teacher_logp=ti,
+                                          alpha=float(p["distill"]) if ti is not None else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -242,7 +255,7 @@ def train_seq(
             set_lr()
             rec["steer_loss"] = _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop, teacher,
                                             constraint_rows, opt, params, rng, bs_steer, int(p["steer_history"]), item_ids,
-                                            bool(p["bf16"]), F, int(p.get("train_layers", 0)))
+                                            bool(p["bf16"]), F, int(p.get("train_layers", 0)), item_out)
             step += 1
         el = time.perf_counter() - t0
         rec["seconds"] = round(el, 1)
@@ -284,12 +297,12 @@ def _body(core: Any, ids: Any, att: Any, p: Mapping[str, Any]) -> Any:
 
 
 def _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop, teacher, constraint_rows, opt, params,
-                rng, bs, hist_n, item_ids, bf16, F, train_layers) -> float:
+                rng, bs, hist_n, item_ids, bf16, F, train_layers, item_out=None) -> float:
     """One batch of steered rows (soft targets) and constraint rows; returns its loss."""
     import torch
 
     weight = core.get_output_embeddings().weight
-    seqs, heads, targets = [], [], []
+    seqs, heads, targets, soft = [], [], [], []
     for _ in range(bs if cons else 0):
         c = int(rng.integers(len(cons)))
         u = users[int(rng.integers(len(users)))]
@@ -304,6 +317,7 @@ def _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop
         seqs.append(full)
         heads.append(len(pre) - 1)
         targets.append(space.conditional_targets(q, target))
+        soft.append(q)
     lab_rows = []
     if constraint_rows:
         for _ in range(bs):
@@ -316,6 +330,8 @@ def _steer_step(model, core, tok, vocab, space, sequences, users, cons, sat, pop
         loss = h.new_zeros((), dtype=torch.float32)
         if seqs:
             loss = loss + sum(S.soft_loss(h[i, heads[i] : heads[i] + space.m], weight, targets[i], space) for i in range(len(seqs))) / len(seqs)
+            if item_out is not None:  # the item head learns the request's whole satisfying set
+                loss = loss + S.soft_item_loss(h[torch.arange(len(seqs)), torch.as_tensor(heads)], item_out(), np.stack(soft))
         if lab_rows:
             hs, ys = [], []
             for j, (x, y) in enumerate(lab_rows):

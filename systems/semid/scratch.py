@@ -33,16 +33,17 @@ import numpy as np
 
 from systems.semid import data as D
 from systems.semid import seq as S
+from talkwalk_bench.errors import BenchError
 from talkwalk_bench.paths import cache_dir
 from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
 VERSION = "1"
-INFERENCE_ONLY = ("beam", "rec_batch", "threads", "max_history")
+INFERENCE_ONLY = ("beam", "rec_batch", "threads", "max_history", "item_mix")
 # the steering stage is cached apart from the sequence model, keyed by these (and STEER_VERSION)
 STEER_ARGS = ("steer_steps", "steer_batch", "steer_history", "steer_lr")
 STEER_VERSION = "2"
 # training arguments added after models were cached: at these values they stay out of the key
-ADDED_LATER = {"teacher": "", "teacher_args": "epochs=3", "distill": 0.0, "item_embed": False}
+ADDED_LATER = {"teacher": "", "teacher_args": "epochs=3", "distill": 0.0, "item_embed": False, "item_head": False}
 PAD, BOS, UTT = 0, 1, 2  # special token ids; codes follow
 N_SPECIAL = 3
 
@@ -87,6 +88,9 @@ class ScratchDecoder:
             params=dict(params),
             capabilities=frozenset({"scores", "semantic_ids", "steering"}),
         )
+        if self.p.get("item_head") and not self.p.get("item_embed"):
+            raise BenchError("-S item_head=true needs -S item_embed=true: the item head's output vectors are the "
+                             "items' input vectors (plus their codes'); add -S item_embed=true")
         self.fit_info: dict[str, Any] = {}
         self.text = TextVectors()
 
@@ -136,6 +140,24 @@ class ScratchDecoder:
         if self.item_emb is not None:
             out["item_emb"] = self.item_emb
         return out
+
+    def _out_vectors(self) -> Any:
+        """``-S item_head``: each item's output vector, its own input vector plus its codes' embeddings
+        (tied, as SASRec ties its item embeddings), [n_items, d] in catalog order."""
+        import torch
+
+        if getattr(self, "_tok_matrix", None) is None:
+            self._tok_matrix = torch.as_tensor(self.space.token_matrix())
+        w = self.model.get_input_embeddings().weight
+        return self.item_emb.weight[1:] + w[self._tok_matrix].sum(dim=1)
+
+    def _prior(self) -> Any:
+        """The item head as a decoding prior (``decode.ItemPrior``), or None without one."""
+        if not self.p.get("item_head"):
+            return None
+        from systems.semid.decode import ItemPrior
+
+        return ItemPrior(lambda h: S.item_logits(h, self._out_vectors()), self.space.index_of_sid, float(self.p.get("item_mix", 1.0)))
 
     def _input_embeds(self, ids: Any) -> Any:
         """Token embeddings, plus each complete item's own vector under ``-S item_embed``."""
@@ -322,9 +344,18 @@ class ScratchDecoder:
         h = self._forward_hidden(ids, att)
         weight = self.model.get_input_embeddings().weight
         teacher = getattr(self, "teacher", None)
-        tl = teacher.level_logits(ids, att, mask, lv) if teacher is not None else None
+        head = bool(self.p.get("item_head"))
+        tl, ti = None, None
+        if teacher is not None:
+            tl = teacher.level_logits(ids, att, mask, lv, with_items=head)
+            if head:
+                tl, ti = tl
         alpha = float(self.p.get("distill", 0.0)) if teacher is not None else 0.0
-        return S.level_loss(h[:, :-1][mask], weight, ids[:, 1:][mask], lv, self.space, teacher_logits=tl, alpha=alpha)[0]
+        hm = h[:, :-1][mask]
+        loss = S.level_loss(hm, weight, ids[:, 1:][mask], lv, self.space, teacher_logits=tl, alpha=alpha)[0]
+        if head:  # the item head at every position that begins an item
+            loss = loss + S.item_loss(hm[lv == 0], self._out_vectors(), self.space.next_items(ids, mask, lv), teacher_logp=ti, alpha=alpha)
+        return loss
 
     def _train_steering(self, seqs: dict[str, list[str]], data: TrainData, steps: int) -> dict[str, Any]:
         """Steering rows: history window + a train phrasing -> soft targets over the satisfying items.
@@ -366,9 +397,11 @@ class ScratchDecoder:
             self.model.eval()
             p = np.stack([self.user_distribution(h) for h in hists])
             toks, targets = [], []
+            soft = []
             for i, c in enumerate(cs):
                 q = p[i] * sat[c]
                 q = q / q.sum() if q.sum() > 0 else sat[c] / sat[c].sum()
+                soft.append(q)
                 target = int(rng.choice(len(q), p=q))
                 targets.append(self.space.conditional_targets(q, target))
                 toks.append([BOS, *self.space.history_tokens(hists[i], hist_n), UTT, *self.space.item_tokens(self.item_ids[target])[:-1]])
@@ -379,6 +412,10 @@ class ScratchDecoder:
                 S.soft_loss(h[i, int(utt_pos[i]) : int(utt_pos[i]) + self.space.m], weight, targets[i], self.space)
                 for i in range(len(toks))
             ) / len(toks)
+            if self.p.get("item_head"):  # the item head learns the request's whole satisfying set
+                with torch.no_grad():
+                    out_vec = self._out_vectors()
+                loss = loss + S.soft_item_loss(h[torch.arange(len(toks)), utt_pos], out_vec, np.stack(soft))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -429,7 +466,7 @@ class ScratchDecoder:
                 embeds = self._embeds(prompts, [built[i][1] for i in part])
                 res = beam_search_batch(
                     self.model, prompts, self.trie, self.space.level_tokens, k=k, beam=int(self.p["beam"]),
-                    excludes=[excludes[i] for i in part], prompt_embeds=embeds,
+                    excludes=[excludes[i] for i in part], prompt_embeds=embeds, item_prior=self._prior(),
                 )
                 got.update(zip(part, res, strict=True))
         return [
@@ -463,6 +500,6 @@ class ScratchDecoder:
             for i, r in enumerate(requests):
                 prompt, utt = self._prompt(r, text)
                 lp = item_log_probs(self.model, prompt, self.trie, self.space.level_tokens, chunk=512,
-                                    prompt_embeds=self._embeds([prompt], [utt]))
+                                    prompt_embeds=self._embeds([prompt], [utt]), item_prior=self._prior())
                 out[i, self._trie_cols] = lp
         return out

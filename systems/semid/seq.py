@@ -49,6 +49,7 @@ class CodeSpace:
         if len(set(self.sids)) != len(self.sids):
             raise ValueError("compact semantic ids are not unique")
         self.by_sid = {s: it for s, it in zip(self.sids, self.item_ids, strict=True)}
+        self.index_of_sid = {s: i for i, s in enumerate(self.sids)}
         if level_tokens is None:  # a model of its own: codes numbered after `offset` specials
             level_tokens = self.own_tokens(offset=0)
         self.level_tokens = [list(t) for t in level_tokens]
@@ -120,6 +121,25 @@ class CodeSpace:
         pos = np.clip(np.searchsorted(keys, key[ok]), 0, len(keys) - 1)
         out[ok] = np.where(keys[pos] == key[ok], items[pos] + 1, 0)
         return out.reshape(shape)
+
+    def token_matrix(self) -> np.ndarray:
+        """[n_items, m] the token id of each item's code at each compact level (catalog order)."""
+        return np.stack([np.asarray(self.level_tokens[j])[self.codes[:, j]] for j in range(self.m)], axis=1)
+
+    def next_items(self, ids: Any, mask: Any, levels: Any) -> Any:
+        """The catalog index of the item each level-0 target of ``window_batch`` begins, in the
+        order of ``levels == 0`` (the item whose last code sits ``m - 1`` tokens later)."""
+        import torch
+
+        slots = torch.as_tensor(self.item_slots(ids.numpy()))
+        t = torch.arange(1, ids.shape[1]).expand(ids.shape[0], -1)[mask]  # target positions, row-major
+        b = torch.arange(ids.shape[0])[:, None].expand(-1, ids.shape[1] - 1)[mask]
+        first = levels == 0
+        end = (t[first] + self.m - 1).clamp(max=ids.shape[1] - 1)
+        out = slots[b[first], end] - 1
+        if (out < 0).any():
+            raise ValueError("a level-0 target does not begin a whole item")
+        return out
 
     def level_targets(self, P: np.ndarray, targets: Sequence[int], level: int) -> np.ndarray:
         """Batched soft targets for one level: row ``r`` is the distribution of code ``level``
@@ -232,6 +252,33 @@ def level_loss(
         total = total + loss
         n += cnt
     return total / max(n, 1), n
+
+
+def item_logits(hidden: Any, out_vectors: Any) -> Any:
+    """Logits over the catalog (catalog order) from hidden states [N, d] and item output vectors [n_items, d]."""
+    return hidden.float() @ out_vectors.float().T
+
+
+def item_loss(hidden: Any, out_vectors: Any, targets: Any, *, teacher_logp: Any = None, alpha: float = 0.0) -> Any:
+    """Mean cross-entropy of the item head on the next item (+ ``alpha`` x KL to a teacher's
+    catalog log-distribution ``teacher_logp`` [N, n_items] at the same positions)."""
+    import torch.nn.functional as F
+
+    lg = item_logits(hidden, out_vectors)
+    loss = F.cross_entropy(lg, targets)
+    if teacher_logp is not None and alpha > 0:
+        kl = F.kl_div(F.log_softmax(lg, dim=-1), teacher_logp.float(), log_target=True, reduction="batchmean")
+        loss = (1 - alpha) * loss + alpha * kl
+    return loss
+
+
+def soft_item_loss(hidden: Any, out_vectors: Any, targets: Any) -> Any:
+    """Mean cross-entropy of the item head against soft catalog targets [N, n_items]."""
+    import torch
+    import torch.nn.functional as F
+
+    lp = F.log_softmax(item_logits(hidden, out_vectors), dim=-1)
+    return -(torch.as_tensor(targets, dtype=torch.float32) * lp).sum(dim=-1).mean()
 
 
 def soft_loss(hidden: Any, weight: Any, targets: Sequence[np.ndarray], space: CodeSpace) -> Any:

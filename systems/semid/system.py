@@ -20,18 +20,18 @@ from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 VERSION = "2"
 # arguments that change inference only; they are left out of the training cache key
 ID_ARGS = ("embedder", "widths", "quantizer", "rqvae_steps", "spread")  # how the semantic ids are built
-INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer",
+INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer", "item_mix",
                   "reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_layers")
 # the semid-constrain reader (an adapter trained on constraint rows only) is cached beside the model, keyed by these
 READER_ARGS = ("reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_layers")
 READER_VERSION = "2"  # 2: the adapter seeded from the run, the cache keyed by the rows
 # training arguments added after models were cached: at these values they stay out of the key,
 # so models trained before they existed keep their cache entries
-ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers": 0, "item_embed": False}
+ADDED_LATER = {"explain": 0.0, "quantizer": "rqvae", "recipe": "prompt", "layers": 0, "item_embed": False, "item_head": False}
 # arguments of the whole-sequence recipe; in the key only when recipe=seq
 # variants that differ from another only in inference arguments share its trained model
 TRAINS_AS = {"semid-constrain": "semid"}
-SEQ_ONLY = ("item_embed", "lr", "val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "overlap", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
+SEQ_ONLY = ("item_embed", "item_head", "lr", "val_users", "val_every", "train_layers", "teacher", "teacher_args", "distill", "epochs", "window", "overlap", "batch_tokens", "steer_every", "steer_batch", "steer_history", "checkpoint_every")
 
 
 class SemIdRecommender:
@@ -47,6 +47,9 @@ class SemIdRecommender:
         if self.p.get("item_embed") and self.p.get("recipe", "prompt") == "seq" and int(self.p.get("train_layers", 0)) > 0:
             raise BenchError("-S item_embed=true needs -S train_layers=0: with adapters on the top layers only, "
                              "the input embeddings are detached and the item vectors would never learn (add -S item_embed=false)")
+        if self.p.get("item_head") and self.p.get("recipe", "prompt") == "seq" and not self.p.get("item_embed"):
+            raise BenchError("-S item_head=true needs -S item_embed=true: the item head's output vectors are the "
+                             "items' input vectors (plus their codes'); add -S item_embed=true")
         if self.p.get("teacher_args"):  # a bad -S teacher_args fails here, before any work (teacher or not)
             teacher_args(str(self.p.get("teacher") or "semid-tiger"), str(self.p["teacher_args"]))
         if self.p["decoder"] not in ("trie", "outlines", "vllm"):
@@ -260,6 +263,7 @@ class SemIdRecommender:
                 self.model = model.eval()
             if self.p.get("constrain") and card is not None:
                 self._constraint_setup(data)
+            self.item_prior = self._prior(self.model, self.space)
         self.fit_info["fit_seconds"] = round(time.perf_counter() - t0, 1)
         self.fit_info["cache_dir"] = str(root)
 
@@ -293,6 +297,29 @@ class SemIdRecommender:
 
         core.get_input_embeddings().register_forward_hook(add)
         return vec
+
+    def _out_vectors(self, core: Any) -> Any:
+        """``-S item_head``: each item's output vector, its own input vector plus its code tokens'
+        input embeddings (tied, as SASRec ties its item embeddings), [n_items, d] in catalog order."""
+        import torch
+
+        if getattr(self, "_tok_matrix", None) is None:
+            self._tok_matrix = torch.as_tensor(self._code_space().token_matrix())
+        w = core.get_input_embeddings().weight
+        return self.item_vec.weight[1:] + w[self._tok_matrix].sum(dim=1).to(self.item_vec.weight.dtype)
+
+    def _prior(self, core: Any, space: Any, frozen: bool = True) -> Any:
+        """The item head as a decoding prior (``decode.ItemPrior``), or None without one. ``frozen``:
+        the output vectors are computed once (inference), else at every call (validation in training)."""
+        if not (self.p.get("item_head") and self.item_vec is not None):
+            return None
+        from systems.semid.decode import ItemPrior
+        from systems.semid.seq import item_logits
+
+        if frozen:
+            out = self._out_vectors(core).detach().float()
+            return ItemPrior(lambda h: item_logits(h, out), space.index_of_sid, float(self.p.get("item_mix", 1.0)))
+        return ItemPrior(lambda h: item_logits(h, self._out_vectors(core)), space.index_of_sid, float(self.p.get("item_mix", 1.0)))
 
     def _fit_seq(self, model: Any, core: Any, tok: Any, data: TrainData, seed: int, root: Any, use_lora: bool) -> dict[str, Any]:
         import torch
@@ -350,7 +377,8 @@ class SemIdRecommender:
                 prompts = [[self.vocab["rec"], *space.history_tokens(seqs[u], n)] for u in us]
                 ex = [[space.sids[space.index[it]] for it in set(seqs[u]) if it in space.index] for u in us]
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.p["bf16"])):
-                    res = beam_search_batch(core, prompts, trie, space.level_tokens, k=10, beam=10, excludes=ex)
+                    res = beam_search_batch(core, prompts, trie, space.level_tokens, k=10, beam=10, excludes=ex,
+                                            item_prior=self._prior(core, space, frozen=False))
                 ranked += [[space.by_sid[s] for s, _ in r] for r in res]
             return ndcg_at_10(ranked, [valid[u] for u in val_users])
 
@@ -358,6 +386,7 @@ class SemIdRecommender:
             info = train_seq(model, core, tok, self.vocab, space, seqs, data=data,
                              item_ids=self.item_ids, teacher=teacher, p=self.p, params=params, root=root, seed=seed,
                              constraint_rows=rows, desc=self.meta.name, n_rows=len(rows_w),
+                             item_out=(lambda: self._out_vectors(core)) if self.p.get("item_head") and self.item_vec is not None else None,
                              validate=validate if val_users else None)
         finally:
             for hk in hooks:
@@ -554,7 +583,7 @@ class SemIdRecommender:
             for start in range(0, len(idx), size):
                 part = idx[start : start + size]
                 res = beam_search_batch(self.model, [prompts[i] for i in part], tries[part[0]], self.level_tokens, k=k,
-                                        beam=self.p["beam"], excludes=[excludes[i] for i in part])
+                                        beam=self.p["beam"], excludes=[excludes[i] for i in part], item_prior=self.item_prior)
                 got.update(zip(part, res, strict=True))
         out = []
         for i in range(len(requests)):
@@ -670,6 +699,7 @@ class SemIdRecommender:
                 self.trie,
                 self.level_tokens,
                 chunk=self.p["catalog_chunk"],
+                item_prior=self.item_prior if seq else None,
             )
             out[i, self._trie_cols] = lp
         return out

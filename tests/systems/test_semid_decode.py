@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from systems.semid.decode import (  # noqa: E402
+    ItemPrior,
     PrefixTrie,
     beam_search,
     beam_search_batch,
@@ -134,3 +135,35 @@ def test_wide_batched_beam_equals_exact_top_k_with_skipped_levels(model):
         want = [trie.sids[i] for i in np.argsort(-lp, kind="stable")]
         assert [s for s, _ in got] == want
         np.testing.assert_allclose([v for _, v in got], np.sort(lp)[::-1], atol=1e-4)
+
+
+def _prior(weight: float, seed: int = 3) -> ItemPrior:
+    """A fixed item head: random vectors over the toy ids, read from the prompt's last hidden state."""
+    g = torch.Generator().manual_seed(seed)
+    vecs = torch.randn(len(SIDS), 32, generator=g)  # one per column
+    cols = {s: i for i, s in enumerate(reversed(SIDS))}  # columns in another order than the trie's
+    return ItemPrior(lambda h: h.float() @ vecs.T, cols, weight)
+
+
+def test_item_prior_is_a_product_of_experts_that_beam_search_ranks_exactly(model):
+    trie, toks, prompt = PrefixTrie(SIDS), level_tokens(), [4, 2, 9]
+    plain = item_log_probs(model, prompt, trie, toks)
+    prior = _prior(2.0)
+    both = item_log_probs(model, prompt, trie, toks, item_prior=prior)
+    assert np.exp(both).sum() == pytest.approx(1.0, abs=1e-5)
+    with torch.no_grad():
+        h = model.base_model(input_ids=torch.tensor([prompt])).last_hidden_state[:, -1]
+    head = prior.log_probs(h, trie)[0]
+    assert np.exp(head).sum() == pytest.approx(1.0, abs=1e-5)
+    # exactly p_codes x p_items^weight, renormalised
+    want = plain + 2.0 * head
+    np.testing.assert_allclose(both, want - np.log(np.exp(want).sum()), atol=1e-4)
+    assert np.abs(both - plain).max() > 0.1  # the head does move the distribution
+    # a beam as wide as the catalog returns the exact product ranking; excluded ids never come out
+    got = beam_search_batch(model, [prompt, prompt], trie, toks, k=6, beam=len(SIDS), item_prior=prior,
+                            excludes=[(), (SIDS[int(np.argmax(both))],)])
+    assert [s for s, _ in got[0]] == [trie.sids[i] for i in np.argsort(-both, kind="stable")[:6]]
+    assert SIDS[int(np.argmax(both))] not in [s for s, _ in got[1]]
+    # weight 0 is the code decoder alone
+    zero = beam_search_batch(model, [prompt], trie, toks, k=6, beam=len(SIDS), item_prior=_prior(0.0))[0]
+    assert [s for s, _ in zero] == [trie.sids[i] for i in np.argsort(-plain, kind="stable")[:6]]

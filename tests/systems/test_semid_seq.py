@@ -453,3 +453,46 @@ def test_item_slots_take_one_sequence_or_a_batch():
     one = sp.item_slots(np.array(seq))
     assert one.shape == (len(seq),) and one.tolist() == [0, 0, sp.index["c"] + 1, 0]
     assert sp.item_slots(np.array([seq, seq])).tolist() == [one.tolist()] * 2
+
+
+def test_next_items_name_the_item_each_level0_target_begins():
+    sp = toy_space()
+    sp.level_tokens = sp.own_tokens(10)
+    rows = S.windows({"u": list("cafe"), "v": list("bd")}, sp, prefix=[1], window=3, overlap=1)
+    ids, att, mask, lv = S.window_batch(rows, list(range(len(rows))), sp.m, 0)
+    got = sp.next_items(ids, mask, lv).tolist()
+    want = []
+    for w in rows:  # the supervised items of each window, in order
+        items = sp.items_of(list(w.tokens[1:]))
+        want += [sp.index[it] for it in items[(w.first_target - 1) // sp.m :]]
+    assert got == want and len(got) == int((lv == 0).sum())
+
+
+def test_item_head_trains_lists_valid_and_keeps_old_cache_keys(env):
+    from talkwalk_bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="item_embed=true"):
+        build_system("semid-tiger", {**TIGER, "item_embed": False, "item_head": True})
+    with pytest.raises(BenchError, match="item_embed=true"):
+        build_system("semid", {**SEQ, "item_embed": False, "item_head": True})
+    hist = ("1", "2", "3")
+    reqs = [Request("0", history=hist, exclude=frozenset(hist)), Request("1", history=hist, conversation=(Turn("i want horror"),))]
+    t, _ = build_system("semid-tiger", {**TIGER, "item_embed": True, "item_head": True, "teacher": "popularity",
+                                        "teacher_args": "", "distill": 0.5})
+    t.fit(env[1], seed=0)
+    s = fitted("semid", env, item_embed=True, item_head=True, teacher="popularity", teacher_args="")
+    for sys_ in (t, s):
+        for r, rank in zip(reqs, sys_.recommend(reqs, k=8), strict=True):
+            assert len(set(rank.items)) == 8 and not set(rank.items) & r.exclude
+        lp = sys_.score_catalog(reqs)
+        assert np.exp(lp).sum(axis=1) == pytest.approx([1.0, 1.0], abs=1e-4)
+    # the head is part of the trained model (its own cache entry); models without it keep their keys
+    plain, _ = build_system("semid-tiger", {**TIGER, "item_embed": True})
+    unset = {k: v for k, v in plain.p.items() if k not in ("item_head", "item_mix")}
+    assert plain._key(env[1], 0) == type(plain)("semid-tiger", **unset)._key(env[1], 0) != t._key(env[1], 0)
+    no_head = fitted("semid", env, item_embed=True, teacher="popularity", teacher_args="")
+    assert no_head.fit_info["cache_dir"] != s.fit_info["cache_dir"]
+    # item_mix is inference only: the same model, and weight 0 is the code decoder alone
+    zero = fitted("semid", env, item_embed=True, item_head=True, teacher="popularity", teacher_args="", item_mix=0.0)
+    assert zero.fit_info["cached"] is True and zero.fit_info["cache_dir"] == s.fit_info["cache_dir"]
+    assert zero.item_prior.weight == 0.0
