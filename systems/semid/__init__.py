@@ -20,7 +20,7 @@ def _build(name: str, **params: Any) -> Any:
 
 @register_system(
     "semid",
-    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item, distilled from SASRec, trie-constrained beam search (seed 000)",
+    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained beam search (seed 000)",
 )
 def semid(
     base_model: str = "smollm2",
@@ -74,7 +74,7 @@ def semid(
     reader_r: int = 16,
     reader_layers: int = 30,
     item_embed: bool = True,
-    item_head: bool = False,
+    item_head: bool = True,
     item_mix: float = 1.0,
 ) -> Any:
     return _build("semid", **{k: v for k, v in locals().items()})
@@ -85,7 +85,7 @@ register_variant(
     _build,
     like=semid,
     defaults={"steps_a": 360, "steps_b": 0, "explain": 0.0, "embedder": "contrastive", "lora_r": 8, "max_history": 10, "recipe": "prompt",
-              "lr_a": 3e-3, "layers": 0, "item_embed": False},
+              "lr_a": 3e-3, "layers": 0, "item_embed": False, "item_head": False},
     description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)",
 )
 
@@ -102,14 +102,14 @@ register_variant(
     _build,
     like=semid,
     defaults={"embedder": "minilm", "init": "mean", "mix": "content", "lora_r": 8, "max_history": 10, "recipe": "prompt",
-              "lr_a": 3e-3, "layers": 0, "item_embed": False},
+              "lr_a": 3e-3, "layers": 0, "item_embed": False, "item_head": False},
     description="Semantic-id LLM trained on content only (no interaction logs), cold-start catalog (seeds 003/004)",
 )
 
 
 @register_system(
     "semid-tiger",
-    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes), MiniLM utterance prefix",
+    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes) with an item head beside the codes, MiniLM utterance prefix",
 )
 def semid_tiger(
     embedder: str = "minilm",
@@ -140,7 +140,7 @@ def semid_tiger(
     teacher_args: str = "epochs=3",
     distill: float = 0.0,
     item_embed: bool = True,
-    item_head: bool = False,
+    item_head: bool = True,
     item_mix: float = 1.0,
 ) -> Any:
     from systems.semid.scratch import ScratchDecoder

@@ -90,7 +90,7 @@ class ScratchDecoder:
         )
         if self.p.get("item_head") and not self.p.get("item_embed"):
             raise BenchError("-S item_head=true needs -S item_embed=true: the item head's output vectors are the "
-                             "items' input vectors (plus their codes'); add -S item_embed=true")
+                             "items' input vectors (plus their codes'); add -S item_embed=true, or -S item_head=false")
         self.fit_info: dict[str, Any] = {}
         self.text = TextVectors()
 

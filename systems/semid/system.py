@@ -46,10 +46,10 @@ class SemIdRecommender:
         # item_embed is an argument of the whole-sequence recipe (SEQ_ONLY): the prompt recipe ignores it
         if self.p.get("item_embed") and self.p.get("recipe", "prompt") == "seq" and int(self.p.get("train_layers", 0)) > 0:
             raise BenchError("-S item_embed=true needs -S train_layers=0: with adapters on the top layers only, "
-                             "the input embeddings are detached and the item vectors would never learn (add -S item_embed=false)")
+                             "the input embeddings are detached and the item vectors would never learn (add -S item_embed=false -S item_head=false)")
         if self.p.get("item_head") and self.p.get("recipe", "prompt") == "seq" and not self.p.get("item_embed"):
             raise BenchError("-S item_head=true needs -S item_embed=true: the item head's output vectors are the "
-                             "items' input vectors (plus their codes'); add -S item_embed=true")
+                             "items' input vectors (plus their codes'); add -S item_embed=true, or -S item_head=false")
         if self.p.get("teacher_args"):  # a bad -S teacher_args fails here, before any work (teacher or not)
             teacher_args(str(self.p.get("teacher") or "semid-tiger"), str(self.p["teacher_args"]))
         if self.p["decoder"] not in ("trie", "outlines", "vllm"):

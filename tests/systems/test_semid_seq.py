@@ -387,7 +387,7 @@ def test_tiger_item_vectors_are_read_only_once_an_item_is_complete(env):
     again.fit(env[1], seed=0)
     assert again.fit_info["cached"] is True and again.recommend([r], k=8)[0].items == first.items
     # and they count: the model without them is another cache entry
-    plain, _ = build_system("semid-tiger", {**TIGER, "item_embed": False})
+    plain, _ = build_system("semid-tiger", {**TIGER, "item_embed": False, "item_head": False})
     assert plain._key(env[1], 0) != t._key(env[1], 0)
 
 
@@ -400,12 +400,12 @@ def test_semid_item_vectors_train_cache_and_keep_lists_valid(env):
     assert len(set(rank.items)) == 10 and not set(rank.items) & set(hist)
     again = fitted("semid", env, item_embed=True, teacher="", steer_every=0)
     assert again.fit_info["cached"] is True and again.recommend([r], k=10)[0].items == rank.items
-    plain = fitted("semid", env, item_embed=False, teacher="", steer_every=0)
+    plain = fitted("semid", env, item_embed=False, item_head=False, teacher="", steer_every=0)
     assert plain.item_vec is None and plain.fit_info["cache_dir"] != s.fit_info["cache_dir"]
 
 
 def test_a_reader_cut_from_the_base_model_is_shared_by_retrained_ranking_models(env):
-    first = fitted("semid-constrain", env, reader_layers=1, item_embed=False)
+    first = fitted("semid-constrain", env, reader_layers=1, item_embed=False, item_head=False)
     other = fitted("semid-constrain", env, reader_layers=1, item_embed=True)
     assert other.fit_info["cache_dir"] != first.fit_info["cache_dir"]
     assert other.fit_info["reader"]["cached"] is True
@@ -442,7 +442,7 @@ def test_item_vectors_refuse_settings_where_they_would_never_learn():
 
     with pytest.raises(BenchError, match="train_layers=0"):
         build_system("semid", {**SEQ, "item_embed": True, "train_layers": 2})
-    build_system("semid", {**SEQ, "item_embed": False, "train_layers": 2})  # the way out the error names
+    build_system("semid", {**SEQ, "item_embed": False, "item_head": False, "train_layers": 2})  # the way out the error names
     build_system("semid", {**SEQ, "item_embed": True, "recipe": "prompt"})  # a whole-sequence argument: ignored there
 
 
@@ -487,10 +487,10 @@ def test_item_head_trains_lists_valid_and_keeps_old_cache_keys(env):
         lp = sys_.score_catalog(reqs)
         assert np.exp(lp).sum(axis=1) == pytest.approx([1.0, 1.0], abs=1e-4)
     # the head is part of the trained model (its own cache entry); models without it keep their keys
-    plain, _ = build_system("semid-tiger", {**TIGER, "item_embed": True})
+    plain, _ = build_system("semid-tiger", {**TIGER, "item_embed": True, "item_head": False})
     unset = {k: v for k, v in plain.p.items() if k not in ("item_head", "item_mix")}
     assert plain._key(env[1], 0) == type(plain)("semid-tiger", **unset)._key(env[1], 0) != t._key(env[1], 0)
-    no_head = fitted("semid", env, item_embed=True, teacher="popularity", teacher_args="")
+    no_head = fitted("semid", env, item_embed=True, item_head=False, teacher="popularity", teacher_args="")
     assert no_head.fit_info["cache_dir"] != s.fit_info["cache_dir"]
     # item_mix is inference only: the same model, and weight 0 is the code decoder alone
     zero = fitted("semid", env, item_embed=True, item_head=True, teacher="popularity", teacher_args="", item_mix=0.0)
