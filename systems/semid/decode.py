@@ -93,19 +93,19 @@ class ItemPrior:
                     lg[r, drop] = float("-inf")
             return torch.log_softmax(lg, dim=-1).numpy().astype(np.float64)
 
-    def prefix_masses(self, lp: np.ndarray, trie: PrefixTrie) -> list[list[dict[Sid, float]]]:
-        """Per request and depth (1..L): ``weight x`` log of the head's mass under each prefix."""
+    def prefix_masses(self, lp: np.ndarray, trie: PrefixTrie) -> list[tuple[dict[Sid, int], np.ndarray]]:
+        """Per depth (1..L): (each prefix's column, [n, prefixes] ``weight x`` log of the head's mass
+        under each prefix, one row per request)."""
         _, groups, index = self.tables(trie)
+        top = lp.max(axis=1, keepdims=True)
+        p = np.exp(lp - top)
         out = []
-        for row in lp:
-            top = np.max(row)
-            p = np.exp(row - top)
-            per = []
-            for g, ix in zip(groups, index, strict=True):
-                with np.errstate(divide="ignore"):
-                    m = self.weight * (np.log(np.bincount(g, weights=p, minlength=len(ix))) + top)
-                per.append({pre: float(m[j]) for pre, j in ix.items()})
-            out.append(per)
+        for g, ix in zip(groups, index, strict=True):
+            m = np.zeros((len(lp), len(ix)))
+            for r in range(len(lp)):
+                m[r] = np.bincount(g, weights=p[r], minlength=len(ix))
+            with np.errstate(divide="ignore"):
+                out.append((ix, self.weight * (np.log(m) + top)))
         return out
 
 
@@ -229,11 +229,14 @@ def beam_search_batch(
             at = {i: j for j, i in enumerate(multi)}
             cand: list[list[tuple[float, float, int, Sid]]] = [[] for _ in range(n)]
             for i, ((r, prefix, score), codes) in enumerate(zip(rows, opens, strict=True)):
-                ahead = mass[r][lv] if mass is not None else None
                 for c in codes:
                     # renormalised over one code: log-prob 0
                     sc = score + (lp[at[i]][c] if len(codes) > 1 else 0.0)
-                    cand[r].append((sc + (ahead[prefix + (c,)] if ahead is not None else 0.0), sc, i, prefix + (c,)))
+                    ahead = 0.0
+                    if mass is not None:
+                        col, m = mass[lv]
+                        ahead = float(m[r, col[prefix + (c,)]])
+                    cand[r].append((sc + ahead, sc, i, prefix + (c,)))
             width = k if lv == trie.length - 1 else beam
             keep = []
             for c in cand:

@@ -148,8 +148,7 @@ class ScratchDecoder:
 
         if getattr(self, "_tok_matrix", None) is None:
             self._tok_matrix = torch.as_tensor(self.space.token_matrix())
-        w = self.model.get_input_embeddings().weight
-        return self.item_emb.weight[1:] + w[self._tok_matrix].sum(dim=1)
+        return S.tied_out_vectors(self.item_emb.weight, self.model.get_input_embeddings().weight, self._tok_matrix)
 
     def _prior(self) -> Any:
         """The item head as a decoding prior (``decode.ItemPrior``), or None without one."""

@@ -254,6 +254,13 @@ def level_loss(
     return total / max(n, 1), n
 
 
+def tied_out_vectors(item_weight: Any, input_weight: Any, tok_matrix: Any) -> Any:
+    """The item head's output vectors, [n_items, d] in catalog order: each item's own input vector
+    (row 0 of ``item_weight`` is padding) plus the input embeddings of its code tokens
+    (``tok_matrix`` [n_items, levels]), tied as SASRec ties its item embeddings."""
+    return item_weight[1:] + input_weight[tok_matrix].sum(dim=1).to(item_weight.dtype)
+
+
 def item_logits(hidden: Any, out_vectors: Any) -> Any:
     """Logits over the catalog (catalog order) from hidden states [N, d] and item output vectors [n_items, d]."""
     return hidden.float() @ out_vectors.float().T

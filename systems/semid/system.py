@@ -305,8 +305,9 @@ class SemIdRecommender:
 
         if getattr(self, "_tok_matrix", None) is None:
             self._tok_matrix = torch.as_tensor(self._code_space().token_matrix())
-        w = core.get_input_embeddings().weight
-        return self.item_vec.weight[1:] + w[self._tok_matrix].sum(dim=1).to(self.item_vec.weight.dtype)
+        from systems.semid.seq import tied_out_vectors
+
+        return tied_out_vectors(self.item_vec.weight, core.get_input_embeddings().weight, self._tok_matrix)
 
     def _prior(self, core: Any, space: Any, frozen: bool = True) -> Any:
         """The item head as a decoding prior (``decode.ItemPrior``), or None without one. ``frozen``:
