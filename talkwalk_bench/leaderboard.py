@@ -155,7 +155,7 @@ def build(results: list[tuple[Path, Result]], *, root: Path | None = None) -> li
     for f, r in results:
         by_task[(r.task.name, r.dataset.name)].append((f, r))
     episodes = _EpisodeCache()
-    hashes: dict[str, str | None] = {}
+    hashes: dict[str, Any] = {}
     boards = []
     for (task, dataset), items in sorted(by_task.items()):
         main = items[0][1].task.main_score
@@ -406,9 +406,9 @@ def _short(files: list[str], n: int = 3) -> str:
     return ", ".join(files[:n]) + (f" and {len(files) - n} more" if len(files) > n else "")
 
 
-def _check_code(row: Row, root: Path | None, cache: dict[str, str | None]) -> None:
+def _check_code(row: Row, root: Path | None, cache: dict[str, Any]) -> None:
     """Mark the row stale / mixed / dirty against the current tree, and list each problem per result file."""
-    from talkwalk_bench.provenance import changed_files
+    from talkwalk_bench.provenance import changed_files, effective_code_hash
 
     changed: set[str] = set()
     missing = []
@@ -420,7 +420,7 @@ def _check_code(row: Row, root: Path | None, cache: dict[str, str | None]) -> No
             row.problems.append((str(p), "stale: no code fingerprint (written before results recorded one); rerun it"))
             continue
         codes[str(prov.get("code_hash"))].append(p)
-        diff = changed_files(prov["files"], root, cache=cache)
+        diff = changed_files(prov["files"], root, cache=cache, prov=prov, system=r.system.name)
         if diff:
             changed.update(diff)
             row.problems.append((str(p), f"stale: changed since the run: {_short(diff, 5)}"))
@@ -428,6 +428,11 @@ def _check_code(row: Row, root: Path | None, cache: dict[str, str | None]) -> No
         if dirty:
             row.dirty = sorted(set(row.dirty) | set(dirty))
             row.problems.append((str(p), f"dirty: made with uncommitted or untracked {_short(dirty, 5)}"))
+    if len(codes) > 1:  # a module that registers several systems counts only as far as it concerns this one
+        codes = defaultdict(list)
+        for p, r in row.results:
+            if r.provenance and isinstance(r.provenance.get("files"), dict):
+                codes[effective_code_hash(r.provenance, r.system.name, root, cache)].append(p)
     row.stale_files = sorted(changed)
     reasons = []
     if missing:

@@ -84,7 +84,7 @@ def _state(cell: Cell) -> str:
         try:
             res = read_result(p)
             if res.status == "success":
-                return "done" if is_current(res.provenance) else "stale"
+                return "done" if is_current(res.provenance, system=res.system.name) else "stale"
         except ResultFileError:
             pass
         if path == cell.output:

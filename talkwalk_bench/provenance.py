@@ -16,6 +16,14 @@ can move its numbers, relative to the project root:
 - the task spec, the dataset card and a ``--steering-file``; the dataset's
   own fingerprint is recorded beside them.
 
+A module that registers several systems (``systems/semid/__init__.py`` holds
+five) is also recorded as far as it concerns this system (``scoped``): the
+file without the other systems' registrations and the functions only they
+use. When the whole file changed but that part did not (another variant's
+defaults were edited), the result is still current. Results recorded before
+``scoped`` existed get it from their own revision's copy of the file (``git
+show``), checked against the recorded hash first.
+
 The leaderboard hashes the same files again: a row whose files changed is
 stale. ``dirty_files`` lists the fingerprinted files that git reports as
 modified, added or untracked (not in the recorded commit).
@@ -58,6 +66,76 @@ def combined_hash(files: dict[str, str | None]) -> str:
     """One hash of a whole fingerprint (paths and their hashes), to compare runs at a glance."""
     text = "\n".join(f"{k}\t{v}" for k, v in sorted(files.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+_REGISTER = ("register_system", "register_variant")
+
+
+def _registers(node: ast.AST) -> list[str]:
+    """The system names a statement registers: ``register_system("name", ...)`` / ``register_variant("name", ...)``
+    calls anywhere in it (decorators included)."""
+    names = []
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call) or not call.args:
+            continue
+        fn = call.func
+        fname = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else None
+        first = call.args[0]
+        if fname in _REGISTER and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            names.append(first.value)
+    return names
+
+
+def registration_hash(source: str, system: str) -> str | None:
+    """A hash of what a registering module holds for one system: its text without the statements that register
+    other systems and without the module's functions that only those use (each function that this system's
+    registration or kept code names, transitively, is kept). None when the module does not register ``system``
+    or cannot be parsed. Conservative: comments, imports and every other top-level statement count."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    funcs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    found, wanted, drop = False, set(), []
+    for stmt in tree.body:
+        regs = _registers(stmt) if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) else \
+            [n for d in stmt.decorator_list for n in _registers(d)]
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if system in regs:
+                found = True
+                wanted.add(stmt.name)
+            continue  # another's factory too is kept when something kept names it (a variant built like it)
+        if regs and system not in regs:
+            drop.append(stmt)  # another system's registration (a variant call)
+            continue
+        found = found or system in regs
+        wanted |= {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id in funcs}
+    if not found:
+        return None
+    used, todo = set(), sorted(wanted)
+    while todo:
+        name = todo.pop()
+        if name in used or name not in funcs:
+            continue
+        used.add(name)
+        todo += [n.id for n in ast.walk(funcs[name]) if isinstance(n, ast.Name) and n.id in funcs]
+    drop += [f for name, f in funcs.items() if name not in used and f not in drop]
+    lines = source.splitlines(keepends=True)
+    for node in drop:
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        for i in range(start - 1, node.end_lineno or node.lineno):
+            lines[i] = "\n"
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:HASH_CHARS]
+
+
+def _registering_path(factory: Callable[..., Any] | None) -> Path | None:
+    """The file of the module that registers a system's factory (a variant: the module that calls
+    ``register_variant``, where its builder lives)."""
+    if factory is None:
+        return None
+    target = inspect.unwrap(getattr(factory, "__talkwalk_builder__", None) or factory)
+    mod = sys.modules.get(getattr(target, "__module__", None) or "")
+    return Path(mod.__file__) if mod is not None and getattr(mod, "__file__", None) else None
 
 
 def rel(path: Path, root: Path) -> str:
@@ -252,8 +330,10 @@ def revision(root: Path | None = None) -> str | None:
 
 def fingerprint(*, family_module: str, system_factory: Callable[..., Any] | None, spec_path: Path | None,
                 card_path: Path | None, steering_file: Path | None, dataset_fingerprint: str | None,
-                root: Path | None = None) -> dict[str, Any]:
-    """The provenance of one run: ``{revision, dirty_files, files: {relpath: hash}, code_hash, dataset_fingerprint}``."""
+                root: Path | None = None, system_name: str | None = None) -> dict[str, Any]:
+    """The provenance of one run: ``{revision, dirty_files, files: {relpath: hash}, code_hash, dataset_fingerprint,
+    scoped}``; ``scoped`` is ``{relpath: {"system": name, "hash": registration_hash}}`` for the system's
+    registering module (empty without a system)."""
     root = (root or project_root()).resolve()
     paths = harness_files(family_module, root)
     if system_factory is not None:
@@ -264,13 +344,72 @@ def fingerprint(*, family_module: str, system_factory: Callable[..., Any] | None
     files = {rel(p, root): file_hash(p) for p in paths}
     files = dict(sorted(files.items()))
     dirty_files = dirty(list(files), root)
+    scoped: dict[str, dict[str, str]] = {}
+    reg = _registering_path(system_factory)
+    if system_factory is not None and system_name is None:
+        from talkwalk_bench.registry import SYSTEMS
+
+        system_name = next((n for n in SYSTEMS.names() if SYSTEMS.get(n) is system_factory), None)
+    if reg is not None and system_name and rel(reg, root) in files:
+        try:
+            h = registration_hash(reg.read_text(encoding="utf-8"), system_name)
+        except (OSError, UnicodeDecodeError):
+            h = None
+        if h is not None:
+            scoped[rel(reg, root)] = {"system": system_name, "hash": h}
     return {"revision": revision(root), "dirty_files": dirty_files, "files": files, "code_hash": combined_hash(files),
-            "dataset_fingerprint": dataset_fingerprint}
+            "dataset_fingerprint": dataset_fingerprint, "scoped": scoped}
+
+
+def _recorded_scope(relpath: str, h: str | None, system: str, revision_: str | None, root: Path) -> str | None:
+    """The registration hash of ``relpath`` for ``system`` as it was at ``revision_`` (``git show``), provided
+    that copy is the one recorded (its hash is ``h``); None when that cannot be established."""
+    if not revision_ or revision_.endswith("-dirty") or not h or Path(relpath).is_absolute():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "show", f"{revision_}:{relpath}"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0 or hashlib.sha256(out.stdout).hexdigest()[:HASH_CHARS] != h:
+        return None
+    try:
+        return registration_hash(out.stdout.decode("utf-8"), system)
+    except UnicodeDecodeError:
+        return None
+
+
+def _current_scope(relpath: str, system: str, root: Path, cache: dict[str, Any]) -> str | None:
+    key = ("now", relpath, system)
+    if key not in cache:
+        try:
+            cache[key] = registration_hash(resolve(relpath, root).read_text(encoding="utf-8"), system)
+        except (OSError, UnicodeDecodeError):
+            cache[key] = None
+    return cache[key]
+
+
+def _recorded_scope_of(relpath: str, system: str, prov: dict[str, Any], root: Path, cache: dict[str, Any]) -> str | None:
+    """What ``relpath`` held for ``system`` when the result was made: the recorded ``scoped`` hash, or, for a
+    result recorded before ``scoped`` existed, the hash of its revision's copy (looked up only for a module that
+    registers the system now)."""
+    if "scoped" in prov:
+        entry = (prov.get("scoped") or {}).get(relpath)
+        return entry.get("hash") if isinstance(entry, dict) and entry.get("system") == system else None
+    if relpath.endswith(".py") and _current_scope(relpath, system, root, cache) is not None:
+        h = (prov.get("files") or {}).get(relpath)
+        key = ("rev", relpath, h, system, prov.get("revision"))
+        if key not in cache:
+            cache[key] = _recorded_scope(relpath, h, system, prov.get("revision"), root)
+        return cache[key]
+    return None
 
 
 def changed_files(files: dict[str, str | None], root: Path | None = None,
-                  hasher: Callable[[Path], str | None] = file_hash, cache: dict[str, str | None] | None = None) -> list[str]:
-    """The recorded files whose content differs now (or that are gone), sorted."""
+                  hasher: Callable[[Path], str | None] = file_hash, cache: dict[str, Any] | None = None,
+                  *, prov: dict[str, Any] | None = None, system: str | None = None) -> list[str]:
+    """The recorded files whose content differs now (or that are gone), sorted. With the result's ``prov`` and
+    ``system``, a module that registers the system counts as changed only when what it holds for the system
+    changed (``registration_hash``), not when another system's registration in it did."""
     root = root or project_root()
     cache = {} if cache is None else cache
     out = []
@@ -280,13 +419,36 @@ def changed_files(files: dict[str, str | None], root: Path | None = None,
         if key not in cache:
             cache[key] = hasher(p)
         if cache[key] != h:
+            if system and prov is not None:
+                old = _recorded_scope_of(relpath, system, prov, root, cache)
+                if old is not None and _current_scope(relpath, system, root, cache) == old:
+                    continue  # only other systems' part of the module changed
             out.append(relpath)
     return sorted(out)
 
 
-def is_current(prov: dict[str, Any] | None, root: Path | None = None) -> bool:
+def effective_code_hash(prov: dict[str, Any], system: str | None, root: Path | None = None,
+                        cache: dict[str, Any] | None = None) -> str:
+    """``code_hash`` with each module that registers ``system`` counted only as far as it concerns it: two results
+    of a row whose code differs only in other systems' registrations are not mixed."""
+    root = root or project_root()
+    cache = {} if cache is None else cache
+    files = dict(prov.get("files") or {})
+    scoped = {}
+    for relpath in files if system else ():
+        old = _recorded_scope_of(relpath, system, prov, root, cache)
+        if old is not None:
+            scoped[relpath] = "scoped:" + old
+    if not scoped:
+        return str(prov.get("code_hash"))
+    return combined_hash({**files, **scoped})
+
+
+def is_current(prov: dict[str, Any] | None, root: Path | None = None, system: str | None = None) -> bool:
     """Whether a result's provenance says it was made by the code now in the tree at a clean state: a
     fingerprint is recorded, none of its files was uncommitted, and none has changed since (what the
     leaderboard marks stale or dirty, row by row, and what ``make results`` reruns)."""
     files = (prov or {}).get("files")
-    return isinstance(files, dict) and bool(files) and not prov.get("dirty_files") and not changed_files(files, root)
+    if not isinstance(files, dict) or not files or prov.get("dirty_files"):
+        return False
+    return not changed_files(files, root, prov=prov, system=system)

@@ -119,8 +119,10 @@ def test_result_without_provenance_is_stale(tmp_path):
 
 def test_mixed_and_dirty_rows(tmp_path, fingerprints, tree):
     fp = fingerprints["popularity"]
-    other = {**fp, "files": {**fp["files"], "tasks/ranking.yaml": pv.file_hash(tree / "tasks/ranking.yaml")}}
-    other["code_hash"] = "another"
+    # made by code that read one more (unchanged) file: current, but not the same code as seed 0's
+    (tree / "extra.py").write_text("x = 1\n")
+    other = {**fp, "files": {**fp["files"], "extra.py": pv.file_hash(tree / "extra.py")}}
+    other["code_hash"] = pv.combined_hash(other["files"])
     dirty = {**fp, "dirty_files": ["systems/baselines.py"]}
     files = [_write(tmp_path, _result("popularity", 0, [0.1, 0.3], provenance=fp), [0.1, 0.3]),
              _write(tmp_path, _result("popularity", 1, [0.2, 0.2], provenance=other), [0.2, 0.2]),
@@ -237,3 +239,32 @@ def test_tie_mark_pairs_seed_by_seed_when_each_seed_draws_its_own_episodes(tmp_p
     assert top.rank == 1 and second.tied_with_best is True
     assert rows["worse"].tied_with_best is False
     assert rows["elsewhere"].tied_with_best is None
+
+
+def test_editing_one_variants_defaults_stales_only_that_variant(tmp_path):
+    """systems/semid/__init__.py registers five systems: a default of one of them stales its rows alone."""
+    fam = FAMILIES.get("ranking").__module__
+    names = ("semid", "semid-constrain", "semid-tiger")
+    fps = {s: pv.fingerprint(family_module=fam, system_factory=SYSTEMS.get(s), spec_path=ROOT / "tasks/ranking.yaml",
+                             card_path=ROOT / "tasks/cards/ml-100k.yaml", steering_file=None, dataset_fingerprint="f")
+           for s in names}
+    root = tmp_path / "tree"
+    for fp in fps.values():
+        for rel in fp["files"]:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / rel, root / rel)
+    init = root / "systems/semid/__init__.py"
+    src = init.read_text()
+    tiger = src.index("def semid_tiger(")
+    at = src.index("epochs: int = ", tiger)
+    init.write_text(src[:at] + "epochs: int = 99" + src[src.index(",", at):])
+    rows = _board(tmp_path, fps, root)
+    assert {s for s, r in rows.items() if r.stale} == {"semid-tiger"}
+    assert rows["semid-tiger"].stale_files == ["systems/semid/__init__.py"]
+    # and a change to what semid-constrain is built like (semid's own defaults) stales both
+    src = init.read_text()
+    at = src.index("epochs: float = ", src.index("def semid("))
+    assert at < src.index("def semid_tiger(")
+    init.write_text(src[:at] + "epochs: float = 9.0" + src[src.index(",", at):])
+    rows = _board(tmp_path, fps, root)
+    assert {s for s, r in rows.items() if r.stale} == {"semid-tiger", "semid", "semid-constrain"}

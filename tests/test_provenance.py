@@ -104,3 +104,81 @@ def test_changed_files_compares_content(tmp_path):
     assert pv.changed_files(files, tmp_path) == ["gone.py"]
     f.write_text("x = 2\n")
     assert pv.changed_files(files, tmp_path) == ["gone.py", "m.py"]
+
+
+REGISTERING = '''"""Two systems and a variant in one module."""
+from talkwalk_bench.registry import register_system, register_variant
+
+SHARED = 3  # every system here reads it
+
+
+def _build(name, **params):
+    return (name, SHARED, params)
+
+
+@register_system("alpha")
+def alpha(k: int = 1):
+    return _build("alpha", k=k)
+
+
+register_variant("alpha-wide", _build, like=alpha, defaults={"k": 5})
+
+
+def _beta_helper():
+    return 2
+
+
+@register_system("beta")
+def beta(depth: int = 2):
+    return ("beta", depth, _beta_helper())
+'''
+
+
+def _reg_hashes(source: str) -> dict[str, str | None]:
+    return {s: pv.registration_hash(source, s) for s in ("alpha", "alpha-wide", "beta", "gamma")}
+
+
+@pytest.mark.parametrize(("old", "new", "moved"), [
+    ("def beta(depth: int = 2):", "def beta(depth: int = 4):", {"beta"}),  # a default of one system
+    ("return 2", "return 7", {"beta"}),  # a helper only that system calls
+    ('defaults={"k": 5}', 'defaults={"k": 6}', {"alpha-wide"}),  # a variant's own defaults
+    ("def alpha(k: int = 1):", "def alpha(k: int = 2):", {"alpha", "alpha-wide"}),  # the variant is built like alpha
+    ("return (name, SHARED, params)", "return (name, SHARED, dict(params))", {"alpha", "alpha-wide"}),  # their builder
+    ("SHARED = 3  # every system here reads it", "SHARED = 4  # every system here reads it", {"alpha", "alpha-wide", "beta"}),
+])
+def test_registration_hash_moves_only_for_the_systems_an_edit_concerns(old, new, moved):
+    before = _reg_hashes(REGISTERING)
+    assert before["gamma"] is None and len({before[s] for s in ("alpha", "alpha-wide", "beta")}) == 3
+    after = _reg_hashes(REGISTERING.replace(old, new))
+    assert {s for s in before if before[s] != after[s]} == moved
+
+
+def test_old_record_is_scoped_from_its_own_revision(repo):
+    """A result recorded before ``scoped`` existed: its registering module's recorded copy is read back from git
+    (and checked against the recorded hash), so an edit to another system's registration leaves it current."""
+    mod = repo / "pkg" / "systems.py"
+    mod.write_text(REGISTERING)
+    _git(repo, "add", "pkg")
+    _git(repo, "commit", "-q", "-m", "systems")
+    rev = pv.revision(repo)
+    prov = {"revision": rev, "dirty_files": [], "files": {"pkg/systems.py": pv.file_hash(mod)}}
+    mod.write_text(REGISTERING.replace("def beta(depth: int = 2):", "def beta(depth: int = 4):"))
+    assert pv.changed_files(prov["files"], repo) == ["pkg/systems.py"]  # the whole file did change
+    assert pv.changed_files(prov["files"], repo, prov=prov, system="alpha") == []
+    assert pv.changed_files(prov["files"], repo, prov=prov, system="beta") == ["pkg/systems.py"]
+    assert pv.is_current(prov, repo, system="alpha-wide") and not pv.is_current(prov, repo, system="beta")
+    # a record whose hash is not that revision's copy is never scoped from it
+    forged = {**prov, "files": {"pkg/systems.py": "0" * 16}}
+    assert pv.changed_files(forged["files"], repo, prov=forged, system="alpha") == ["pkg/systems.py"]
+    # a new-style record says what it held for its system and needs no git
+    new_style = {**prov, "scoped": {"pkg/systems.py": {"system": "alpha", "hash": pv.registration_hash(REGISTERING, "alpha")}}}
+    assert pv.changed_files(new_style["files"], repo, prov=new_style, system="alpha") == []
+    assert pv.changed_files(new_style["files"], repo, prov=new_style, system="beta") == ["pkg/systems.py"]
+
+
+def test_fingerprint_records_the_registering_module_scoped_to_the_system():
+    fp = _fp("semid-tiger", "ranking")
+    assert fp["scoped"] == {"systems/semid/__init__.py": {
+        "system": "semid-tiger",
+        "hash": pv.registration_hash((ROOT / "systems/semid/__init__.py").read_text(), "semid-tiger")}}
+    assert fp["scoped"]["systems/semid/__init__.py"]["hash"] != _fp("semid", "ranking")["scoped"]["systems/semid/__init__.py"]["hash"]
