@@ -113,7 +113,7 @@ def cmd_suite(a: argparse.Namespace) -> int:
     cells = [cell for spec in suite.runs
              for cell in plan(spec.systems, [spec.task], seeds if a.seeds else (spec.seeds or seeds), out_dir,
                               a.dataset or suite.dataset, spec.system_args, force=a.force, progress=progress)]
-    return drive(cells, out_dir, executor=a.executor, jobs=a.jobs, address=a.address)
+    return drive(cells, out_dir, executor=a.executor, jobs=a.jobs, address=a.address, dry_run=a.dry_run)
 
 
 def _executor(raw: str) -> str:
@@ -361,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=whole("--jobs", env="TALKWALK_JOBS", minimum=1), default=_env("TALKWALK_JOBS", "1"), help="local worker processes (env TALKWALK_JOBS, default 1)")
     s.add_argument("--address", default=_env("RAY_ADDRESS"), help="Ray cluster address (env RAY_ADDRESS); default: start a local Ray")
     s.add_argument("--no-progress", action="store_true", default=env_flag("TALKWALK_NO_PROGRESS"), help="hide progress bars (env TALKWALK_NO_PROGRESS)")
+    s.add_argument("--dry-run", action="store_true", help="run nothing: print what each cell would do (skip, rerun: why, run) and the counts")
     s.set_defaults(func=cmd_suite)
 
     ls = sub.add_parser("list", help="list systems, tasks, suites, task families, datasets; or each family's metrics")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from talkwalk_bench.errors import BenchError
-from talkwalk_bench.provenance import is_current
 from talkwalk_bench.results import ResultFileError, read_result
 
 
@@ -75,21 +74,44 @@ def is_done(cell: Cell) -> bool:
 def _state(cell: Cell) -> str:
     """done (a successful result made by the current code), stale (successful, but the code that made it has
     changed, was not recorded, or was uncommitted: rerun over it), or todo."""
+    return cell_state(cell)[0]
+
+
+def cell_state(cell: Cell) -> tuple[str, str]:
+    """``(state, why)``: what ``execute`` will do with a cell (``_state``) and the reason, in words, e.g.
+    ``("stale", "changed since the run: systems/baselines.py")`` (what ``--dry-run`` prints)."""
+    from talkwalk_bench.provenance import changed_files
+
     if cell.force:
-        return "todo"
+        return "todo", "forced"
     for path in (cell.output, *cell.legacy):
         p = Path(path)
         if not p.exists():
             continue
         try:
             res = read_result(p)
-            if res.status == "success":
-                return "done" if is_current(res.provenance, system=res.system.name) else "stale"
-        except ResultFileError:
-            pass
+        except ResultFileError as exc:
+            if path == cell.output:
+                return "todo", f"unreadable result ({str(exc).splitlines()[0][:120]})"
+            continue
+        if res.status == "success":
+            prov = res.provenance or {}
+            files = prov.get("files")
+            if not isinstance(files, dict) or not files:
+                return "stale", "no code fingerprint recorded"
+            if prov.get("dirty_files"):
+                return "stale", "made with uncommitted files: " + _listed(prov["dirty_files"])
+            changed = changed_files(files, prov=prov, system=res.system.name)
+            if changed:
+                return "stale", "changed since the run: " + _listed(changed)
+            return "done", "made by the current code" + ("" if path == cell.output else f" (as {p.name})")
         if path == cell.output:
-            return "todo"  # what is at the cell's own name decides; a broken file there is rerun (and reported)
-    return "todo"
+            return "todo", f"last run ended with status {res.status}"  # what is at the cell's own name decides
+    return "todo", "no result yet"
+
+
+def _listed(names: list[str], most: int = 3) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def run_cell(cell: Cell) -> CellOutcome:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from talkwalk_bench.cli import main
@@ -52,3 +54,29 @@ def test_matrix_cli_writes_leaderboard_and_reports_failures(small_tasks, tmp_pat
     assert main(["matrix", "--systems", "popularity", "--tasks", small_tasks[0], "--seeds", "0", "--output-dir", str(out)]) == 1
     assert "corrupt result" in capsys.readouterr().err
     assert cell.read_text() == "{broken"  # never overwritten silently
+
+
+def test_dry_run_says_what_each_cell_would_do_and_runs_nothing(small_tasks, tmp_path, capsys):
+    out = tmp_path / "d"
+    args = ["matrix", "--systems", "popularity,random", "--tasks", small_tasks[0], "--seeds", "0", "--output-dir", str(out)]
+    assert main([*args, "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[1] for ln in lines[:2]] == ["run", "run"] and "no result yet" in lines[0]
+    assert not out.exists() or not list(out.rglob("*.json"))  # nothing was run
+    assert main(args) == 0
+    # one result now looks made by other code: the dry run names the file that changed
+    pop = next(out.rglob("popularity__*seed0.json"))
+    data = json.loads(pop.read_text())
+    edited = next(f for f in data["provenance"]["files"] if f.startswith("talkwalk_bench/metrics/"))
+    data["provenance"]["files"][edited] = "0" * 16
+    pop.write_text(json.dumps(data))
+    before = pop.read_text()
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "rerun popularity" not in text  # the task column comes first
+    verbs = {ln.split()[3]: (ln.split()[1], ln.split(": ", 1)[1]) for ln in text.splitlines() if ln.startswith("[")}
+    assert verbs["popularity"] == ("rerun", f"changed since the run: {edited}")
+    assert verbs["random"] == ("skip", "made by the current code")
+    assert "1 current (skipped), 1 to rerun, 0 to run" in text
+    assert pop.read_text() == before  # untouched

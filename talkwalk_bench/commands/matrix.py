@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=whole("--jobs", env="TALKWALK_JOBS", minimum=1), default=os.environ.get("TALKWALK_JOBS", "1"), help="local worker processes (env TALKWALK_JOBS, default 1)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster address (env RAY_ADDRESS); default: start a local Ray")
     p.add_argument("--output-dir", default=os.environ.get("TALKWALK_OUTPUT_DIR", "runs/matrix"), help="(env TALKWALK_OUTPUT_DIR, default runs/matrix)")
+    p.add_argument("--dry-run", action="store_true", help="run nothing: print what each cell would do (skip, rerun: why, run) and the counts")
     p.set_defaults(func=run)
 
 
@@ -43,11 +44,31 @@ def run(a: argparse.Namespace) -> int:
         raise BenchError(f"--seeds {a.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     out_dir = Path(a.output_dir)
     cells = plan(_split(a.systems), _split(a.tasks), seeds, out_dir, a.dataset)
-    return drive(cells, out_dir, executor=a.executor, jobs=a.jobs, address=a.address)
+    return drive(cells, out_dir, executor=a.executor, jobs=a.jobs, address=a.address, dry_run=a.dry_run)
 
 
-def drive(cells, out_dir: Path, *, executor: str = "local", jobs: int = 1, address: str | None = None) -> int:
+def dry_run_report(cells) -> int:
+    """What ``drive`` would do with each cell, without running anything: skip (a result made by the current
+    code), rerun (stale: why) or run (no successful result). Exit 0; the counts go last."""
+    from talkwalk_bench.matrix import cell_state
+
+    verbs = {"done": "skip", "stale": "rerun", "todo": "run"}
+    counts = {"skip": 0, "rerun": 0, "run": 0}
+    for i, c in enumerate(cells, 1):
+        state, why = cell_state(c)
+        verb = verbs[state]
+        counts[verb] += 1
+        print(f"[{i}/{len(cells)}] {verb:<5} {c.task:<14} {c.system:<20} seed {c.seed}: {why}")
+    print(f"{len(cells)} cells: {counts['skip']} current (skipped), {counts['rerun']} to rerun, "
+          f"{counts['run']} to run; nothing was run (--dry-run)")
+    return 0
+
+
+def drive(cells, out_dir: Path, *, executor: str = "local", jobs: int = 1, address: str | None = None,
+          dry_run: bool = False) -> int:
     """Run planned cells (``matrix`` and ``suite`` alike), report each, then write the folder's leaderboard."""
+    if dry_run:
+        return dry_run_report(cells)
     from talkwalk_bench import leaderboard as lb
     from talkwalk_bench.errors import BenchError
     from talkwalk_bench.matrix import execute
