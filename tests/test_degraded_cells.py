@@ -86,7 +86,10 @@ def test_a_suite_reruns_a_result_whose_code_fingerprint_is_missing_or_changed(tm
     assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
     assert "skip" in capsys.readouterr().err  # made by the current code: kept
     data = json.loads(res.read_text())
-    data["provenance"]["files"]["systems/baselines.py"] = "0" * 16  # as if the system's code had changed since
+    # as if popularity's code had changed since: the file, and (the module registers several systems) its part
+    data["provenance"]["files"]["systems/baselines.py"] = "0" * 16
+    assert data["provenance"]["scoped"]["systems/baselines.py"]["system"] == "popularity"
+    data["provenance"]["scoped"]["systems/baselines.py"]["hash"] = "0" * 16
     res.write_text(json.dumps(data))
     run_id = data["run_id"]
     assert main(["suite", str(suite), "--output-dir", str(out), "--no-progress"]) == 0
