@@ -80,7 +80,7 @@ def _state(cell: Cell) -> str:
 def cell_state(cell: Cell) -> tuple[str, str]:
     """``(state, why)``: what ``execute`` will do with a cell (``_state``) and the reason, in words, e.g.
     ``("stale", "changed since the run: systems/baselines.py")`` (what ``--dry-run`` prints)."""
-    from talkwalk_bench.provenance import changed_files
+    from talkwalk_bench.provenance import why_not_current
 
     if cell.force:
         return "todo", "forced"
@@ -95,23 +95,13 @@ def cell_state(cell: Cell) -> tuple[str, str]:
                 return "todo", f"unreadable result ({str(exc).splitlines()[0][:120]})"
             continue
         if res.status == "success":
-            prov = res.provenance or {}
-            files = prov.get("files")
-            if not isinstance(files, dict) or not files:
-                return "stale", "no code fingerprint recorded"
-            if prov.get("dirty_files"):
-                return "stale", "made with uncommitted files: " + _listed(prov["dirty_files"])
-            changed = changed_files(files, prov=prov, system=res.system.name)
-            if changed:
-                return "stale", "changed since the run: " + _listed(changed)
+            why = why_not_current(res.provenance, system=res.system.name)
+            if why:
+                return "stale", why
             return "done", "made by the current code" + ("" if path == cell.output else f" (as {p.name})")
         if path == cell.output:
             return "todo", f"last run ended with status {res.status}"  # what is at the cell's own name decides
     return "todo", "no result yet"
-
-
-def _listed(names: list[str], most: int = 3) -> str:
-    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def run_cell(cell: Cell) -> CellOutcome:

@@ -448,7 +448,21 @@ def is_current(prov: dict[str, Any] | None, root: Path | None = None, system: st
     """Whether a result's provenance says it was made by the code now in the tree at a clean state: a
     fingerprint is recorded, none of its files was uncommitted, and none has changed since (what the
     leaderboard marks stale or dirty, row by row, and what ``make results`` reruns)."""
+    return why_not_current(prov, root, system) is None
+
+
+def why_not_current(prov: dict[str, Any] | None, root: Path | None = None, system: str | None = None,
+                    most: int = 3) -> str | None:
+    """Why a result is not current, in words (``changed since the run: a.py, b.py and 4 more``), or None when
+    ``is_current``."""
     files = (prov or {}).get("files")
-    if not isinstance(files, dict) or not files or prov.get("dirty_files"):
-        return False
-    return not changed_files(files, root, prov=prov, system=system)
+    if not isinstance(files, dict) or not files:
+        return "no code fingerprint recorded"
+    if prov.get("dirty_files"):
+        return "made with uncommitted files: " + _listed(list(prov["dirty_files"]), most)
+    changed = changed_files(files, root, prov=prov, system=system)
+    return "changed since the run: " + _listed(changed, most) if changed else None
+
+
+def _listed(names: list[str], most: int) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
