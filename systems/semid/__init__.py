@@ -109,7 +109,7 @@ register_variant(
 
 @register_system(
     "semid-tiger",
-    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes) with an item head beside the codes, MiniLM utterance prefix",
+    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes) with an item head beside the codes, distilled from a 3-epoch SASRec, MiniLM utterance prefix",
 )
 def semid_tiger(
     embedder: str = "minilm",
@@ -136,9 +136,9 @@ def semid_tiger(
     beam: int = 20,
     rec_batch: int = 64,
     threads: int = 0,
-    teacher: str = "",
+    teacher: str = "sasrec",
     teacher_args: str = "epochs=3",
-    distill: float = 0.0,
+    distill: float = 0.5,
     item_embed: bool = True,
     item_head: bool = True,
     item_mix: float = 1.0,
