@@ -21,8 +21,9 @@ five) is also recorded as far as it concerns this system (``scoped``): the
 file without the other systems' registrations and the functions only they
 use. When the whole file changed but that part did not (another variant's
 defaults were edited), the result is still current. Results recorded before
-``scoped`` existed get it from their own revision's copy of the file (``git
-show``), checked against the recorded hash first.
+``scoped`` existed, or with an earlier version of its hash (``SCOPE_VERSION``),
+get it from their own revision's copy of the file (``git show``), checked
+against the recorded hash first.
 
 The leaderboard hashes the same files again: a row whose files changed is
 stale. ``dirty_files`` lists the fingerprinted files that git reports as
@@ -69,6 +70,7 @@ def combined_hash(files: dict[str, str | None]) -> str:
 
 
 _REGISTER = ("register_system", "register_variant")
+SCOPE_VERSION = 2  # of ``registration_hash``; recorded beside each scoped hash
 
 
 def _registers(node: ast.AST) -> list[str]:
@@ -89,8 +91,10 @@ def _registers(node: ast.AST) -> list[str]:
 def registration_hash(source: str, system: str) -> str | None:
     """A hash of what a registering module holds for one system: its text without the statements that register
     other systems and without the module's functions that only those use (each function that this system's
-    registration or kept code names, transitively, is kept). None when the module does not register ``system``
-    or cannot be parsed. Conservative: comments, imports and every other top-level statement count."""
+    registration or kept code names, transitively, is kept), blank lines left out. None when the module does not
+    register ``system`` or cannot be parsed. Conservative: comments, imports and every other top-level statement
+    count. Version ``SCOPE_VERSION``: version 1 kept a blank line for each line left out, so a function added for
+    another system moved every system's hash; a record of version 1 is compared by its revision's copy."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
@@ -124,8 +128,9 @@ def registration_hash(source: str, system: str) -> str | None:
     for node in drop:
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         for i in range(start - 1, node.end_lineno or node.lineno):
-            lines[i] = "\n"
-    return hashlib.sha256("".join(lines).encode()).hexdigest()[:HASH_CHARS]
+            lines[i] = ""
+    # the kept lines only, blank ones left out: another system's code added or removed moves no line that counts
+    return hashlib.sha256("".join(line for line in lines if line.strip()).encode()).hexdigest()[:HASH_CHARS]
 
 
 def _registering_path(factory: Callable[..., Any] | None) -> Path | None:
@@ -356,7 +361,7 @@ def fingerprint(*, family_module: str, system_factory: Callable[..., Any] | None
         except (OSError, UnicodeDecodeError):
             h = None
         if h is not None:
-            scoped[rel(reg, root)] = {"system": system_name, "hash": h}
+            scoped[rel(reg, root)] = {"system": system_name, "hash": h, "version": SCOPE_VERSION}
     return {"revision": revision(root), "dirty_files": dirty_files, "files": files, "code_hash": combined_hash(files),
             "dataset_fingerprint": dataset_fingerprint, "scoped": scoped}
 
@@ -390,11 +395,14 @@ def _current_scope(relpath: str, system: str, root: Path, cache: dict[str, Any])
 
 def _recorded_scope_of(relpath: str, system: str, prov: dict[str, Any], root: Path, cache: dict[str, Any]) -> str | None:
     """What ``relpath`` held for ``system`` when the result was made: the recorded ``scoped`` hash, or, for a
-    result recorded before ``scoped`` existed, the hash of its revision's copy (looked up only for a module that
-    registers the system now)."""
-    if "scoped" in prov:
-        entry = (prov.get("scoped") or {}).get(relpath)
+    result recorded before ``scoped`` existed or by an earlier ``SCOPE_VERSION``, the hash of its revision's copy
+    (looked up only for a module that registers the system now)."""
+    entry = (prov.get("scoped") or {}).get(relpath) if "scoped" in prov else None
+    if "scoped" in prov and not (isinstance(entry, dict) and entry.get("version") != SCOPE_VERSION):
         return entry.get("hash") if isinstance(entry, dict) and entry.get("system") == system else None
+    if isinstance(entry, dict) and entry.get("system") != system:
+        return None
+    # recorded before ``scoped`` existed, or by an earlier version of ``registration_hash``: the revision's copy
     if relpath.endswith(".py") and _current_scope(relpath, system, root, cache) is not None:
         h = (prov.get("files") or {}).get(relpath)
         key = ("rev", relpath, h, system, prov.get("revision"))

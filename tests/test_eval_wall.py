@@ -161,3 +161,14 @@ def test_the_independent_phrasings_share_no_template_and_no_eval_only_wording(ca
     assert texts
     assert not [t for t in texts if t.lower() in eval_set]
     assert not [(t, leaked(t, card)) for t in texts if leaked(t, card)]
+
+
+def test_the_semid_constrain_readers_negated_rows_hold_no_eval_only_wording(card):
+    # the rows are rendered from the train templates and system paraphrases by rules, so the check is on what
+    # they render, not on literals
+    from systems.semid.reading import NegatingSpace
+
+    rows = NegatingSpace(card, anchored=True).negated_rows(card, ["Heat", "Brazil"], seed=0)
+    assert len(rows) > 500
+    bad = [(u, leaked(u, card)) for _, u, _ in rows if leaked(u, card)]
+    assert not bad, bad[:5]

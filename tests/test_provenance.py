@@ -145,6 +145,10 @@ def _reg_hashes(source: str) -> dict[str, str | None]:
     ("def alpha(k: int = 1):", "def alpha(k: int = 2):", {"alpha", "alpha-wide"}),  # the variant is built like alpha
     ("return (name, SHARED, params)", "return (name, SHARED, dict(params))", {"alpha", "alpha-wide"}),  # their builder
     ("SHARED = 3  # every system here reads it", "SHARED = 4  # every system here reads it", {"alpha", "alpha-wide", "beta"}),
+    # a variant given a builder of its own: the lines added for it move no other system's hash
+    ('register_variant("alpha-wide", _build, like=alpha, defaults={"k": 5})',
+     'def _build_wide(name, **params):\n    return _build(name, wide=True, **params)\n\n\n'
+     'register_variant("alpha-wide", _build_wide, like=alpha, defaults={"k": 5})', {"alpha-wide"}),
 ])
 def test_registration_hash_moves_only_for_the_systems_an_edit_concerns(old, new, moved):
     before = _reg_hashes(REGISTERING)
@@ -171,14 +175,20 @@ def test_old_record_is_scoped_from_its_own_revision(repo):
     forged = {**prov, "files": {"pkg/systems.py": "0" * 16}}
     assert pv.changed_files(forged["files"], repo, prov=forged, system="alpha") == ["pkg/systems.py"]
     # a new-style record says what it held for its system and needs no git
-    new_style = {**prov, "scoped": {"pkg/systems.py": {"system": "alpha", "hash": pv.registration_hash(REGISTERING, "alpha")}}}
+    new_style = {**prov, "revision": None,
+                 "scoped": {"pkg/systems.py": {"system": "alpha", "hash": pv.registration_hash(REGISTERING, "alpha"),
+                                               "version": pv.SCOPE_VERSION}}}
     assert pv.changed_files(new_style["files"], repo, prov=new_style, system="alpha") == []
     assert pv.changed_files(new_style["files"], repo, prov=new_style, system="beta") == ["pkg/systems.py"]
+    # a record of an earlier version of the hash is not compared with today's: its revision's copy is read instead
+    v1 = {**prov, "scoped": {"pkg/systems.py": {"system": "alpha", "hash": "0" * 16}}}
+    assert pv.changed_files(v1["files"], repo, prov=v1, system="alpha") == []
+    assert pv.changed_files(v1["files"], repo, prov={**v1, "revision": None}, system="alpha") == ["pkg/systems.py"]
 
 
 def test_fingerprint_records_the_registering_module_scoped_to_the_system():
     fp = _fp("semid-tiger", "ranking")
     assert fp["scoped"] == {"systems/semid/__init__.py": {
-        "system": "semid-tiger",
+        "system": "semid-tiger", "version": pv.SCOPE_VERSION,
         "hash": pv.registration_hash((ROOT / "systems/semid/__init__.py").read_text(), "semid-tiger")}}
     assert fp["scoped"]["systems/semid/__init__.py"]["hash"] != _fp("semid", "ranking")["scoped"]["systems/semid/__init__.py"]["hash"]

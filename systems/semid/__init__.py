@@ -89,12 +89,18 @@ register_variant(
     description="Semantic-id LLM, embedding-only alignment: new rows projected from item embeddings, stage A only (seed 002)",
 )
 
+def _build_constrain(name: str, **params: Any) -> Any:
+    from systems.semid.reading import NegatingReaderRecommender
+
+    return NegatingReaderRecommender(name, **params)
+
+
 register_variant(
     "semid-constrain",
-    _build,
+    _build_constrain,
     like=semid,
     defaults={"constrain": True},
-    description="Semantic-id LLM that first emits the request as a card constraint (grammar over the card's constraints), then decodes only items that satisfy it",
+    description="Semantic-id LLM that first emits the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items that satisfy it",
 )
 
 register_variant(

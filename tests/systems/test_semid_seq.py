@@ -236,6 +236,39 @@ def test_reader_rows_are_train_phrasings_or_system_paraphrases_and_anchor_on_tit
     assert len({u for _, u, _ in rows}) > n_templates  # templates filled with the card's values
 
 
+def test_negated_texts_mean_their_complement_and_the_reader_resolves_them(env, monkeypatch):
+    import systems.semid.constraint as cons
+    from systems.semid.reading import NOT, NegatingReaderRecommender, NegatingSpace
+
+    data = env[1]
+    space = NegatingSpace(data.card, anchored=True)
+    assert "not year < 1980" in space.negation and "not year < that" in space.negation
+    vals = ItemValues(data.card, data.items, list(data.item_ids))
+    known = np.array([vals[it]["year"] is not None for it in data.item_ids])
+    for t, comp in space.negation.items():
+        plain = t[len(NOT):]
+        assert space.resolve(t) == comp and space.resolve(comp) == comp and t in space.texts
+        if plain in space.anchored:  # a relation to an item: the other direction
+            assert {space.anchored[plain], space.anchored[comp]} == {"older", "newer"}
+            continue
+        a, b = vals.mask(space.preds[plain]), vals.mask(space.preds[t])
+        assert not (a & b).any() and ((a | b) == known).all()  # items of unknown year satisfy neither
+    # the rows teach every "not" text of the year bounds, as two kinds of their own
+    rows = space.negated_rows(data.card, ["Brazil"], seed=0)
+    assert {k for k, _, _ in rows} == {"not_bound", "not_item"} and all(t in space.negation for _, _, t in rows)
+    s = fitted("semid-constrain", env)
+    assert isinstance(s, NegatingReaderRecommender) and s.fit_info["reader"]["rows"] > len(rows)
+    # what the reader emits ("not year < 1980") reaches the recommender as its complement
+    texts = s._ctries[False][1]
+    assert "not year < that" not in texts  # nothing to refer to: no relation to an item, negated or not
+    monkeypatch.setattr(cons, "greedy_emit", lambda model, ids, trie: (texts.index("not year < 1980"), 0.0))
+    text, pred = s.read_constraint("anything", anchored=False)
+    assert text == "year >= 1980" and pred is space.preds["year >= 1980"] or pred == space.preds["year >= 1980"]
+    rank = s.recommend([Request("1", conversation=(Turn("anything"),))], k=3)[0]
+    assert rank.trace["constraint"] == "year >= 1980"
+    assert all(vals[it]["year"] is not None and vals[it]["year"] >= 1980 for it in rank.items)
+
+
 def test_constrain_reads_that_as_the_item_the_request_names(env, monkeypatch):
     s = fitted("semid-constrain", env)
     data = env[1]
