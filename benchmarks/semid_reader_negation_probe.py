@@ -3,16 +3,18 @@
 Usage: python benchmarks/semid_reader_negation_probe.py --rows {base,negation} [--seed 0] [--out FILE.json]
        python benchmarks/semid_reader_negation_probe.py --rows negation --task steerability --run-out RUN.json [--steering-file F]
 
-The reader misreads negations: "not before 1990" comes out as ``year < 1990``,
-"please avoid westerns" as ``genre = Western`` (docs/semid.md). Its rows hold
-negated phrasings for no relation. This probe trains the reader alone (12
-layers cut from the base LLM plus its LoRA adapter, as ``semid-constrain``
-trains it; the ranking model is not needed) on its rows as they are
-(``base``; this is the very reader ``semid-constrain`` caches and reuses), or
-on those rows plus the negated paraphrases below (``negation``; cached under
-another key), then measures parse accuracy on the built-in evaluation
-phrasings and on the independent ones (``benchmarks/contrastive_phrasings.yaml``)
-with ``semid_constraint_parse.parse_hits``. With ``--task`` it runs that task
+The reader with the plain constraint language misread negations: "not before
+1990" came out as ``year < 1990`` (docs/semid.md). ``semid-constrain`` now
+reads with a language that negates each ordinal constraint, taught by
+negated relation phrasings (``systems/semid/reading.py``). This probe trains
+the reader alone (cut from the base LLM plus its LoRA adapter, as
+``semid-constrain`` trains it; the ranking model is not needed) on the
+system's rows as they are (``base``; this is the very reader
+``semid-constrain`` caches and reuses), or on those rows plus the older
+hand-written negated paraphrases below (``negation``; cached under another
+key), then measures parse accuracy on the built-in evaluation phrasings and
+on the independent ones (``benchmarks/contrastive_phrasings.yaml``) with
+``semid_constraint_parse.parse_hits``. With ``--task`` it runs that task
 end to end instead, ``semid-constrain`` with the probe's reader (the ranking
 model is trained or loaded from the cache as usual), into ``--run-out``:
 a probe's result, never one to publish (its fingerprint does not show the
