@@ -397,11 +397,13 @@ def _recorded_scope_of(relpath: str, system: str, prov: dict[str, Any], root: Pa
     """What ``relpath`` held for ``system`` when the result was made: the recorded ``scoped`` hash, or, for a
     result recorded before ``scoped`` existed or by an earlier ``SCOPE_VERSION``, the hash of its revision's copy
     (looked up only for a module that registers the system now)."""
-    entry = (prov.get("scoped") or {}).get(relpath) if "scoped" in prov else None
-    if "scoped" in prov and not (isinstance(entry, dict) and entry.get("version") != SCOPE_VERSION):
-        return entry.get("hash") if isinstance(entry, dict) and entry.get("system") == system else None
+    entry = (prov.get("scoped") or {}).get(relpath)
     if isinstance(entry, dict) and entry.get("system") != system:
         return None
+    if isinstance(entry, dict) and entry.get("version") == SCOPE_VERSION:
+        return entry.get("hash")
+    if "scoped" in prov and not isinstance(entry, dict):
+        return None  # recorded with scoping, and this file is not where the system was registered
     # recorded before ``scoped`` existed, or by an earlier version of ``registration_hash``: the revision's copy
     if relpath.endswith(".py") and _current_scope(relpath, system, root, cache) is not None:
         h = (prov.get("files") or {}).get(relpath)
