@@ -24,12 +24,26 @@ paraphrases (``systems/contrastive/grounding.py``: ``RELATIONS``); no
 evaluation wording is read (tests/test_eval_wall.py checks every rendered
 row). ``NegatingReaderRecommender`` is ``semid-constrain``: the
 ``SemIdRecommender`` whose reader uses this language.
+
+Decoding keeps to what the reader is sure of. The reader is trained to a
+near-zero loss on its rows, so a reading it gives less than most of its
+probability is one its rows did not teach, and there its probability is
+not to be trusted for the direction. ``likeliest_readings`` finds the
+reader's readings in order of probability (an exact best-first search of
+the language's token trie) until together they hold ``CREDIBLE`` (90 %) of
+it; decoding keeps to the items that satisfy *any* of them (none of them:
+no constraint). A sure reading is one reading, as before; a reader torn
+between a relation and its complement keeps to neither.
 """
 
 from __future__ import annotations
 
+import copy
+import heapq
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +52,8 @@ from systems.semid.constraint import NONE, ConstraintSpace, canonical
 from systems.semid.system import SemIdRecommender
 
 NOT = "not "
+CREDIBLE = 0.9  # the share of the reader's probability the readings decoding keeps to hold together
+MOST_READINGS = 8  # the readings looked for at most; fewer than CREDIBLE's share together -> no constraint
 ORDINAL = ("before", "after", "older", "newer")  # the request kinds whose relation has a complement
 # a relation negated as a whole, said around it ({R}: the relation, e.g. "made before 1980"): by a quantifier
 # for every relation, by "not" only for one that starts with a participle or a comparison ("not made before
@@ -45,7 +61,7 @@ ORDINAL = ("before", "after", "older", "newer")  # the request kinds whose relat
 QUANTIFIED_FRAMES = ("nothing {R}", "no {nouns} {R}", "I don't want anything {R}", "none {R}", "skip everything {R}")
 NOT_FRAMES = ("not {R}", "something not {R}", "a {noun} not {R}", "one not {R}", "not {R}, please")
 _PREPOSITION = re.compile(r"^(?:before|after|from|since|until|up until|back|forward|going|of|post-|pre-|\{)")
-# a comparison lowered or negated, said in the frames below ({C}: e.g. "no older than 1980")
+# a comparison lowered or negated, said in the frames below ({C}: e.g. "not older than 1980")
 COMPARISON_FRAMES = ("{C}", "something {C}", "a {noun} {C}", "one {C}", "{C}, please", "show me {nouns} {C}")
 _COMPARATIVE = re.compile(r"\b(?:more (\w+)|(\w+er)) than\b")
 # frames the train templates put around their relation; the relation is what follows
@@ -179,11 +195,104 @@ class NegatingReaderRecommender(SemIdRecommender):
         self._ctries = {True: trie(self.cspace.texts), False: trie([t for t in self.cspace.texts if t not in item])}
         self.ctrie = self._ctries[True][0]
 
+    def readings(self, utterance: str, anchored: bool = True, most: int = MOST_READINGS) -> list[tuple[str, float]]:
+        """The reader's readings of an utterance, most probable first, until they hold ``CREDIBLE`` of its
+        probability (``likeliest_readings``): [(text, log-probability)], a ``not`` text resolved to its
+        complement. Without ``anchored`` the relations to an item are not in the grammar."""
+        from systems.semid.constraint import PROMPT
+
+        trie, texts = self._ctries[bool(anchored) and bool(self.cspace.anchored)]
+        ids = self.tok(PROMPT.format(utterance=utterance), add_special_tokens=False)["input_ids"]
+        return [(self.cspace.resolve(texts[i]), lp) for i, lp in likeliest_readings(self.reader, ids, trie, most=most)]
+
     def read_constraint(self, utterance: str, anchored: bool = True) -> tuple[str, Any]:
-        """The reading of ``SemIdRecommender.read_constraint``, a ``not`` text resolved to its complement."""
-        text, _ = super().read_constraint(utterance, anchored=anchored)
-        text = self.cspace.resolve(text)
+        """The reader's likeliest reading (text, predicate or None), a ``not`` text resolved to its complement."""
+        text = self.readings(utterance, anchored=anchored, most=1)[0][0]
         return text, self.cspace.preds[text]
+
+    def read(self, r: Any) -> tuple[str, Any, Any]:
+        """(text, predicate or None, cache key) of what decoding keeps to: the reader's credible readings
+        (``readings``), each with "that" resolved as ``SemIdRecommender.read`` resolves it, joined by " | ".
+        Several readings: the items that satisfy any of them (``AnyOf``); None when one of them is ``none``,
+        says "that" with nothing to refer to, or the readings found hold less than ``CREDIBLE`` together."""
+        anchor = self.anchor_of(r) if self.cspace.anchored else None
+        found = self.readings(r.utterance, anchored=anchor is not None)
+        parts = list({text: self._resolved(text, anchor) for text, _ in found}.values())
+        held = sum(math.exp(lp) for _, lp in found)
+        text = " | ".join(t for t, _, _ in parts)
+        if len(parts) == 1 and held >= CREDIBLE:
+            return parts[0]
+        if held < CREDIBLE or any(p is None for _, p, _ in parts):
+            return text, None, text
+        return text, AnyOf(tuple(p for _, p, _ in parts)), tuple(k for _, _, k in parts)
+
+    def _resolved(self, text: str, anchor: str | None) -> tuple[str, Any, Any]:
+        """(text, predicate or None, cache key) of one reading, "that" resolved to ``anchor``."""
+        if text in self.cspace.anchored and anchor is not None and anchor in self._iv.index:
+            kind = self.cspace.anchored[text]
+            s = self._vocab.relative(kind, anchor, self._iv[anchor], self._iv.titles.get(anchor, ""))
+            return text, s.predicate, (kind, anchor)
+        return text, self.cspace.preds[text], text
+
+    def _trie_for(self, key: Any, pred: Any) -> Any:
+        """``SemIdRecommender._trie_for``, for ``AnyOf`` the items that satisfy any of its predicates."""
+        from systems.semid.decode import PrefixTrie
+
+        if not isinstance(pred, AnyOf):
+            return super()._trie_for(key, pred)
+        if key not in self._sub:
+            ok = np.logical_or.reduce([self._iv.mask(p) for p in pred.preds])
+            self._sub[key] = PrefixTrie([self.space.sids[i] for i in np.flatnonzero(ok)]) if 0 < ok.sum() < len(ok) else None
+        return self._sub[key]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Items that satisfy any of ``preds`` (the reader's credible readings of one request)."""
+
+    preds: tuple[Any, ...]
+
+
+def likeliest_readings(model: Any, prompt_ids: Sequence[int], trie: Any, mass: float = CREDIBLE,
+                       most: int = MOST_READINGS) -> list[tuple[int, float]]:
+    """The texts of ``trie`` in order of their probability under ``model`` after ``prompt_ids``, until together
+    they hold ``mass`` of it or ``most`` were found: [(index of the text, log-probability)].
+
+    A best-first search over the token trie, exact: a prefix's log-probability bounds every text under it, so
+    texts leave the queue most probable first. The probability is ``constraint.greedy_emit``'s, each step
+    renormalised over the tokens the trie allows (a step with one allowed token costs nothing and calls no
+    model), so with ``most=1`` and a sure reader it reads what greedy decoding reads, at the same cost.
+    """
+    import torch
+
+    head = model.get_output_embeddings().weight
+    body = model.base_model
+    out: list[tuple[int, float]] = []
+    held = 0.0
+    with torch.inference_mode():
+        o = body(input_ids=torch.as_tensor([list(prompt_ids)]), use_cache=True)
+        # (-log p, tie-break, tokens so far, cache, last hidden state, tokens not yet fed to the cache)
+        queue = [(0.0, 0, (), o.past_key_values, o.last_hidden_state[0, -1], ())]
+        n = 1
+        while queue and held < mass and len(out) < most:
+            neg, _, done, cache, h, pending = heapq.heappop(queue)
+            if done in trie.leaf:
+                out.append((trie.leaf[done], -neg))
+                held += math.exp(-neg)
+                continue
+            allowed = trie.kids[done]
+            if len(allowed) == 1:
+                heapq.heappush(queue, (neg, n, (*done, allowed[0]), cache, h, (*pending, allowed[0])))
+                n += 1
+                continue
+            if pending:  # siblings share the cache they branched from: feed a copy
+                o = body(input_ids=torch.as_tensor([list(pending)]), past_key_values=copy.deepcopy(cache), use_cache=True)
+                cache, h = o.past_key_values, o.last_hidden_state[0, -1]
+            lp = torch.log_softmax((h @ head[allowed].T).float(), -1).tolist()
+            for t, v in zip(allowed, lp, strict=True):
+                heapq.heappush(queue, (neg - v, n, (*done, t), cache, h, (t,)))
+                n += 1
+    return out
 
 
 def fit_reader(rec: SemIdRecommender, model: Any, tok: Any, data: Any, root: Any, seed: int, space: ConstraintSpace) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -207,8 +209,9 @@ def test_constrain_variant_emits_a_card_constraint_and_keeps_to_it(env):
     text, pred = s.read_constraint("i want horror", anchored=False)  # nothing named, nothing shown
     assert text in s.cspace.texts
     rank = s.recommend([r], k=3)[0]
-    assert rank.trace["constraint"] == text
-    if pred is not None:
+    # the likeliest reading first, then any others decoding keeps to (an untrained reader is unsure)
+    assert rank.trace["constraint"].split(" | ")[0] == text
+    if pred is not None and rank.trace["constraint"] == text:
         vals = ItemValues(data.card, data.items, list(data.item_ids))
         ok = dict(zip(data.item_ids, vals.mask(pred), strict=True))
         assert all(ok[it] for it in rank.items)
@@ -237,7 +240,6 @@ def test_reader_rows_are_train_phrasings_or_system_paraphrases_and_anchor_on_tit
 
 
 def test_negated_texts_mean_their_complement_and_the_reader_resolves_them(env, monkeypatch):
-    import systems.semid.constraint as cons
     from systems.semid.reading import NOT, NegatingReaderRecommender, NegatingSpace
 
     data = env[1]
@@ -261,7 +263,9 @@ def test_negated_texts_mean_their_complement_and_the_reader_resolves_them(env, m
     # what the reader emits ("not year < 1980") reaches the recommender as its complement
     texts = s._ctries[False][1]
     assert "not year < that" not in texts  # nothing to refer to: no relation to an item, negated or not
-    monkeypatch.setattr(cons, "greedy_emit", lambda model, ids, trie: (texts.index("not year < 1980"), 0.0))
+    import systems.semid.reading as reading
+
+    monkeypatch.setattr(reading, "likeliest_readings", lambda model, ids, trie, **kw: [(texts.index("not year < 1980"), 0.0)])
     text, pred = s.read_constraint("anything", anchored=False)
     assert text == "year >= 1980" and pred is space.preds["year >= 1980"] or pred == space.preds["year >= 1980"]
     rank = s.recommend([Request("1", conversation=(Turn("anything"),))], k=3)[0]
@@ -283,14 +287,14 @@ def test_constrain_reads_that_as_the_item_the_request_names(env, monkeypatch):
     plain = Request("1", conversation=(Turn("hi", shown=("20", "5")), Turn("i want horror")))
     assert s.anchor_of(plain) is None
     seen = []
-    monkeypatch.setattr(s, "read_constraint", lambda u, anchored=True: seen.append(anchored) or ("none", None))
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: seen.append(anchored) or [("none", 0.0)])
     s.recommend([plain], k=3)
     assert seen == [False]
-    monkeypatch.setattr(s, "read_constraint", lambda u, anchored=True: ("year < that", None))
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("year < that", 0.0)])
     rank = s.recommend([r], k=3)[0]
     assert rank.trace["constraint"] == "year < that"
     assert rank.items and all(year[it] < year["12"] for it in rank.items)
-    monkeypatch.setattr(s, "read_constraint", lambda u, anchored=True: ("genre unlike that", None))
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("genre unlike that", 0.0)])
     rank = s.recommend([r], k=3)[0]
     g12 = vals["12"]["genre"]
     assert all(not (vals[it]["genre"] & g12) for it in rank.items)
@@ -304,6 +308,56 @@ def test_constrain_reads_that_as_the_item_the_request_names(env, monkeypatch):
     rank = s.recommend([long], k=3)[0]
     assert rank.trace["constraint_kept"] is True
     assert len(rank.items) == 3 and all(it in inside[:4] for it in rank.items)
+
+
+def test_likeliest_readings_are_the_languages_texts_in_order_of_probability(env):
+    import systems.semid.constraint as cons
+    from systems.semid.reading import likeliest_readings
+
+    s = fitted("semid-constrain", env)
+    trie, texts = s._ctries[False]
+    ids = s.tok(cons.PROMPT.format(utterance="nothing made before 1980"), add_special_tokens=False)["input_ids"]
+    head = s.reader.get_output_embeddings().weight
+
+    def logp(seq):  # each branching step renormalised over the tokens the trie allows, as decoding does
+        with torch.inference_mode():
+            h = s.reader.base_model(input_ids=torch.as_tensor([ids + seq])).last_hidden_state[0]
+        out = 0.0
+        for j in range(len(seq)):
+            allowed = trie.kids[tuple(seq[:j])]
+            if len(allowed) > 1:
+                out += float(torch.log_softmax((h[len(ids) + j - 1] @ head[allowed].T).float(), -1)[allowed.index(seq[j])])
+        return out
+
+    exact = sorted(((logp(list(seq)), i) for seq, i in trie.leaf.items()), reverse=True)
+    assert abs(sum(math.exp(v) for v, _ in exact) - 1) < 1e-3  # a distribution over the language
+    found = likeliest_readings(s.reader, ids, trie, mass=0.999, most=5)
+    assert [i for i, _ in found] == [i for _, i in exact[:5]]
+    assert all(abs(v - w) < 2e-2 for (_, v), (w, _) in zip(found, exact, strict=False))
+    # it stops once the readings found hold the share asked for
+    some = likeliest_readings(s.reader, ids, trie, mass=0.5, most=50)
+    assert sum(math.exp(v) for _, v in some[:-1]) < 0.5 <= sum(math.exp(v) for _, v in some) + 1e-3
+
+
+def test_decoding_keeps_to_the_union_of_credible_readings_and_to_nothing_when_unsure(env, monkeypatch):
+    s = fitted("semid-constrain", env)
+    data = env[1]
+    vals = ItemValues(data.card, data.items, list(data.item_ids))
+    r = Request("1", conversation=(Turn("hmm"),))
+    horror, comedy = (frozenset(it for it in data.item_ids if g in vals[it]["genre"]) for g in ("Horror", "Comedy"))
+    # two readings that hold 0.95 together: items of either
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("genre = Horror", math.log(0.5)), ("genre = Comedy", math.log(0.45))])
+    rank = s.recommend([r], k=3)[0]
+    assert rank.trace["constraint"] == "genre = Horror | genre = Comedy" and rank.trace["constraint_kept"] is True
+    assert all(it in horror | comedy for it in rank.items) and len(horror | comedy) > len(horror)
+    # torn between a bound and its complement, short of the credible share: nothing to keep to
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("year < 1980", math.log(0.6)), ("year >= 1980", math.log(0.25))])
+    rank = s.recommend([r], k=3)[0]
+    assert rank.trace["constraint"] == "year < 1980 | year >= 1980" and rank.trace["constraint_kept"] is False
+    # one sure reading: as before
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("genre = Comedy", math.log(0.97))])
+    rank = s.recommend([r], k=3)[0]
+    assert rank.trace["constraint"] == "genre = Comedy" and all(it in comedy for it in rank.items)
 
 
 def test_the_reader_never_changes_lists_without_a_request(env):
