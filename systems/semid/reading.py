@@ -31,9 +31,13 @@ probability is one its rows did not teach, and there its probability is
 not to be trusted for the direction. ``likeliest_readings`` finds the
 reader's readings in order of probability (an exact best-first search of
 the language's token trie) until together they hold ``CREDIBLE`` (90 %) of
-it; decoding keeps to the items that satisfy *any* of them (none of them:
-no constraint). A sure reading is one reading, as before; a reader torn
-between a relation and its complement keeps to neither.
+it. Decoding keeps to the items that satisfy the request with probability
+``CREDIBLE`` or more under those readings (each reading's probability
+summed over the readings an item satisfies); when fewer than k items are
+that sure, to none. A sure reading is one reading, as before. Readings
+that nest ("sci-fi, no noir" or just "sci-fi") keep to the items both
+hold; a reader torn between a relation and its complement keeps to
+neither.
 """
 
 from __future__ import annotations
@@ -211,20 +215,22 @@ class NegatingReaderRecommender(SemIdRecommender):
         return text, self.cspace.preds[text]
 
     def read(self, r: Any) -> tuple[str, Any, Any]:
-        """(text, predicate or None, cache key) of what decoding keeps to: the reader's credible readings
-        (``readings``), each with "that" resolved as ``SemIdRecommender.read`` resolves it, joined by " | ".
-        Several readings: the items that satisfy any of them (``AnyOf``); None when one of them is ``none``,
-        says "that" with nothing to refer to, or the readings found hold less than ``CREDIBLE`` together."""
+        """(text, predicate or None, cache key) of what decoding keeps to. One reading the reader is sure of
+        (``CREDIBLE``): that reading, "that" resolved as ``SemIdRecommender.read`` resolves it. Otherwise its
+        credible readings (``readings``), each with its probability, as ``Credible``: decoding keeps to the
+        items that satisfy the request with probability ``CREDIBLE`` or more under them."""
         anchor = self.anchor_of(r) if self.cspace.anchored else None
-        found = self.readings(r.utterance, anchored=anchor is not None)
-        parts = list({text: self._resolved(text, anchor) for text, _ in found}.values())
-        held = sum(math.exp(lp) for _, lp in found)
-        text = " | ".join(t for t, _, _ in parts)
-        if len(parts) == 1 and held >= CREDIBLE:
-            return parts[0]
-        if held < CREDIBLE or any(p is None for _, p, _ in parts):
-            return text, None, text
-        return text, AnyOf(tuple(p for _, p, _ in parts)), tuple(k for _, _, k in parts)
+        parts: dict[str, list] = {}  # text -> [predicate or None, cache key, probability]
+        for text, lp in self.readings(r.utterance, anchored=anchor is not None):
+            if text not in parts:
+                parts[text] = [*self._resolved(text, anchor)[1:], 0.0]
+            parts[text][2] += math.exp(lp)
+        if len(parts) == 1 and next(iter(parts.values()))[2] >= CREDIBLE:
+            text, (pred, key, _) = next(iter(parts.items()))
+            return text, pred, key
+        text = " | ".join(f"{t} ({p:.2f})" for t, (_, _, p) in parts.items())
+        readings = tuple((pred, key, p) for pred, key, p in parts.values())
+        return text, Credible(readings), ("credible", tuple((key, round(p, 4)) for _, key, p in readings))
 
     def _resolved(self, text: str, anchor: str | None) -> tuple[str, Any, Any]:
         """(text, predicate or None, cache key) of one reading, "that" resolved to ``anchor``."""
@@ -235,22 +241,29 @@ class NegatingReaderRecommender(SemIdRecommender):
         return text, self.cspace.preds[text], text
 
     def _trie_for(self, key: Any, pred: Any) -> Any:
-        """``SemIdRecommender._trie_for``, for ``AnyOf`` the items that satisfy any of its predicates."""
+        """``SemIdRecommender._trie_for``; for ``Credible`` readings, the items whose probability of satisfying
+        the request is ``CREDIBLE`` or more (a reading without a predicate, ``none`` or an unresolved "that",
+        holds for every item). None when no item or every item is that sure."""
         from systems.semid.decode import PrefixTrie
 
-        if not isinstance(pred, AnyOf):
+        if not isinstance(pred, Credible):
             return super()._trie_for(key, pred)
         if key not in self._sub:
-            ok = np.logical_or.reduce([self._iv.mask(p) for p in pred.preds])
+            sure = np.zeros(len(self.item_ids))
+            for p, k, prob in pred.readings:
+                if p is not None and ("mask", k) not in self._sub:
+                    self._sub[("mask", k)] = self._iv.mask(p)
+                sure += prob * (self._sub[("mask", k)] if p is not None else 1.0)
+            ok = sure >= CREDIBLE - 1e-9
             self._sub[key] = PrefixTrie([self.space.sids[i] for i in np.flatnonzero(ok)]) if 0 < ok.sum() < len(ok) else None
         return self._sub[key]
 
 
 @dataclass(frozen=True)
-class AnyOf:
-    """Items that satisfy any of ``preds`` (the reader's credible readings of one request)."""
+class Credible:
+    """The reader's credible readings of one request: (predicate or None, cache key, probability) each."""
 
-    preds: tuple[Any, ...]
+    readings: tuple[tuple[Any, Any, float], ...]
 
 
 def likeliest_readings(model: Any, prompt_ids: Sequence[int], trie: Any, mass: float = CREDIBLE,

@@ -210,7 +210,8 @@ def test_constrain_variant_emits_a_card_constraint_and_keeps_to_it(env):
     assert text in s.cspace.texts
     rank = s.recommend([r], k=3)[0]
     # the likeliest reading first, then any others decoding keeps to (an untrained reader is unsure)
-    assert rank.trace["constraint"].split(" | ")[0] == text
+    first = rank.trace["constraint"].split(" | ")[0]
+    assert first == text or first.startswith(f"{text} (")
     if pred is not None and rank.trace["constraint"] == text:
         vals = ItemValues(data.card, data.items, list(data.item_ids))
         ok = dict(zip(data.item_ids, vals.mask(pred), strict=True))
@@ -339,25 +340,35 @@ def test_likeliest_readings_are_the_languages_texts_in_order_of_probability(env)
     assert sum(math.exp(v) for _, v in some[:-1]) < 0.5 <= sum(math.exp(v) for _, v in some) + 1e-3
 
 
-def test_decoding_keeps_to_the_union_of_credible_readings_and_to_nothing_when_unsure(env, monkeypatch):
+def test_decoding_keeps_to_the_items_the_credible_readings_make_sure_and_to_nothing_when_unsure(env, monkeypatch):
     s = fitted("semid-constrain", env)
     data = env[1]
     vals = ItemValues(data.card, data.items, list(data.item_ids))
     r = Request("1", conversation=(Turn("hmm"),))
-    horror, comedy = (frozenset(it for it in data.item_ids if g in vals[it]["genre"]) for g in ("Horror", "Comedy"))
-    # two readings that hold 0.95 together: items of either
-    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("genre = Horror", math.log(0.5)), ("genre = Comedy", math.log(0.45))])
+    # two texts that nest, e.g. "genre = Comedy & genre != Drama" in "genre = Comedy", each wider than the other
+    both, wide = next((t, t.split(" & ")[0]) for t in s.cspace.texts if " & genre != " in t
+                      and 3 <= vals.mask(s.cspace.preds[t]).sum() < vals.mask(s.cspace.preds[t.split(" & ")[0]]).sum())
+    sure = vals.mask(s.cspace.preds[both])
+    in_wide = dict(zip(data.item_ids, vals.mask(s.cspace.preds[wide]), strict=True))
+    ok = dict(zip(data.item_ids, sure, strict=True))
+    assert sure.sum() >= 3 and sum(in_wide.values()) > sure.sum()
+    # two readings that nest and hold 0.95 together: the items both hold (0.95 sure), not those only the wider holds (0.45)
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [(both, math.log(0.5)), (wide, math.log(0.45))])
     rank = s.recommend([r], k=3)[0]
-    assert rank.trace["constraint"] == "genre = Horror | genre = Comedy" and rank.trace["constraint_kept"] is True
-    assert all(it in horror | comedy for it in rank.items) and len(horror | comedy) > len(horror)
-    # torn between a bound and its complement, short of the credible share: nothing to keep to
-    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("year < 1980", math.log(0.6)), ("year >= 1980", math.log(0.25))])
+    assert rank.trace["constraint"] == f"{both} (0.50) | {wide} (0.45)" and rank.trace["constraint_kept"] is True
+    assert all(ok[it] for it in rank.items)
+    # torn between a bound and its complement: no item is 0.9 sure, so nothing to keep to
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("year < 1980", math.log(0.6)), ("year >= 1980", math.log(0.35))])
     rank = s.recommend([r], k=3)[0]
-    assert rank.trace["constraint"] == "year < 1980 | year >= 1980" and rank.trace["constraint_kept"] is False
-    # one sure reading: as before
-    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("genre = Comedy", math.log(0.97))])
+    assert rank.trace["constraint"] == "year < 1980 (0.60) | year >= 1980 (0.35)" and rank.trace["constraint_kept"] is False
+    # "none" holds for every item: a bound read with 0.5 and "none" with 0.45 leaves the bound's items 0.95 sure
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [("year < 1980", math.log(0.5)), ("none", math.log(0.45))])
     rank = s.recommend([r], k=3)[0]
-    assert rank.trace["constraint"] == "genre = Comedy" and all(it in comedy for it in rank.items)
+    assert rank.trace["constraint_kept"] is True and all(vals[it]["year"] < 1980 for it in rank.items)
+    # one sure reading: that reading, as before
+    monkeypatch.setattr(s, "readings", lambda u, anchored=True, most=8: [(wide, math.log(0.97))])
+    rank = s.recommend([r], k=3)[0]
+    assert rank.trace["constraint"] == wide and all(in_wide[it] for it in rank.items)
 
 
 def test_the_reader_never_changes_lists_without_a_request(env):
