@@ -100,7 +100,7 @@ register_variant(
     _build_constrain,
     like=semid,
     defaults={"constrain": True},
-    description="Semantic-id LLM that first emits the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items that satisfy it",
+    description="Semantic-id LLM that first reads the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items its likeliest readings make 90 % sure to satisfy it (none when unsure)",
 )
 
 register_variant(
