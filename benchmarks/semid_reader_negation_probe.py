@@ -173,17 +173,17 @@ def main() -> None:
     system.tok = tok
     system._has_reader = True
     system._constraint_setup(data)
-    import systems.semid.constraint as cons
+    import systems.semid.reading as reading
 
     scores: list[float] = []
-    emit = cons.greedy_emit
+    search = reading.likeliest_readings
 
-    def greedy_emit(model, prompt_ids, trie):  # the reader's log-probability of what it emits, per read
-        i, lp = emit(model, prompt_ids, trie)
-        scores.append(float(lp))
-        return i, lp
+    def likeliest_readings(model, prompt_ids, trie, **kw):  # the reader's log-probability of what it reads, per read
+        found = search(model, prompt_ids, trie, **kw)
+        scores.append(float(found[0][1]))
+        return found
 
-    cons.greedy_emit = greedy_emit
+    reading.likeliest_readings = likeliest_readings
     report = {"rows": args.rows, "seed": args.seed, "negated_rows": len(extra), "reader": system.fit_info.get("reader"),
               "reader_seconds": round(train_s, 1), "phrasings": {}}
     for name, path in (("builtin-eval", None), ("independent", "benchmarks/contrastive_phrasings.yaml")):
