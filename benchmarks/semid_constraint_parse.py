@@ -66,7 +66,7 @@ def main() -> None:
 
 def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: int = 60,
                records: list | None = None) -> dict[str, list[int]]:
-    """Per request kind, 1/0 for each sampled evaluation phrasing: did ``system.read`` emit its canonical text?
+    """Per request kind, 1/0 for each sampled evaluation phrasing: is the reader's likeliest reading its canonical text?
 
     ``records``, when given, receives one ``(kind, phrasing, wanted, emitted)`` per phrasing, in order."""
     from systems.semid.constraint import NONE, canonical
@@ -95,7 +95,12 @@ def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: 
                 else:
                     cases.append((text, want or NONE, ("1",)))
         for text, want, shown in rng.sample(cases, min(per_kind, len(cases))):
-            got, _, _ = system.read(Request("0", conversation=(Turn("", shown=shown), Turn(text))))
+            r = Request("0", conversation=(Turn("", shown=shown), Turn(text)))
+            if hasattr(system, "readings"):  # the likeliest reading ("that" as the system resolves it), not the
+                # set of credible readings decoding keeps to
+                got = system.readings(text, anchored=system.anchor_of(r) is not None, most=1)[0][0]
+            else:
+                got, _, _ = system.read(r)
             hits[kind].append(int(got == want))
             if records is not None:
                 records.append((kind, text, want, got))
