@@ -70,7 +70,7 @@ def combined_hash(files: dict[str, str | None]) -> str:
 
 
 _REGISTER = ("register_system", "register_variant")
-SCOPE_VERSION = 2  # of ``registration_hash``; recorded beside each scoped hash
+SCOPE_VERSION = 3  # of ``registration_hash``; recorded beside each scoped hash
 
 
 def _registers(node: ast.AST) -> list[str]:
@@ -91,16 +91,20 @@ def _registers(node: ast.AST) -> list[str]:
 def registration_hash(source: str, system: str) -> str | None:
     """A hash of what a registering module holds for one system: its text without the statements that register
     other systems and without the module's functions that only those use (each function that this system's
-    registration or kept code names, transitively, is kept), blank lines left out. None when the module does not
+    registration or kept code names, transitively, is kept), blank lines left out. A function a kept variant
+    registration names only as ``like=`` is kept as its signature and docstring: a variant takes that factory's
+    arguments and defaults, never runs its body (``registry.register_variant``). None when the module does not
     register ``system`` or cannot be parsed. Conservative: comments, imports and every other top-level statement
     count. Version ``SCOPE_VERSION``: version 1 kept a blank line for each line left out, so a function added for
-    another system moved every system's hash; a record of version 1 is compared by its revision's copy."""
+    another system moved every system's hash; version 2 kept a ``like=`` factory's body, so an edit to a
+    system's body moved every variant built like it; a record of an earlier version is compared by its
+    revision's copy."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return None
     funcs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    found, wanted, drop = False, set(), []
+    found, wanted, like, drop = False, set(), set(), []
     for stmt in tree.body:
         regs = _registers(stmt) if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) else \
             [n for d in stmt.decorator_list for n in _registers(d)]
@@ -113,7 +117,11 @@ def registration_hash(source: str, system: str) -> str | None:
             drop.append(stmt)  # another system's registration (a variant call)
             continue
         found = found or system in regs
-        wanted |= {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id in funcs}
+        as_like = {id(kw.value) for c in ast.walk(stmt) if isinstance(c, ast.Call) for kw in c.keywords
+                   if kw.arg == "like" and isinstance(kw.value, ast.Name)}
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Name) and n.id in funcs:
+                (like if id(n) in as_like else wanted).add(n.id)
     if not found:
         return None
     used, todo = set(), sorted(wanted)
@@ -123,12 +131,19 @@ def registration_hash(source: str, system: str) -> str | None:
             continue
         used.add(name)
         todo += [n.id for n in ast.walk(funcs[name]) if isinstance(n, ast.Name) and n.id in funcs]
-    drop += [f for name, f in funcs.items() if name not in used and f not in drop]
+    drop += [f for name, f in funcs.items() if name not in used and name not in like and f not in drop]
     lines = source.splitlines(keepends=True)
     for node in drop:
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         for i in range(start - 1, node.end_lineno or node.lineno):
             lines[i] = ""
+    for name in sorted(like - used):  # only its signature and docstring count
+        body = funcs[name].body
+        doc = body[0] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else None
+        rest = body[1:] if doc is not None else body
+        if rest and rest[0].lineno > (doc.end_lineno if doc is not None else funcs[name].lineno):
+            for i in range(rest[0].lineno - 1, funcs[name].end_lineno or rest[0].lineno):
+                lines[i] = ""
     # the kept lines only, blank ones left out: another system's code added or removed moves no line that counts
     return hashlib.sha256("".join(line for line in lines if line.strip()).encode()).hexdigest()[:HASH_CHARS]
 

@@ -172,3 +172,13 @@ def test_the_semid_constrain_readers_negated_rows_hold_no_eval_only_wording(card
     assert len(rows) > 500
     bad = [(u, leaked(u, card)) for _, u, _ in rows if leaked(u, card)]
     assert not bad, bad[:5]
+
+
+def test_semids_satisfaction_head_rows_hold_no_eval_only_wording(card):
+    # plain semid's head reads the train phrasings and the reader's rule-negated relations, said with titles
+    from systems.semid.heed import heed_rows
+
+    rows = heed_rows(card, [("1", "Heat"), ("2", "Brazil")], seed=0, per_anchor=2)
+    assert len(rows) > 1000
+    bad = [(u, leaked(u, card)) for _, u, _ in rows if leaked(u, card)]
+    assert not bad, bad[:5]

@@ -18,9 +18,15 @@ def _build(name: str, **params: Any) -> Any:
     return SemIdRecommender(name, **params)
 
 
+def _build_heeding(name: str, **params: Any) -> Any:
+    from systems.semid.heed import HeedingSemIdRecommender
+
+    return HeedingSemIdRecommender(name, **params)
+
+
 @register_system(
     "semid",
-    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained beam search (seed 000)",
+    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained beam search (seed 000); a satisfaction head on its own reading of the request weighs every item by whether it satisfies it",
 )
 def semid(
     base_model: str = "smollm2",
@@ -77,7 +83,7 @@ def semid(
     item_head: bool = True,
     item_mix: float = 1.0,
 ) -> Any:
-    return _build("semid", **{k: v for k, v in locals().items()})
+    return _build_heeding("semid", **{k: v for k, v in locals().items()})
 
 
 register_variant(

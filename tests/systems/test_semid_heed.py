@@ -1,0 +1,113 @@
+"""Plain ``semid``'s satisfaction head (``systems/semid/heed.py``), on a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from test_semid_seq import SEQ  # noqa: E402
+from test_semid_system import train_data  # noqa: E402
+
+from systems.semid.heed import HeedingSemIdRecommender, ItemFeatures, heed_rows  # noqa: E402
+from systems.semid.system import SemIdRecommender  # noqa: E402
+from systems.semid.tiny import save_tiny  # noqa: E402
+from talkwalk_bench.registry import build_system, resolve_system_args  # noqa: E402
+from talkwalk_bench.steering import ItemValues, train_phrasings  # noqa: E402
+from talkwalk_bench.steering.predicates import predicate_from_dict  # noqa: E402
+from talkwalk_bench.types import Request, Turn  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("semidheed")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TALKWALK_CACHE_DIR", str(root / "cache"))
+    data = train_data()
+    s, _ = build_system("semid", {**SEQ, "base_model": str(save_tiny(root / "base"))})
+    s.fit(data, seed=0)
+    yield s, data
+    mp.undo()
+
+
+def test_semid_is_built_heeding_and_its_head_is_trained_then_cached(env):
+    s, data = env
+    assert isinstance(s, HeedingSemIdRecommender) and s.heed is not None
+    info = s.fit_info["heed"]
+    assert info["cached"] is False and info["rows"] > 500 and info["loss_last50"] < info["loss_first50"]
+    again, _ = build_system("semid", dict(s.p))
+    again.fit(data, seed=0)
+    assert again.fit_info["heed"]["cached"] is True
+    r = Request("0", conversation=(Turn("i want horror"),))
+    assert np.allclose(again.satisfaction(r), s.satisfaction(r))
+
+
+def test_lists_without_a_request_are_the_unheeded_models(env):
+    s, data = env
+    plain = SemIdRecommender("semid", **resolve_system_args("semid", dict(s.p)))
+    plain.fit(data, seed=0)
+    hist = ("1", "2", "3")
+    reqs = [Request("0", history=hist, exclude=frozenset(hist)), Request("1", history=("4", "5"))]
+    assert [r.items for r in s.recommend(reqs, k=8)] == [r.items for r in plain.recommend(reqs, k=8)]
+    assert np.allclose(s.score_catalog(reqs), plain.score_catalog(reqs))
+
+
+def test_the_head_learns_which_items_satisfy_its_training_requests(env):
+    s, data = env
+    vals = ItemValues(data.card, data.items, list(s.space.item_ids))
+    gaps = []
+    for ph in [p for p in train_phrasings(data.card, seed=0) if p.kind == "include"]:
+        m = np.asarray(vals.mask(predicate_from_dict(ph.predicate)), dtype=bool)
+        if 0 < m.sum() < len(m):
+            p = np.exp(s.satisfaction(Request("0", conversation=(Turn(ph.text),))))
+            gaps.append(p[m].mean() - p[~m].mean())
+    # an untrained head gives no gap: its logits do not depend on whether an item satisfies the request (the
+    # tiny model's reading is weak, so the gap is small, but it is there for most requests)
+    assert len(gaps) >= 10 and np.mean(gaps) > 0.03 and np.mean(np.array(gaps) > 0) >= 0.7, gaps
+
+
+def test_decoding_multiplies_in_the_probability_of_satisfying_the_request(env, monkeypatch):
+    s, data = env
+    hist = ("1", "2", "3")
+    reqs = [Request("0", history=hist, exclude=frozenset(hist), conversation=(Turn("anything"),)),
+            Request("1", history=hist, exclude=frozenset(hist))]
+    neutral = s.recommend(reqs[1:], k=4)[0]
+    # the request is satisfied by every item but the neutral list's
+    m = np.array([it not in neutral.items for it in s.space.item_ids])
+    monkeypatch.setattr(s, "satisfaction", lambda r: np.where(m, 0.0, -40.0))
+    steered, again = s.recommend(reqs, k=4)
+    assert again.items == neutral.items  # a list without a request is untouched in the same call
+    assert not set(steered.items) & set(neutral.items) and not set(steered.items) & set(hist)
+    lp = s.score_catalog(reqs[:1])[0]
+    cols = [list(data.item_ids).index(it) for it in s.space.item_ids]
+    assert np.exp(lp)[cols][m].sum() > 0.999
+
+
+def test_features_relate_items_to_the_anchor(env):
+    s, data = env
+    vals = ItemValues(data.card, data.items, list(s.space.item_ids))
+    f = ItemFeatures(data.card, vals, s.space.item_ids)
+    a = s.space.item_ids[3]
+    rel = f.of(a, vals)[:, f.base.shape[1]:]
+    years = np.array([float(vals[it]["year"]) for it in s.space.item_ids])
+    assert np.array_equal(rel[:, 0] == 1, years < years[3]) and np.array_equal(rel[:, 1] == 1, years > years[3])
+    assert rel[3, 2] == 0 and rel[3, 4] == 1.0  # not similar to itself, though its overlap is whole
+    assert not f.of(None)[:, f.base.shape[1]:].any()
+
+
+def test_heed_rows_hold_every_train_phrasing_the_paraphrases_and_the_negations(env):
+    s, data = env
+    rows = heed_rows(data.card, [("1", "Film1"), ("2", "Film2")], 0, 2, per_template=20)
+    said = {u for _, u, _ in rows}
+    assert {p.text for p in train_phrasings(data.card, seed=0) if p.predicate is not None or p.kind in
+            ("older", "newer", "similar", "contrast")} <= said
+    kinds = {k for k, _, _ in rows}
+    assert {"include", "exclude", "before", "after", "older", "similar", "not_bound", "not_item"} <= kinds
+    assert "Film1" in " ".join(said) and "that film" in " ".join(said)  # relations said with titles and with "that"
+    assert all(isinstance(t, dict) or (isinstance(t, tuple) and t[0] in ("older", "newer", "similar", "contrast"))
+               for _, _, t in rows)
+    more = heed_rows(data.card, [("1", "Film1")], 0, 2, per_template=100)
+    assert sum(k == "include_exclude" for k, _, _ in more) > sum(k == "include_exclude" for k, _, _ in rows)
