@@ -93,7 +93,7 @@ def registration_hash(source: str, system: str) -> str | None:
     other systems and without the module's functions that only those use (each function that this system's
     registration or kept code names, transitively, is kept), blank lines left out. A function a kept variant
     registration names only as ``like=`` is kept as its signature and docstring: a variant takes that factory's
-    arguments and defaults, never runs its body (``registry.register_variant``). None when the module does not
+    arguments and defaults, never its body or its own registration (``registry.register_variant``). None when the module does not
     register ``system`` or cannot be parsed. Conservative: comments, imports and every other top-level statement
     count. Version ``SCOPE_VERSION``: version 1 kept a blank line for each line left out, so a function added for
     another system moved every system's hash; version 2 kept a ``like=`` factory's body, so an edit to a
@@ -137,7 +137,10 @@ def registration_hash(source: str, system: str) -> str | None:
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         for i in range(start - 1, node.end_lineno or node.lineno):
             lines[i] = ""
-    for name in sorted(like - used):  # only its signature and docstring count
+    for name in sorted(like - used):  # only its signature and docstring count (not what registers it as itself)
+        for d in funcs[name].decorator_list:
+            for i in range(d.lineno - 1, d.end_lineno or d.lineno):
+                lines[i] = ""
         body = funcs[name].body
         doc = body[0] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else None
         rest = body[1:] if doc is not None else body

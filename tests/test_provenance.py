@@ -145,6 +145,7 @@ def _reg_hashes(source: str) -> dict[str, str | None]:
     ("def alpha(k: int = 1):", "def alpha(k: int = 2):", {"alpha", "alpha-wide"}),  # the variant is built like alpha
     # alpha's body: the variant takes alpha's arguments, never runs its body
     ('return _build("alpha", k=k)', 'return _build("alpha", k=k, deep=True)', {"alpha"}),
+    ('@register_system("alpha")', '@register_system("alpha", description="the first")', {"alpha"}),  # alpha's own record
     ("return (name, SHARED, params)", "return (name, SHARED, dict(params))", {"alpha", "alpha-wide"}),  # their builder
     ("SHARED = 3  # every system here reads it", "SHARED = 4  # every system here reads it", {"alpha", "alpha-wide", "beta"}),
     # a variant given a builder of its own: the lines added for it move no other system's hash
