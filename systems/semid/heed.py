@@ -15,7 +15,10 @@ requests are the harness's *train* phrasings (every filling of each template, up
 relation to an item said with "that <noun>" and with random catalog titles), the system's own include /
 exclude paraphrases and relation phrases in everyday frames (``contrastive.grounding``, a relation's mirror
 image left out as ``reading.relation_phrases`` leaves it out) and the rule-negated relations of
-``reading.NegatingSpace.negated_rows``, never the evaluation phrasings (tests/test_eval_wall.py). The head is cached beside the model, keyed by its rows and settings.
+``reading.NegatingSpace.negated_rows``, and two of those requests said as one (an include joined to an
+exclude of another value or to a bin, ``per_combination`` of each), never the evaluation phrasings
+(tests/test_eval_wall.py). ``heads`` > 1 trains an ensemble from as many starts; its probability is the
+mean of theirs. The head is cached beside the model, keyed by its rows and settings.
 
 At decoding, log sigmoid(logit) is added to the item head's logits (``decode.ItemPrior``), so an item's score
 is the product of the codes' probability, the item head's and the probability that it satisfies the
@@ -38,8 +41,10 @@ from systems.semid.decode import ItemPrior
 from systems.semid.system import SemIdRecommender
 
 ANCHORED = ("older", "newer", "similar", "contrast")
+JOINS = (", ", " but ", " and ", ", and ")  # how two requests said as one are joined (the train templates' own)
 HEED = {"hidden": 256, "steps": 3000, "batch": 32, "lr": 2e-3, "weight_decay": 1e-2, "dropout": 0.1, "per_anchor": 2,
-        "per_template": 100, "read_layers": (0, -1), "version": 3}
+        "per_template": 100, "read_layers": (0, -1),
+        "per_combination": 1500, "heads": 1, "version": 3}
 
 
 class ItemFeatures:
@@ -100,7 +105,7 @@ def _num(v: Any) -> float:
 
 
 def heed_rows(card: Any, titled: Sequence[tuple[str, str]], seed: int, per_anchor: int,
-              per_template: int = 20) -> list[tuple[str, str, Any]]:
+              per_template: int = 20, per_combination: int = 0) -> list[tuple[str, str, Any]]:
     """(kind, utterance, target) for the head: the train phrasings, the system's own paraphrases and the
     rule-negated relations. The target
     is a predicate dict, or ``(kind, anchor)`` for a relation to an item (anchor None: "that <noun>", which
@@ -137,6 +142,20 @@ def heed_rows(card: Any, titled: Sequence[tuple[str, str]], seed: int, per_ancho
                         out.append((kind, said.replace(that, title), (kind, it)))
                 elif st.predicate is not None:
                     out.append((kind, said, st.predicate.to_dict()))
+    # two requests said as one ("I love comedy, but no war at all"): an include joined to an exclude of another
+    # value, or to a bin, both drawn from the rows above; the request is both
+    said = {k: [(u, t) for kk, u, t in out if kk == k and isinstance(t, dict)] for k in ("include", "exclude", "range_bin")}
+    for kind, second in (("include_exclude", "exclude"), ("include_range", "range_bin")):
+        if not said["include"] or not said[second]:
+            continue
+        for _ in range(per_combination):
+            (a, pa), (b, pb) = (said["include"][int(rng.integers(len(said["include"])))],
+                                said[second][int(rng.integers(len(said[second])))])
+            if pa == pb or (pb.get("kind") == "lacks" and pb.get("value") == pa.get("value")):
+                continue
+            join = JOINS[int(rng.integers(len(JOINS)))]
+            first, then = (a, b) if second == "exclude" or rng.random() < 0.5 else (b, a)
+            out.append((kind, f"{first}{join}{then}", {"kind": "all", "parts": [pa, pb]}))
     space = NegatingSpace(card, anchored=True)
     by_title = {t: it for it, t in titled}
     for kind, utt, text in space.negated_rows(card, [t for _, t in titled], seed=seed, per_anchor=per_anchor):
@@ -209,11 +228,13 @@ class HeedingSemIdRecommender(SemIdRecommender):
                 out.append(torch.cat(feats, 1).numpy())
         return np.concatenate(out).astype(np.float32)
 
-    def _weights(self, x: np.ndarray) -> np.ndarray:
+    def _weights(self, x: np.ndarray) -> list[np.ndarray]:
+        """Each head's weights over the item features, for each reading: [heads] of [n, dim]."""
         import torch
 
         with torch.inference_mode():
-            return self.heed["net"](torch.as_tensor((x - self.heed["mu"]) / self.heed["sd"])).numpy()
+            z = torch.as_tensor((x - self.heed["mu"]) / self.heed["sd"])
+            return [net(z).numpy() for net in self.heed["nets"]]
 
     # ---- training ---------------------------------------------------------------------
     def _fit_heed(self, data: Any, seed: int) -> dict[str, Any]:
@@ -222,17 +243,20 @@ class HeedingSemIdRecommender(SemIdRecommender):
         from talkwalk_bench.steering.predicates import predicate_from_dict
 
         titled = sorted((it, t) for it, t in self._iv.titles.items() if t and it in self.space.index)
-        rows = heed_rows(data.card, titled, seed, int(HEED["per_anchor"]), int(HEED["per_template"]))
+        rows = heed_rows(data.card, titled, seed, int(HEED["per_anchor"]), int(HEED["per_template"]),
+                         int(HEED["per_combination"]))
         key = hashlib.sha256(json.dumps({"rows": [(k, u, t if isinstance(t, dict) else list(t)) for k, u, t in rows],
                                          "heed": HEED, "dim": self.features.dim}, sort_keys=True, default=str).encode()).hexdigest()[:16]
         path = Path(self.fit_info["cache_dir"]) / f"heed-{key}.pt"
         width = (2 * len(HEED["read_layers"]) + 1) * int(self._body().config.hidden_size)
-        net = _head(width, self.features.dim, int(HEED["hidden"]), float(HEED["dropout"]), seed)
+        starts = [seed + 1000 * j for j in range(int(HEED["heads"]))]  # each head of the ensemble its own start
+        nets = [_head(width, self.features.dim, int(HEED["hidden"]), float(HEED["dropout"]), st) for st in starts]
         if path.exists():
             st = torch.load(path, map_location="cpu", weights_only=False)
-            net.load_state_dict(st["net"])
+            for net, sd_ in zip(nets, st["nets"], strict=True):
+                net.load_state_dict(sd_)
             self.fit_info["heed"] = {**st["info"], "cached": True}
-            return {"net": net.eval(), "mu": st["mu"], "sd": st["sd"]}
+            return {"nets": [n.eval() for n in nets], "mu": st["mu"], "sd": st["sd"]}
         rng = np.random.default_rng(seed)
         masks: dict[Any, np.ndarray] = {}
         ys, anchors, kept = [], [], []
@@ -260,31 +284,14 @@ class HeedingSemIdRecommender(SemIdRecommender):
         xt = torch.as_tensor((x - mu) / sd)
         yt = torch.as_tensor(np.stack(ys))
         feats = {a: torch.as_tensor(self.features.of(a, self._iv)) for a in set(anchors)}
-        opt = torch.optim.AdamW(net.parameters(), lr=float(HEED["lr"]), weight_decay=float(HEED["weight_decay"]))
-        steps, bs = int(HEED["steps"]), int(HEED["batch"])
-        gen = np.random.default_rng(seed + 1)
-        net.train()
-        losses = []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for step in range(steps):
-                for g in opt.param_groups:
-                    g["lr"] = float(HEED["lr"]) * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
-                b = gen.integers(len(kept), size=bs)
-                w = net(xt[b])
-                logits = torch.stack([feats[anchors[i]] @ w[j] for j, i in enumerate(b)])
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yt[b])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-        net.eval()
-        info = {"rows": len(kept), "steps": steps, "loss_first50": float(np.mean(losses[:50])), "loss_last50": float(np.mean(losses[-50:]))}
+        losses = [_train_head(net, xt, yt, feats, anchors, st) for net, st in zip(nets, starts, strict=True)]
+        info = {"rows": len(kept), "steps": int(HEED["steps"]), "heads": len(nets),
+                "loss_first50": float(np.mean([lo[:50] for lo in losses])), "loss_last50": float(np.mean([lo[-50:] for lo in losses]))}
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"net": net.state_dict(), "mu": mu, "sd": sd, "info": info}, tmp)
+        torch.save({"nets": [n.state_dict() for n in nets], "mu": mu, "sd": sd, "info": info}, tmp)
         os.replace(tmp, path)
         self.fit_info["heed"] = {**info, "cached": False}
-        return {"net": net, "mu": mu, "sd": sd}
+        return {"nets": nets, "mu": mu, "sd": sd}
 
     def _mask(self, pred: Any) -> np.ndarray:
         """Whether each item (in the code space's order) satisfies ``pred``."""
@@ -295,8 +302,10 @@ class HeedingSemIdRecommender(SemIdRecommender):
         """log P(item satisfies the request) for every item, in the code space's order."""
         anchor = self.anchor_of(r)
         anchor = anchor if anchor in self._iv.index else None
-        w = self._weights(self.reading([r.utterance]))[0]
-        return -np.logaddexp(0.0, -(self.features.of(anchor, self._iv) @ w))
+        f = self.features.of(anchor, self._iv)
+        # the ensemble's probability is the mean of its heads'
+        logp = np.stack([-np.logaddexp(0.0, -(f @ w[0])) for w in self._weights(self.reading([r.utterance]))])
+        return np.logaddexp.reduce(logp, axis=0) - np.log(len(logp))
 
     # ---- decoding ---------------------------------------------------------------------
     def _heeded(self, r: Any) -> Any:
@@ -330,6 +339,32 @@ class HeedingSemIdRecommender(SemIdRecommender):
         if self.p.get("recipe", "prompt") != "seq":
             return super().score_catalog(requests)
         return np.stack(self._one_by_one(requests, lambda rs: list(super(HeedingSemIdRecommender, self).score_catalog(rs))))
+
+
+def _train_head(net: Any, xt: Any, yt: Any, feats: dict, anchors: Sequence[Any], seed: int) -> list[float]:
+    """``HEED["steps"]`` AdamW steps of binary cross-entropy (warm-up, cosine decay) from ``seed``; the losses."""
+    import torch
+
+    opt = torch.optim.AdamW(net.parameters(), lr=float(HEED["lr"]), weight_decay=float(HEED["weight_decay"]))
+    steps, bs = int(HEED["steps"]), int(HEED["batch"])
+    gen = np.random.default_rng(seed + 1)
+    net.train()
+    losses = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for step in range(steps):
+            for g in opt.param_groups:
+                g["lr"] = float(HEED["lr"]) * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+            b = gen.integers(len(anchors), size=bs)
+            w = net(xt[b])
+            logits = torch.stack([feats[anchors[i]] @ w[j] for j, i in enumerate(b)])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yt[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    net.eval()
+    return losses
 
 
 def _head(width: int, dim: int, hidden: int, dropout: float, seed: int) -> Any:

@@ -111,3 +111,19 @@ def test_heed_rows_hold_every_train_phrasing_the_paraphrases_and_the_negations(e
                for _, _, t in rows)
     more = heed_rows(data.card, [("1", "Film1")], 0, 2, per_template=100)
     assert sum(k == "include_exclude" for k, _, _ in more) > sum(k == "include_exclude" for k, _, _ in rows)
+
+
+def test_an_ensemble_of_heads_gives_the_mean_of_their_probabilities(env, monkeypatch):
+    import systems.semid.heed as H
+
+    s, data = env
+    monkeypatch.setitem(H.HEED, "heads", 2)
+    monkeypatch.setitem(H.HEED, "steps", 20)
+    two, _ = build_system("semid", dict(s.p))
+    two.fit(data, seed=0)
+    assert two.fit_info["heed"]["heads"] == 2 and len(two.heed["nets"]) == 2
+    r = Request("0", conversation=(Turn("i want horror"),))
+    f = two.features.of(None)
+    ps = [1 / (1 + np.exp(-(f @ w[0]))) for w in two._weights(two.reading([r.utterance]))]
+    assert not np.allclose(ps[0], ps[1])  # two starts, two heads
+    assert np.allclose(np.exp(two.satisfaction(r)), (ps[0] + ps[1]) / 2, atol=1e-6)
