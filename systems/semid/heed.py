@@ -174,7 +174,7 @@ class HeedingSemIdRecommender(SemIdRecommender):
     def fit(self, data: Any, *, seed: int) -> None:
         super().fit(data, seed=seed)
         self.heed = None
-        if data.card is None or self.item_prior is None or self.p.get("recipe", "prompt") != "seq":
+        if data.card is None or self.p.get("recipe", "prompt") != "seq" or getattr(self, "item_prior", None) is None:
             return  # the head multiplies into the item head's distribution; without one there is nothing to heed with
         from talkwalk_bench.steering import ItemValues, Vocabulary
 
