@@ -26,7 +26,7 @@ def _build_heeding(name: str, **params: Any) -> Any:
 
 @register_system(
     "semid",
-    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained beam search (seed 000); a satisfaction head on its own reading of the request weighs every item by whether it satisfies it",
+    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained beam search (seed 000); a satisfaction head on the whole base LLM's reading of the request weighs every item by whether it satisfies it",
 )
 def semid(
     base_model: str = "smollm2",
@@ -96,9 +96,9 @@ register_variant(
 )
 
 def _build_constrain(name: str, **params: Any) -> Any:
-    from systems.semid.reading import NegatingReaderRecommender
+    from systems.semid.heed import HeedingNegatingReaderRecommender
 
-    return NegatingReaderRecommender(name, **params)
+    return HeedingNegatingReaderRecommender(name, **params)
 
 
 register_variant(
@@ -106,7 +106,7 @@ register_variant(
     _build_constrain,
     like=semid,
     defaults={"constrain": True},
-    description="Semantic-id LLM that first reads the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items its likeliest readings make 90 % sure to satisfy it (none when unsure)",
+    description="Semantic-id LLM that first reads the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items its likeliest readings make 90 % sure to satisfy it, weighed by plain semid's satisfaction head (the head alone when unsure)",
 )
 
 register_variant(

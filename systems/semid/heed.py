@@ -1,9 +1,11 @@
-"""Plain ``semid`` heeds the request: a satisfaction head on the model's own reading of it.
+"""Plain ``semid`` heeds the request: a satisfaction head on the base LLM's reading of it.
 
-The ranking model (its first 4 layers, with its own adapters) reads ``Request: <utterance>`` alone, without
-the history (whether an item satisfies a request does not depend on who asks). Its reading is the mean and
-the max over the request's tokens of the input embeddings and of the last layer, and the last layer at the
-closing ``<|sid_start|>`` (``HEED["read_layers"]``). A small head maps that reading to weights over each
+The base LLM reads ``Request: <utterance>`` alone, without the history (whether an item satisfies a request
+does not depend on who asks): all of its layers as pretrained, frozen, without the id rows
+(``HEED["reader"] == "base"``; ``"ranker"`` reads with the ranking model's own 4 layers and adapters, which
+read many negated requests as wanting what they name). Its reading is the mean and the max over the request's
+tokens of each layer in ``HEED["read_layers"]`` (the input embeddings, the middle layer and the last) and the
+last layer at the closing token. A small head maps that reading to weights over each
 item's features from the card (``ItemFeatures``): every categorical value, every bin of the ordinal
 attribute and "below the bin's lower edge", and, when the request names or points at an item (the anchor
 ``SemIdRecommender.anchor_of`` finds), the item's relation to it (lower / higher ordinal value, categorical
@@ -38,12 +40,13 @@ from typing import Any
 import numpy as np
 
 from systems.semid.decode import ItemPrior
+from systems.semid.reading import NegatingReaderRecommender
 from systems.semid.system import SemIdRecommender
 
 ANCHORED = ("older", "newer", "similar", "contrast")
 JOINS = (", ", " but ", " and ", ", and ")  # how two requests said as one are joined (the train templates' own)
 HEED = {"hidden": 256, "steps": 3000, "batch": 32, "lr": 2e-3, "weight_decay": 1e-2, "dropout": 0.1, "per_anchor": 2,
-        "per_template": 100, "read_layers": (0, -1),
+        "per_template": 100, "read_layers": (0, 15, -1), "reader": "base",
         "per_combination": 1500, "heads": 1, "version": 3}
 
 
@@ -187,18 +190,31 @@ class HeedingSemIdRecommender(SemIdRecommender):
 
     # ---- reading ----------------------------------------------------------------------
     def _body(self) -> Any:
+        """The transformer that reads: the ranking model's own (``HEED["reader"] == "ranker"``) or the whole base
+        LLM as it was pretrained, frozen and without the id rows (``"base"``)."""
+        if HEED["reader"] == "base":
+            if getattr(self, "_base_reader", None) is None:
+                from systems.semid.lm import load_base
+
+                self._base_reader = load_base(self.p["base_model"])[0].model.eval()
+            return self._base_reader
         core = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         return core.model
 
     def _tokens(self, utterance: str) -> list[int]:
-        from systems.semid.recipe import REQUEST
+        from systems.semid.recipe import steered_prefix
 
-        return [self.vocab["rec"], *self.tok(REQUEST + utterance + "\n", add_special_tokens=False)["input_ids"], self.vocab["sid_start"]]
+        if HEED["reader"] == "base":  # no id rows: the request's own tokens, its closing newline last
+            from systems.semid.recipe import REQUEST
+
+            return [self.tok.bos_token_id or 0, *self.tok(REQUEST + utterance + "\n", add_special_tokens=False)["input_ids"]]
+        return steered_prefix(self.tok, self.vocab, [], utterance)
 
     def reading(self, utterances: Sequence[str], batch: int = 64) -> np.ndarray:
         """[n, (2 x len(read_layers) + 1) x hidden]: the model's reading of each request, the mean and the max
         over the request's tokens of each layer in ``HEED["read_layers"]`` (0: the input embeddings, -1: the
-        last layer), and the last layer at the closing ``<|sid_start|>``."""
+        last layer), and the last layer at the closing token (``<|sid_start|>`` for the ranker, the newline
+        for the base LLM)."""
         import torch
 
         body = self._body()
@@ -217,12 +233,14 @@ class HeedingSemIdRecommender(SemIdRecommender):
                 o = body(input_ids=ids, attention_mask=att, output_hidden_states=True)
                 m = att.clone()
                 last = att.sum(1) - 1
-                m[:, 0] = 0  # the <|rec|> token and the closing <|sid_start|> are not the request
+                m[:, 0] = 0  # the opening token and the closing one are not the request
                 m[torch.arange(len(part)), last] = 0
                 mf = m[..., None].float()
                 feats = []
                 for lv in layers:
-                    h = (o.last_hidden_state if lv == -1 else o.hidden_states[lv]).float()
+                    # a layer past the model's depth (a tiny test model) reads its last
+                    deep = lv == -1 or lv >= len(o.hidden_states) - 1
+                    h = (o.last_hidden_state if deep else o.hidden_states[lv]).float()
                     feats += [(h * mf).sum(1) / mf.sum(1).clamp(min=1), (h + (mf - 1) * 1e4).max(1).values]
                 feats.append(o.last_hidden_state.float()[torch.arange(len(part)), last])
                 out.append(torch.cat(feats, 1).numpy())
@@ -375,3 +393,9 @@ def _head(width: int, dim: int, hidden: int, dropout: float, seed: int) -> Any:
         torch.manual_seed(seed)
         return torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Dropout(dropout),
                                    torch.nn.Linear(hidden, dim))
+
+
+class HeedingNegatingReaderRecommender(HeedingSemIdRecommender, NegatingReaderRecommender):
+    """``semid-constrain``: decoding keeps to the items its reader's likeliest readings make sure to satisfy the
+    request (``NegatingReaderRecommender``), and the satisfaction head weighs them; where the reader is unsure
+    (no constraint kept), the head alone heeds the request, as in plain ``semid``."""

@@ -127,3 +127,22 @@ def test_an_ensemble_of_heads_gives_the_mean_of_their_probabilities(env, monkeyp
     ps = [1 / (1 + np.exp(-(f @ w[0]))) for w in two._weights(two.reading([r.utterance]))]
     assert not np.allclose(ps[0], ps[1])  # two starts, two heads
     assert np.allclose(np.exp(two.satisfaction(r)), (ps[0] + ps[1]) / 2, atol=1e-6)
+
+
+def test_semid_constrain_heeds_the_head_where_its_reader_keeps_no_constraint(env, monkeypatch):
+    from systems.semid.heed import HeedingNegatingReaderRecommender
+
+    s, data = env
+    c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
+    c.fit(data, seed=0)
+    assert isinstance(c, HeedingNegatingReaderRecommender) and c.heed is not None
+    hist = ("1", "2", "3")
+    reqs = [Request("0", history=hist, exclude=frozenset(hist), conversation=(Turn("anything"),)),
+            Request("1", history=hist, exclude=frozenset(hist))]
+    neutral = c.recommend(reqs[1:], k=4)[0]
+    m = np.array([it not in neutral.items for it in c.space.item_ids])
+    monkeypatch.setattr(c, "satisfaction", lambda r: np.where(m, 0.0, -40.0))
+    monkeypatch.setattr(c, "read", lambda r: ("none", None, None))  # the reader unsure: no constraint kept
+    steered, again = c.recommend(reqs, k=4)
+    assert again.items == neutral.items and steered.trace["constraint_kept"] is False
+    assert not set(steered.items) & set(neutral.items) and not set(steered.items) & set(hist)
