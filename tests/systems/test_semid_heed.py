@@ -69,15 +69,24 @@ def test_the_head_learns_which_items_satisfy_its_training_requests(env):
     assert len(gaps) >= 10 and np.mean(gaps) > 0.03 and np.mean(np.array(gaps) > 0) >= 0.7, gaps
 
 
-def test_decoding_multiplies_in_the_probability_of_satisfying_the_request(env, monkeypatch):
-    s, data = env
-    hist = ("1", "2", "3")
-    reqs = [Request("0", history=hist, exclude=frozenset(hist), conversation=(Turn("anything"),)),
-            Request("1", history=hist, exclude=frozenset(hist))]
+HIST = ("1", "2", "3")
+
+
+def _ruling_out_the_neutral_list(s, monkeypatch):
+    """(a steered and a neutral request, the neutral list, the mask of items that satisfy the steered one):
+    ``s.satisfaction`` made to say that every item but the neutral list's satisfies the request."""
+    reqs = [Request("0", history=HIST, exclude=frozenset(HIST), conversation=(Turn("anything"),)),
+            Request("1", history=HIST, exclude=frozenset(HIST))]
     neutral = s.recommend(reqs[1:], k=4)[0]
-    # the request is satisfied by every item but the neutral list's
     m = np.array([it not in neutral.items for it in s.space.item_ids])
     monkeypatch.setattr(s, "satisfaction", lambda r: np.where(m, 0.0, -40.0))
+    return reqs, neutral, m
+
+
+def test_decoding_multiplies_in_the_probability_of_satisfying_the_request(env, monkeypatch):
+    s, data = env
+    reqs, neutral, m = _ruling_out_the_neutral_list(s, monkeypatch)
+    hist = HIST
     steered, again = s.recommend(reqs, k=4)
     assert again.items == neutral.items  # a list without a request is untouched in the same call
     assert not set(steered.items) & set(neutral.items) and not set(steered.items) & set(hist)
@@ -136,13 +145,8 @@ def test_semid_constrain_heeds_the_head_where_its_reader_keeps_no_constraint(env
     c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
     c.fit(data, seed=0)
     assert isinstance(c, HeedingNegatingReaderRecommender) and c.heed is not None
-    hist = ("1", "2", "3")
-    reqs = [Request("0", history=hist, exclude=frozenset(hist), conversation=(Turn("anything"),)),
-            Request("1", history=hist, exclude=frozenset(hist))]
-    neutral = c.recommend(reqs[1:], k=4)[0]
-    m = np.array([it not in neutral.items for it in c.space.item_ids])
-    monkeypatch.setattr(c, "satisfaction", lambda r: np.where(m, 0.0, -40.0))
+    reqs, neutral, _ = _ruling_out_the_neutral_list(c, monkeypatch)
     monkeypatch.setattr(c, "read", lambda r: ("none", None, None))  # the reader unsure: no constraint kept
     steered, again = c.recommend(reqs, k=4)
     assert again.items == neutral.items and steered.trace["constraint_kept"] is False
-    assert not set(steered.items) & set(neutral.items) and not set(steered.items) & set(hist)
+    assert not set(steered.items) & set(neutral.items) and not set(steered.items) & set(HIST)
