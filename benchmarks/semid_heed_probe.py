@@ -3,7 +3,7 @@
 Usage: python benchmarks/semid_heed_probe.py [--seed N] [--steering-file FILE] [--set key=value ...]
 
 Fits (or loads from the cache) ``semid`` on ml-100k, with ``--set`` overriding entries of
-``systems.semid.heed.HEED`` (``--set steps=1500 --set "read_layers=(-1,)"``; the head is cached per
+``systems.semid.heed.HEED`` (``--set steps=1500 --set "read_layers=(1.0,)"``; the head is cached per
 setting), then samples *evaluation* phrasings as ``benchmarks/semid_constraint_parse.py`` does (the
 built-in eval templates, or a steering file's, e.g. ``benchmarks/contrastive_phrasings.yaml``, written apart
 from the project; 60 a kind; a relation to an item said with a random catalog title, shown just before).

@@ -122,6 +122,24 @@ def test_heed_rows_hold_every_train_phrasing_the_paraphrases_and_the_negations(e
     assert sum(k == "include_exclude" for k, _, _ in more) > sum(k == "include_exclude" for k, _, _ in rows)
 
 
+def test_the_reading_takes_its_layers_as_fractions_of_the_depth(env, monkeypatch):
+    import systems.semid.heed as H
+
+    s, _ = env
+    body = s._body()
+    ids = torch.as_tensor([s._tokens("no horror please")])
+    with torch.inference_mode():
+        hs = body(input_ids=ids, output_hidden_states=True).hidden_states
+    depth = len(hs) - 1
+    for f, layer in ((0.0, 0), (0.5, round(depth / 2)), (1.0, depth)):
+        monkeypatch.setitem(H.HEED, "read_layers", (f,))
+        x = s.reading(["no horror please"])[0]
+        h = hs[layer][0, 1:-1].float()  # the request's tokens: not the opening one, not the closing newline
+        assert np.allclose(x[: h.shape[1]], h.mean(0).numpy(), atol=1e-5), f
+        assert np.allclose(x[h.shape[1] : 2 * h.shape[1]], h.max(0).values.numpy(), atol=1e-5), f
+    assert depth >= 2 and not np.allclose(hs[0][0, 1:-1].mean(0), hs[depth][0, 1:-1].mean(0))
+
+
 def test_an_ensemble_of_heads_gives_the_mean_of_their_probabilities(env, monkeypatch):
     import systems.semid.heed as H
 
