@@ -144,3 +144,27 @@ def test_explain_top_fills_the_explanation_from_the_model_and_declares_it(env):
     assert isinstance(rank.explanation, str) and rank.explanation
     again = s.explain(s._prompt_ids(r), [s.semantic_id(rank.items[0])])
     assert again == rank.explanation
+
+
+def test_bf16_is_used_only_where_the_cpu_computes_it_natively(capsys):
+    from systems.semid.system import resolve_precision
+
+    asked = {"bf16": True, "infer_bf16": True}
+    kept = resolve_precision(asked, native=True)
+    assert kept["used"] == asked and capsys.readouterr().err == ""
+    fell = resolve_precision(asked, native=False)
+    assert fell["asked"] == asked and fell["used"] == {"bf16": False, "infer_bf16": False}
+    assert "no native bf16" in capsys.readouterr().err
+    assert resolve_precision({"bf16": False, "infer_bf16": False}, native=False)["used"] == {"bf16": False, "infer_bf16": False}
+
+
+def test_a_cpu_without_bf16_trains_and_decodes_in_fp32_and_says_so(env, monkeypatch):
+    import systems.semid.system as S
+
+    monkeypatch.setattr(S, "native_bf16", lambda: False)
+    s = fitted("semid-align", env, bf16=True, infer_bf16=True)
+    assert s.fit_info["precision"]["asked"] == {"bf16": True, "infer_bf16": True}
+    assert s.fit_info["precision"]["used"] == {"bf16": False, "infer_bf16": False}
+    assert {p.dtype for p in s.model.parameters()} == {torch.float32}
+    fp32 = fitted("semid-align", env, bf16=False, infer_bf16=False)
+    assert s.fit_info["cache_dir"] == fp32.fit_info["cache_dir"]  # the same training: one cached model
