@@ -409,6 +409,20 @@ def _add_extension_commands(sub) -> None:
         mod.add_parser(sub)
 
 
+# the names of ``tasks.runner.QUIET_ENV`` (tested equal), not imported from it: importing the runner imports tqdm
+QUIET_ENV = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")
+
+
+def quiet_progress() -> None:
+    """``--no-progress``: silence every bar of the command, the systems' and the libraries' included.
+
+    tqdm reads ``TQDM_DISABLE`` once, when it is first imported, so it is set here, before any command imports
+    it; the runner setting it again around a run reaches only a tqdm imported later (a teacher's bar, a
+    library's, in a process that had not imported it yet, stayed on).
+    """
+    os.environ.update({k: "1" for k in QUIET_ENV})
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -418,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:  # a bad environment variable
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if getattr(a, "no_progress", False):
+        quiet_progress()
     try:
         return int(a.func(a) or 0)
     except BenchError as exc:

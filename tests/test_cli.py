@@ -168,3 +168,31 @@ def test_leaderboard_marks_rows_not_significantly_different(two_results, tmp_pat
     twin = next(line for line in lines if "popularity-twin" in line or "| popularity ≈" in line)
     assert "≈" in twin
     assert "≈" not in next(line for line in lines if "| random" in line)
+
+
+def test_no_progress_silences_bars_made_by_a_tqdm_imported_during_the_command(tmp_path):
+    """A system's own bar (a teacher's, a library's) is made by a tqdm the command imports after parsing."""
+    import subprocess
+    import sys
+
+    from talkwalk_bench import cli
+    from talkwalk_bench.tasks.runner import QUIET_ENV
+
+    assert cli.QUIET_ENV == QUIET_ENV
+    probe = (
+        "import sys\n"
+        "from talkwalk_bench import cli\n"
+        "assert 'tqdm' not in sys.modules\n"
+        "def run(a):  # stands in for a run whose system makes its own bar\n"
+        "    from tqdm.auto import tqdm\n"
+        "    for _ in tqdm(range(3), desc='system bar', mininterval=0): pass\n"
+        "    return 0\n"
+        "cli.cmd_run = run\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k not in QUIET_ENV}
+    argv = ["run", "--system", "popularity", "--task", "ranking", "--output", str(tmp_path / "r.json")]
+    loud = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env, timeout=120)
+    quiet = subprocess.run([sys.executable, "-c", probe, *argv, "--no-progress"], capture_output=True, text=True, env=env, timeout=120)
+    assert loud.returncode == 0 and "system bar" in loud.stderr, loud.stderr
+    assert quiet.returncode == 0 and "system bar" not in quiet.stderr, quiet.stderr
