@@ -72,7 +72,7 @@ def semid(
     val_every: int = 90,
     constrain: bool = False,
     int8: bool = False,
-    max_history_infer: int = 20,
+    max_history_infer: int = 12,
     layers: int = 4,
     reader_steps: int = 600,
     reader_batch: int = 16,
@@ -81,7 +81,7 @@ def semid(
     reader_layers: int = 30,
     item_embed: bool = True,
     item_head: bool = True,
-    item_mix: float = 1.0,
+    item_mix: float = 3.0,
 ) -> Any:
     return _build_heeding("semid", **{k: v for k, v in locals().items()})
 

@@ -50,14 +50,15 @@ def native_bf16() -> bool:
 
 def resolve_precision(p: dict[str, Any], native: bool | None = None) -> dict[str, Any]:
     """``-S bf16`` / ``-S infer_bf16`` as asked and as used: bf16 only where the CPU computes it natively,
-    fp32 otherwise (the same model, 10-50x faster there), said once on stderr and recorded in ``fit_info``."""
+    fp32 otherwise (the same model; measured there 8-10x faster a training step, 50x a matrix product), said once on
+    stderr and recorded in ``fit_info``."""
     import sys
 
     native = native_bf16() if native is None else native
     asked = {k: bool(p.get(k, False)) for k in ("bf16", "infer_bf16")}
     used = {k: v and native for k, v in asked.items()}
     if used != asked:
-        print("semid: this CPU has no native bf16 (emulated bf16 is 10-50x slower than fp32 here); training and "
+        print("semid: this CPU has no native bf16 (emulated bf16 is about 10x slower than fp32 here); training and "
               "inference run in fp32 (-S bf16 and -S infer_bf16 apply where the CPU has it)", file=sys.stderr)
     return {"asked": asked, "used": used, "native_bf16": native}
 
