@@ -26,7 +26,7 @@ def _build_heeding(name: str, **params: Any) -> Any:
 
 @register_system(
     "semid",
-    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained beam search (seed 000); a satisfaction head on the whole base LLM's reading of the request weighs every item by whether it satisfies it",
+    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained decoding in which the codes pick the first id level and the item head the rest (seed 000); a satisfaction head on the whole base LLM's reading of the request weighs every item by whether it satisfies it",
 )
 def semid(
     base_model: str = "smollm2",
@@ -81,7 +81,8 @@ def semid(
     reader_layers: int = 30,
     item_embed: bool = True,
     item_head: bool = True,
-    item_mix: float = 3.0,
+    item_mix: float = 5.0,
+    lm_levels: int = 1,
 ) -> Any:
     return _build_heeding("semid", **{k: v for k, v in locals().items()})
 
@@ -154,6 +155,7 @@ def semid_tiger(
     item_embed: bool = True,
     item_head: bool = True,
     item_mix: float = 1.0,
+    lm_levels: int = 0,
 ) -> Any:
     from systems.semid.scratch import ScratchDecoder
 

@@ -177,6 +177,7 @@ def beam_search_batch(
     excludes: Sequence[Iterable[Sid]] | None = None,
     prompt_embeds: Any = None,
     item_prior: ItemPrior | None = None,
+    lm_levels: int | None = None,
 ) -> list[list[tuple[Sid, float]]]:
     """Beam search for several prompts at once (left-padded, one KV cache).
 
@@ -189,11 +190,18 @@ def beam_search_batch(
     continuation are not fed; their tokens are fed with the next level that
     needs the model. With ``item_prior`` the hypotheses are ranked as the
     module docstring says, and an id's score is the product-of-experts one.
+
+    ``lm_levels`` (with ``item_prior`` only): the model scores the first
+    ``lm_levels`` levels; the codes of deeper levels are left to the item
+    prior alone (code log-prob 0), so their forward passes are never run.
     """
     import torch
 
     beam = max(k, beam or k)
     n = len(prompts)
+    n_lm = trie.length if lm_levels is None else int(lm_levels)
+    if n_lm < trie.length and item_prior is None:
+        raise ValueError("lm_levels below the id length needs an item prior to score the deeper levels")
     ex = [_excluded_counts(e, trie) for e in (excludes or [()] * n)]
     tokens = [torch.as_tensor(list(t), dtype=torch.long) for t in level_tokens]
     body, weight, bias = _head(model)
@@ -218,7 +226,7 @@ def beam_search_batch(
         fed = 0  # levels already fed to the model
         for lv in range(trie.length):
             opens = [open_codes(r, p) for r, p, _ in rows]
-            multi = [i for i, o in enumerate(opens) if len(o) > 1]
+            multi = [i for i, o in enumerate(opens) if len(o) > 1] if lv < n_lm else []
             lp = None
             if multi:
                 lg = _logits(h[multi], weight, bias, tokens[lv])  # [m, width]
@@ -231,7 +239,7 @@ def beam_search_batch(
             for i, ((r, prefix, score), codes) in enumerate(zip(rows, opens, strict=True)):
                 for c in codes:
                     # renormalised over one code: log-prob 0
-                    sc = score + (lp[at[i]][c] if len(codes) > 1 else 0.0)
+                    sc = score + (lp[at[i]][c] if i in at else 0.0)
                     ahead = 0.0
                     if mass is not None:
                         col, m = mass[lv]
@@ -249,8 +257,8 @@ def beam_search_batch(
             idx = torch.as_tensor([i for _, _, i, _ in keep], dtype=torch.long)
             h, mask, last_pos = h[idx], mask[idx], last_pos[idx]
             cache.reorder_cache(idx)
-            if all(len(open_codes(r, p)) <= 1 for r, p, _ in rows):
-                continue  # the next level is forced everywhere: feed later
+            if lv + 1 >= n_lm or all(len(open_codes(r, p)) <= 1 for r, p, _ in rows):
+                continue  # the next level is forced everywhere (feed later) or left to the item prior
             step = torch.stack(
                 [torch.stack([tokens[j][p[j]] for j in range(fed, lv + 1)]) for _, p, _ in rows]
             )
@@ -282,10 +290,13 @@ def item_log_probs(
     chunk: int = 32,
     prompt_embeds: Any = None,
     item_prior: ItemPrior | None = None,
+    lm_levels: int | None = None,
 ) -> np.ndarray:
     """Log-probability of every id in ``trie.sids`` order (sums to 1 in probability).
 
-    With ``item_prior``, the normalised product ``p_codes x p_items^weight``.
+    With ``item_prior``, the normalised product ``p_codes x p_items^weight``;
+    ``lm_levels`` as in ``beam_search_batch`` (codes below it count as
+    log-prob 0, and are never fed).
 
     Only prefixes with more than one child need the model; each such prefix is
     fed after the cached prompt in batches of ``chunk``, then the cache is
@@ -293,6 +304,9 @@ def item_log_probs(
     """
     import torch
 
+    n_lm = trie.length if lm_levels is None else int(lm_levels)
+    if n_lm < trie.length and item_prior is None:
+        raise ValueError("lm_levels below the id length needs an item prior to score the deeper levels")
     tokens = [torch.as_tensor(list(t), dtype=torch.long) for t in level_tokens]
     body, weight, bias = _head(model)
     logp: dict[Sid, float] = {(): 0.0}
@@ -306,6 +320,11 @@ def item_log_probs(
         expanded = False
         for lv in range(trie.length):
             prefixes = [p for p in trie.prefixes(lv) if p in logp]
+            if lv >= n_lm:  # left to the item prior
+                for p in prefixes:
+                    for c in trie.children[p]:
+                        logp[p + (c,)] = logp[p]
+                continue
             need = [p for p in prefixes if len(trie.children[p]) > 1]
             dist: dict[Sid, Any] = {}
             if lv == 0:

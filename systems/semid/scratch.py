@@ -38,7 +38,7 @@ from talkwalk_bench.paths import cache_dir
 from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 
 VERSION = "1"
-INFERENCE_ONLY = ("beam", "rec_batch", "threads", "max_history", "item_mix")
+INFERENCE_ONLY = ("beam", "rec_batch", "threads", "max_history", "item_mix", "lm_levels")
 # the steering stage is cached apart from the sequence model, keyed by these (and STEER_VERSION)
 STEER_ARGS = ("steer_steps", "steer_batch", "steer_history", "steer_lr")
 STEER_VERSION = "2"
@@ -157,6 +157,11 @@ class ScratchDecoder:
         from systems.semid.decode import ItemPrior
 
         return ItemPrior(lambda h: S.item_logits(h, self._out_vectors()), self.space.index_of_sid, float(self.p.get("item_mix", 1.0)))
+
+    def _lm_levels(self) -> int | None:
+        """Levels the decoder's codes score (``-S lm_levels``; 0: all); deeper ones are left to the item head."""
+        n = int(self.p.get("lm_levels") or 0)
+        return n if n > 0 and self.p.get("item_head") else None
 
     def _input_embeds(self, ids: Any) -> Any:
         """Token embeddings, plus each complete item's own vector under ``-S item_embed``."""
@@ -466,6 +471,7 @@ class ScratchDecoder:
                 res = beam_search_batch(
                     self.model, prompts, self.trie, self.space.level_tokens, k=k, beam=int(self.p["beam"]),
                     excludes=[excludes[i] for i in part], prompt_embeds=embeds, item_prior=self._prior(),
+                    lm_levels=self._lm_levels(),
                 )
                 got.update(zip(part, res, strict=True))
         return [
@@ -499,6 +505,7 @@ class ScratchDecoder:
             for i, r in enumerate(requests):
                 prompt, utt = self._prompt(r, text)
                 lp = item_log_probs(self.model, prompt, self.trie, self.space.level_tokens, chunk=512,
-                                    prompt_embeds=self._embeds([prompt], [utt]), item_prior=self._prior())
+                                    prompt_embeds=self._embeds([prompt], [utt]), item_prior=self._prior(),
+                                    lm_levels=self._lm_levels())
                 out[i, self._trie_cols] = lp
         return out

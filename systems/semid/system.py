@@ -20,7 +20,7 @@ from talkwalk_bench.types import Ranking, Request, SystemMeta, TrainData
 VERSION = "2"
 # arguments that change inference only; they are left out of the training cache key
 ID_ARGS = ("embedder", "widths", "quantizer", "rqvae_steps", "spread")  # how the semantic ids are built
-INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer", "item_mix",
+INFERENCE_ONLY = ("beam", "infer_bf16", "threads", "catalog_chunk", "rec_batch", "explain_top", "constrain", "int8", "max_history_infer", "item_mix", "lm_levels",
                   "reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_layers")
 # the semid-constrain reader (an adapter trained on constraint rows only) is cached beside the model, keyed by these
 READER_ARGS = ("reader_steps", "reader_batch", "reader_lr", "reader_r", "reader_layers")
@@ -616,7 +616,8 @@ class SemIdRecommender:
             for start in range(0, len(idx), size):
                 part = idx[start : start + size]
                 res = beam_search_batch(self.model, [prompts[i] for i in part], tries[part[0]], self.level_tokens, k=k,
-                                        beam=self.p["beam"], excludes=[excludes[i] for i in part], item_prior=self.item_prior)
+                                        beam=self.p["beam"], excludes=[excludes[i] for i in part], item_prior=self.item_prior,
+                                        lm_levels=self._lm_levels())
                 got.update(zip(part, res, strict=True))
         out = []
         for i in range(len(requests)):
@@ -628,6 +629,11 @@ class SemIdRecommender:
                 trace["constraint_kept"] = tries[i] is not self.trie
             out.append(Ranking(items, tuple(float(v) for _, v in got[i]), trace=trace))
         return out
+
+    def _lm_levels(self) -> int | None:
+        """Levels the LLM's codes score (``-S lm_levels``; 0 or unset: all); deeper ones are left to the item head."""
+        n = int(self.p.get("lm_levels") or 0)
+        return n if n > 0 and self.item_prior is not None else None
 
     # ---- inference -------------------------------------------------------------------
     def _prompt_ids(self, r: Request) -> list[int]:
@@ -733,6 +739,7 @@ class SemIdRecommender:
                 self.level_tokens,
                 chunk=self.p["catalog_chunk"],
                 item_prior=self.item_prior if seq else None,
+                lm_levels=self._lm_levels() if seq else None,
             )
             out[i, self._trie_cols] = lp
         return out

@@ -167,3 +167,43 @@ def test_item_prior_is_a_product_of_experts_that_beam_search_ranks_exactly(model
     # weight 0 is the code decoder alone
     zero = beam_search_batch(model, [prompt], trie, toks, k=6, beam=len(SIDS), item_prior=_prior(0.0))[0]
     assert [s for s, _ in zero] == [trie.sids[i] for i in np.argsort(-plain, kind="stable")[:6]]
+
+
+def _level_logp(model, prompt, trie, toks, depth):
+    """Each id's renormalised code log-prob over its first ``depth`` levels only (brute force)."""
+    out = []
+    for s in trie.sids:
+        total = 0.0
+        for lv in range(depth):
+            kids = trie.children[s[:lv]]
+            if len(kids) == 1:
+                continue
+            ids = torch.tensor([prompt + [toks[j][s[j]] for j in range(lv)]])
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, -1]
+            total += float(torch.log_softmax(logits[[toks[lv][c] for c in kids]].float(), -1)[kids.index(s[lv])])
+        out.append(total)
+    return np.array(out)
+
+
+def test_lm_levels_leaves_deeper_levels_to_the_item_prior_without_feeding_them(model):
+    trie, toks, prompt, prior = PrefixTrie(SIDS), level_tokens(), [4, 2, 9], _prior(2.0)
+    with torch.no_grad():
+        h = model.base_model(input_ids=torch.tensor([prompt])).last_hidden_state[:, -1]
+    head = prior.log_probs(h, trie)[0]
+    for depth in (1, 2):
+        got = item_log_probs(model, prompt, trie, toks, item_prior=prior, lm_levels=depth)
+        want = _level_logp(model, prompt, trie, toks, depth) + 2.0 * head
+        np.testing.assert_allclose(got, want - np.log(np.exp(want).sum()), atol=1e-4)
+        # the beam search ranks that same product exactly, and feeds the model no deeper than ``depth``
+        calls = []
+        hook = model.base_model.register_forward_hook(lambda m, a, kw, out: calls.append(1), with_kwargs=True)
+        try:
+            ranked = beam_search_batch(model, [prompt], trie, toks, k=6, beam=len(SIDS), item_prior=prior, lm_levels=depth)[0]
+        finally:
+            hook.remove()
+        assert [s for s, _ in ranked] == [trie.sids[i] for i in np.argsort(-got, kind="stable")[:6]]
+        assert len(calls) <= depth  # the prompt, then one step per scored level after the first
+    assert len(calls) == 2 and not np.allclose(got, item_log_probs(model, prompt, trie, toks, item_prior=prior))
+    with pytest.raises(ValueError, match="item prior"):
+        beam_search_batch(model, [prompt], trie, toks, k=3, lm_levels=1)
