@@ -24,8 +24,12 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/talkwalk-bench suite default
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), one file per worker at a time so a
+# module's fixtures are built once; each process computes on one thread (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Regenerate every published result (tasks/suites/published.yaml) into results/, rerunning only
 # what is missing or was made by code that has changed since, then the leaderboards.

@@ -1,17 +1,19 @@
-"""Inference settings of `semid` (or `semid-tiger`), chosen on validation: item_mix x prompt length x lm_levels (and int8).
+"""Inference settings of `semid` (or `semid-tiger`), chosen on validation: item_mix x history x lm_levels x beam (and int8).
 
 Usage: python benchmarks/semid_decode_sweep.py --seed 0 [--system semid]
-           [--settings 3:12:0,5:12:1] [--int8]
+           [--settings 3:12:0,5:12:1,5:12:1:40] [--int8]
 
 Fits (or loads from the cache) the system at its defaults on ml-100k, then ranks
 the validation item (the second-to-last, history before it excluded, as
 `tasks/ranking_valid.yaml`) of all 943 users once per setting
-``mix:history[:lm_levels]``: the item head's weight in the product of experts,
-the number of history items in the prompt (`semid` only) and the number of id
-levels the model's codes score (0: all; deeper levels are left to the item
-head and cost no forward pass). All are inference-only arguments: one trained
-model serves every row. ``--int8`` adds the first setting with the body's
-Linear layers quantized dynamically to int8 (per-output-channel weight scales).
+``mix:history[:lm_levels[:beam]]``: the item head's weight in the product of
+experts, the number of history items the model reads (`max_history_infer` for
+`semid`, `max_history` for `semid-tiger`), the number of id levels the model's
+codes score (0: all; deeper levels are left to the item head and cost no
+forward pass) and the beam width (the system's default when left out). All are
+inference-only arguments: one trained model serves every row. ``--int8`` adds
+the first setting with the body's Linear layers quantized dynamically to int8
+(per-output-channel weight scales).
 
 Prints, per setting, validation nDCG@10 and its paired difference to the first
 setting with a 95 % bootstrap CI over users, and the mean overlap of the top-10
@@ -53,19 +55,24 @@ def main() -> None:
     system, _ = build_system(args.system, {})
     system.fit(data, seed=args.seed)
     fp32 = system.model
-    settings = [(*(float(x) for x in s.split(":")[:2]), int(s.split(":")[2]) if s.count(":") > 1 else 0)
-                for s in args.settings.split(",")]
-    runs = [(f"item_mix={m:g} history={h:g} lm_levels={n}", m, int(h), n, fp32) for m, h, n in settings]
+    hist_key = "max_history_infer" if "max_history_infer" in system.p else "max_history"
+
+    def parse(text: str) -> tuple[float, int, int, int]:
+        f = text.split(":")
+        return float(f[0]), int(f[1]), int(f[2]) if len(f) > 2 else 0, int(f[3]) if len(f) > 3 else int(system.p["beam"])
+
+    settings = [parse(s) for s in args.settings.split(",")]
+    runs = [(f"item_mix={m:g} {hist_key}={h} lm_levels={n} beam={b}", m, h, n, b, fp32) for m, h, n, b in settings]
     if args.int8:
         q = copy.deepcopy(fp32)
         q.model = torch.ao.quantization.quantize_dynamic(
             q.model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8)
-        m, h, n = settings[0]
-        runs.append((f"item_mix={m:g} history={h:g} lm_levels={n} int8", m, int(h), n, q.eval()))
+        m, h, n, b = settings[0]
+        runs.append((f"item_mix={m:g} {hist_key}={h} lm_levels={n} beam={b} int8", m, h, n, b, q.eval()))
     rows = []
-    for name, mix, hist, n_lm, model in runs:
+    for name, mix, hist, n_lm, beam, model in runs:
         system.model = model
-        system.p.update(max_history_infer=hist, item_mix=mix, lm_levels=n_lm)
+        system.p.update({hist_key: hist, "item_mix": mix, "lm_levels": n_lm, "beam": beam})
         if getattr(system, "item_prior", None) is not None:  # semid builds its prior once, at fit
             system.item_prior.weight = mix
         t0 = time.perf_counter()
@@ -80,7 +87,7 @@ def main() -> None:
         d = gains - ref
         boot = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(4000)]
         overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(lists, ref_lists, strict=True)])
-        print(f"  {name:46s} {gains.mean():.4f}  {d.mean():+.4f} [{np.percentile(boot, 2.5):+.4f}, "
+        print(f"  {name:62s} {gains.mean():.4f}  {d.mean():+.4f} [{np.percentile(boot, 2.5):+.4f}, "
               f"{np.percentile(boot, 97.5):+.4f}]  top-10 overlap {overlap:.2f}  ({secs:.0f} s)")
 
 
