@@ -1,6 +1,7 @@
 """Parse accuracy of ``semid-constrain``: does the constraint the LLM emits match the request?
 
-Usage: python benchmarks/semid_constraint_parse.py [--steering-file FILE] [-S key=value ...] [--out FILE]
+Usage: python benchmarks/semid_constraint_parse.py [--seed N] [--steering-file FILE] [-S key=value ...]
+           [--show-errors KIND] [--out FILE]
 
 Fits (or loads from the cache) ``semid-constrain`` on ml-100k, then renders
 every *evaluation* phrasing of every kind with a fixed predicate (the
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--steering-file", default=None)
     ap.add_argument("-S", action="append", default=[])
     ap.add_argument("--per-kind", type=int, default=60, help="phrasings sampled per kind")
+    ap.add_argument("--seed", type=int, default=0, help="the run seed the system (and its reader) is fitted with")
+    ap.add_argument("--show-errors", default=None, metavar="KIND", help="also print this kind's misread phrasings")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -55,10 +58,14 @@ def main() -> None:
     ds = load_dataset("ml-100k")
     card = load_card("ml-100k")
     data = leave_one_out(ds).train_data(card)
-    system.fit(data, seed=0)
-    hits = parse_hits(system, card, ds, args.steering_file, per_kind=args.per_kind)
+    system.fit(data, seed=args.seed)
+    records: list = []
+    hits = parse_hits(system, card, ds, args.steering_file, per_kind=args.per_kind, records=records)
     table = markdown(hits)
     print(table)
+    for kind, phrasing, wanted, emitted in records:
+        if kind == args.show_errors and wanted != emitted:
+            print(f"{kind}: {phrasing!r} -> {emitted!r} (wanted {wanted!r})")
     if args.out:
         with open(args.out, "w") as f:
             f.write(f"Phrasings: {args.steering_file or 'built-in eval templates'}\n\n{table}\n")
