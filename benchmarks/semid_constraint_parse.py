@@ -63,6 +63,8 @@ def main() -> None:
     hits = parse_hits(system, card, ds, args.steering_file, per_kind=args.per_kind, records=records)
     table = markdown(hits)
     print(table)
+    if args.show_errors and args.show_errors not in hits:
+        print(f"--show-errors: no kind {args.show_errors!r}; the kinds are {', '.join(sorted(hits))}")
     for kind, phrasing, wanted, emitted in records:
         if kind == args.show_errors and wanted != emitted:
             print(f"{kind}: {phrasing!r} -> {emitted!r} (wanted {wanted!r})")

@@ -29,6 +29,18 @@ import time
 import numpy as np
 
 
+def parse_setting(text: str, *, default_beam: int) -> tuple[float, int, int, int]:
+    """``mix:history[:lm_levels[:beam]]`` -> (item_mix, history, lm_levels, beam); ValueError in one line otherwise."""
+    f = text.split(":")
+    try:
+        if not 2 <= len(f) <= 4:
+            raise ValueError
+        return (float(f[0]), int(f[1]), int(f[2]) if len(f) > 2 else 0, int(f[3]) if len(f) > 3 else default_beam)
+    except ValueError:
+        raise ValueError(f"--settings: {text!r} is not mix:history[:lm_levels[:beam]] "
+                         "(numbers, e.g. 5:12:1 or 1:50:0:50)") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0)
@@ -53,22 +65,23 @@ def main() -> None:
     users = sorted(split.valid_item)
     reqs = [Request(u, history=split.history(u, "valid"), exclude=frozenset(split.history(u, "valid"))) for u in users]
     system, _ = build_system(args.system, {})
+    try:
+        settings = [parse_setting(t, default_beam=int(system.p["beam"])) for t in args.settings.split(",")]
+    except ValueError as e:
+        ap.error(str(e))
     system.fit(data, seed=args.seed)
     fp32 = system.model
     hist_key = "max_history_infer" if "max_history_infer" in system.p else "max_history"
 
-    def parse(text: str) -> tuple[float, int, int, int]:
-        f = text.split(":")
-        return float(f[0]), int(f[1]), int(f[2]) if len(f) > 2 else 0, int(f[3]) if len(f) > 3 else int(system.p["beam"])
+    def label(m: float, h: int, n: int, b: int) -> str:
+        return f"item_mix={m:g} {hist_key}={h} lm_levels={n} beam={b}"
 
-    settings = [parse(s) for s in args.settings.split(",")]
-    runs = [(f"item_mix={m:g} {hist_key}={h} lm_levels={n} beam={b}", m, h, n, b, fp32) for m, h, n, b in settings]
+    runs = [(label(*st), *st, fp32) for st in settings]
     if args.int8:
         q = copy.deepcopy(fp32)
         q.model = torch.ao.quantization.quantize_dynamic(
             q.model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8)
-        m, h, n, b = settings[0]
-        runs.append((f"item_mix={m:g} {hist_key}={h} lm_levels={n} beam={b} int8", m, h, n, b, q.eval()))
+        runs.append((label(*settings[0]) + " int8", *settings[0], q.eval()))
     rows = []
     for name, mix, hist, n_lm, beam, model in runs:
         system.model = model

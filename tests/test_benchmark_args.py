@@ -1,0 +1,32 @@
+"""Benchmark scripts refuse a malformed argument with one line that says what was expected."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_decode_sweep_settings_parse_with_the_systems_beam_as_default():
+    sweep = _load("semid_decode_sweep")
+    assert sweep.parse_setting("5:12", default_beam=20) == (5.0, 12, 0, 20)
+    assert sweep.parse_setting("1:50:0:50", default_beam=20) == (1.0, 50, 0, 50)
+
+
+@pytest.mark.parametrize("bad", ["5", "5:x", "5:12:1:40:9", "a:12:1"])
+def test_decode_sweep_refuses_a_malformed_setting_in_one_line(bad):
+    sweep = _load("semid_decode_sweep")
+    with pytest.raises(ValueError) as e:
+        sweep.parse_setting(bad, default_beam=20)
+    msg = str(e.value)
+    assert "\n" not in msg and repr(bad) in msg and "mix:history[:lm_levels[:beam]]" in msg
