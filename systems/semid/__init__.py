@@ -97,9 +97,9 @@ register_variant(
 )
 
 def _build_constrain(name: str, **params: Any) -> Any:
-    from systems.semid.heed import HeedingNegatingReaderRecommender
+    from systems.semid.checked import CheckedReaderRecommender
 
-    return HeedingNegatingReaderRecommender(name, **params)
+    return CheckedReaderRecommender(name, **params)
 
 
 register_variant(
@@ -107,7 +107,7 @@ register_variant(
     _build_constrain,
     like=semid,
     defaults={"constrain": True},
-    description="Semantic-id LLM that first reads the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items its likeliest readings make 90 % sure to satisfy it, weighed by plain semid's satisfaction head (the head alone when unsure)",
+    description="Semantic-id LLM that first reads the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items its likeliest readings make 90 % sure to satisfy it, weighed by plain semid's satisfaction head (the head alone when the reader is unsure or the head reads the request the other way)",
 )
 
 register_variant(

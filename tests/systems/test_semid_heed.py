@@ -168,3 +168,45 @@ def test_semid_constrain_heeds_the_head_where_its_reader_keeps_no_constraint(env
     steered, again = c.recommend(reqs, k=4)
     assert again.items == neutral.items and steered.trace["constraint_kept"] is False
     assert not set(steered.items) & set(neutral.items) and not set(steered.items) & set(HIST)
+
+
+def test_semid_constrain_sets_aside_a_reading_its_head_reads_the_other_way(env, monkeypatch):
+    from systems.semid.checked import SET_ASIDE, CheckedReaderRecommender
+    from systems.semid.reading import Credible, NegatingReaderRecommender
+
+    s, data = env
+    c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
+    c.fit(data, seed=0)
+    assert isinstance(c, CheckedReaderRecommender) and c.heed is not None
+    preds = [predicate_from_dict(p.predicate) for p in train_phrasings(data.card, seed=0) if p.kind == "include"]
+    pred = next(p for p in preds if 4 <= (c._mask(p) > 0.5).sum() <= len(c.space.item_ids) - 8)
+    m = c._mask(pred) > 0.5
+    assert np.array_equal(c.kept(pred), m)
+    assert np.array_equal(c.kept(Credible(((pred, "a", 0.5), (None, "none", 0.5)))), m)  # only m is 90 % sure
+    monkeypatch.setattr(NegatingReaderRecommender, "read", lambda self, r: ("genre = x", pred, "genre = x"))
+    r = Request("0", history=HIST, exclude=frozenset(HIST), conversation=(Turn("anything"),))
+    monkeypatch.setattr(c, "satisfaction", lambda r: np.where(m, 0.0, -40.0))  # the head agrees
+    assert c.read(r) == ("genre = x", pred, "genre = x")
+    assert set(c.recommend([r], k=4)[0].items) <= {it for it, ok in zip(c.space.item_ids, m, strict=True) if ok}
+    monkeypatch.setattr(c, "satisfaction", lambda r: np.where(m, -40.0, 0.0))  # the head reads it the other way
+    text, got, _ = c.read(r)
+    assert got is None and text == "genre = x" + SET_ASIDE
+    steered = c.recommend([r], k=4)[0]
+    assert steered.trace["constraint_kept"] is False
+    assert not set(steered.items) & {it for it, ok in zip(c.space.item_ids, m, strict=True) if ok}
+    c.check = False  # without the check the reading is kept however the head reads the request
+    assert c.read(r)[1] is pred
+
+
+def test_the_checked_reader_reads_a_request_with_its_head_once(env, monkeypatch):
+    s, data = env
+    c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
+    c.fit(data, seed=0)
+    calls = []
+    real = HeedingSemIdRecommender.satisfaction
+    monkeypatch.setattr(HeedingSemIdRecommender, "satisfaction", lambda self, r: calls.append(r) or real(self, r))
+    r = Request("0", history=HIST, exclude=frozenset(HIST), conversation=(Turn("i want horror"),))
+    first = c.satisfaction(r)
+    assert np.array_equal(c.satisfaction(r), first) and len(calls) == 1
+    c.satisfaction(Request("0", conversation=(Turn("no horror"),)))
+    assert len(calls) == 2
