@@ -18,6 +18,11 @@ This script is harness-side: it reads the evaluation phrasings to score the
 system; the system itself never sees them (tests/test_eval_wall.py).
 Prints accuracy per kind and overall with a 95 % Wilson interval, and writes
 the table as Markdown when ``--out`` is given.
+
+For ``semid-constrain``, whose satisfaction head checks each reading before
+decoding keeps to it (``systems/semid/checked.py``), it also prints how often
+the check set the reading aside, among the readings that were right (what
+the check costs) and among those that were wrong (what it catches).
 """
 
 from __future__ import annotations
@@ -60,8 +65,11 @@ def main() -> None:
     data = leave_one_out(ds).train_data(card)
     system.fit(data, seed=args.seed)
     records: list = []
-    hits = parse_hits(system, card, ds, args.steering_file, per_kind=args.per_kind, records=records)
+    aside: dict[str, list[tuple[int, int]]] = {}
+    hits = parse_hits(system, card, ds, args.steering_file, per_kind=args.per_kind, records=records, aside=aside)
     table = markdown(hits)
+    if aside:
+        table += "\n\n" + markdown_aside(aside)
     print(table)
     if args.show_errors and args.show_errors not in hits:
         print(f"--show-errors: no kind {args.show_errors!r}; the kinds are {', '.join(sorted(hits))}")
@@ -74,10 +82,13 @@ def main() -> None:
 
 
 def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: int = 60,
-               records: list | None = None) -> dict[str, list[int]]:
+               records: list | None = None, aside: dict | None = None) -> dict[str, list[int]]:
     """Per request kind, 1/0 for each sampled evaluation phrasing: is the reader's likeliest reading its canonical text?
 
-    ``records``, when given, receives one ``(kind, phrasing, wanted, emitted)`` per phrasing, in order."""
+    ``records``, when given, receives one ``(kind, phrasing, wanted, emitted)`` per phrasing, in order. ``aside``,
+    when given and the system checks its readings (``systems.semid.checked``), receives per kind one
+    ``(right, set aside)`` pair of 1/0 per phrasing: was the likeliest reading right, and did the check set
+    aside what decoding would have kept to."""
     from systems.semid.constraint import NONE, canonical
     from talkwalk_bench.steering import ItemValues, Vocabulary
     from talkwalk_bench.tasks.steering_eval import eval_templates
@@ -111,6 +122,10 @@ def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: 
             else:
                 got, _, _ = system.read(r)
             hits[kind].append(int(got == want))
+            if aside is not None and hasattr(system, "agrees"):
+                from systems.semid.checked import SET_ASIDE
+
+                aside.setdefault(kind, []).append((int(got == want), int(system.read(r)[0].endswith(SET_ASIDE))))
             if records is not None:
                 records.append((kind, text, want, got))
     return dict(hits)
@@ -123,6 +138,18 @@ def markdown(hits: dict[str, list[int]]) -> str:
     for kind, v in [*hits.items(), ("all", allk)]:
         lo, hi = wilson(sum(v), len(v))
         lines.append(f"| {kind} | {len(v)} | {sum(v) / max(1, len(v)):.3f} | [{lo:.3f}, {hi:.3f}] |")
+    return "\n".join(lines)
+
+
+def markdown_aside(aside: dict[str, list[tuple[int, int]]]) -> str:
+    """How often the head's check set a reading aside, among right and among wrong readings, per kind and overall."""
+    lines = ["| kind | right readings | set aside | wrong readings | set aside |", "|---|---|---|---|---|"]
+    allk = [x for v in aside.values() for x in v]
+    for kind, v in [*aside.items(), ("all", allk)]:
+        right = [a for ok, a in v if ok]
+        wrong = [a for ok, a in v if not ok]
+        share = [f"{sum(x)} ({sum(x) / len(x):.3f})" if x else "-" for x in (right, wrong)]
+        lines.append(f"| {kind} | {len(right)} | {share[0]} | {len(wrong)} | {share[1]} |")
     return "\n".join(lines)
 
 

@@ -170,7 +170,7 @@ def test_semid_constrain_heeds_the_head_where_its_reader_keeps_no_constraint(env
     assert not set(steered.items) & set(neutral.items) and not set(steered.items) & set(HIST)
 
 
-def test_semid_constrain_sets_aside_a_reading_its_head_reads_the_other_way(env, monkeypatch):
+def test_semid_constrain_sets_aside_a_bound_its_head_reads_the_other_way(env, monkeypatch):
     from systems.semid.checked import SET_ASIDE, CheckedReaderRecommender
     from systems.semid.reading import Credible, NegatingReaderRecommender
 
@@ -178,23 +178,36 @@ def test_semid_constrain_sets_aside_a_reading_its_head_reads_the_other_way(env, 
     c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
     c.fit(data, seed=0)
     assert isinstance(c, CheckedReaderRecommender) and c.heed is not None
-    preds = [predicate_from_dict(p.predicate) for p in train_phrasings(data.card, seed=0) if p.kind == "include"]
-    pred = next(p for p in preds if 4 <= (c._mask(p) > 0.5).sum() <= len(c.space.item_ids) - 8)
+    n = len(c.space.item_ids)
+    text = next(t for t in c.cspace.negation.values() if t not in c.cspace.anchored
+                and 8 <= (c._mask(c.cspace.preds[t]) > 0.5).sum() <= n - 8)
+    pred = c.cspace.preds[text]
     m = c._mask(pred) > 0.5
-    assert np.array_equal(c.kept(pred), m)
-    assert np.array_equal(c.kept(Credible(((pred, "a", 0.5), (None, "none", 0.5)))), m)  # only m is 90 % sure
-    monkeypatch.setattr(NegatingReaderRecommender, "read", lambda self, r: ("genre = x", pred, "genre = x"))
+    reading = {"now": (text, pred, text)}
+    monkeypatch.setattr(NegatingReaderRecommender, "read", lambda self, r: reading["now"])
     r = Request("0", history=HIST, exclude=frozenset(HIST), conversation=(Turn("anything"),))
     monkeypatch.setattr(c, "satisfaction", lambda r: np.where(m, 0.0, -40.0))  # the head agrees
-    assert c.read(r) == ("genre = x", pred, "genre = x")
+    assert c.read(r) == (text, pred, text)
     assert set(c.recommend([r], k=4)[0].items) <= {it for it, ok in zip(c.space.item_ids, m, strict=True) if ok}
     monkeypatch.setattr(c, "satisfaction", lambda r: np.where(m, -40.0, 0.0))  # the head reads it the other way
-    text, got, _ = c.read(r)
-    assert got is None and text == "genre = x" + SET_ASIDE
+    got_text, got, _ = c.read(r)
+    assert got is None and got_text == text + SET_ASIDE
     steered = c.recommend([r], k=4)[0]
     assert steered.trace["constraint_kept"] is False
     assert not set(steered.items) & {it for it, ok in zip(c.space.item_ids, m, strict=True) if ok}
-    c.check = False  # without the check the reading is kept however the head reads the request
+    # only bounds are checked: a categorical reading, a relation to an item, credible readings are kept
+    include = next(t for t in c.cspace.texts if " = " in t and "&" not in t)
+    reading["now"] = (include, c.cspace.preds[include], include)
+    assert c.read(r)[1] is c.cspace.preds[include]
+    anchored = next(iter(c.cspace.anchored)) if c.cspace.anchored else None
+    if anchored is not None:
+        reading["now"] = (anchored, pred, ("older", "1"))
+        assert c.read(r)[1] is pred
+    both = Credible(((pred, text, 0.6), (None, "none", 0.4)))
+    reading["now"] = ("mixed", both, ("credible",))
+    assert c.read(r)[1] is both
+    reading["now"] = (text, pred, text)
+    c.check = False  # without the check the bound is kept however the head reads the request
     assert c.read(r)[1] is pred
 
 
