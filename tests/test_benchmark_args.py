@@ -30,3 +30,12 @@ def test_decode_sweep_refuses_a_malformed_setting_in_one_line(bad):
         sweep.parse_setting(bad, default_beam=20)
     msg = str(e.value)
     assert "\n" not in msg and repr(bad) in msg and "mix:history[:lm_levels[:beam]]" in msg
+
+
+def test_the_parse_check_counts_what_the_head_sets_aside_among_right_and_wrong_readings():
+    parse = _load("semid_constraint_parse")
+    table = parse.markdown_aside({"after": [(1, 0), (0, 1), (0, 0), (1, 0)], "include": [(1, 1)]})
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    assert rows["after"] == "| after | 2 | 0 (0.000) | 2 | 1 (0.500) |"
+    assert rows["include"] == "| include | 1 | 1 (1.000) | 0 | - |"
+    assert rows["all"] == "| all | 3 | 1 (0.333) | 2 | 1 (0.500) |"
