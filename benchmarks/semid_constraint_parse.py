@@ -89,6 +89,7 @@ def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: 
     when given and the system checks its readings (``systems.semid.checked``), receives per kind one
     ``(right, set aside)`` pair of 1/0 per phrasing: was the likeliest reading right, and did the check set
     aside what decoding would have kept to."""
+    from systems.semid.checked import SET_ASIDE
     from systems.semid.constraint import NONE, canonical
     from talkwalk_bench.steering import ItemValues, Vocabulary
     from talkwalk_bench.tasks.steering_eval import eval_templates
@@ -123,8 +124,6 @@ def parse_hits(system, card, ds, steering_file: str | None = None, *, per_kind: 
                 got, _, _ = system.read(r)
             hits[kind].append(int(got == want))
             if aside is not None and hasattr(system, "agrees"):
-                from systems.semid.checked import SET_ASIDE
-
                 aside.setdefault(kind, []).append((int(got == want), int(system.read(r)[0].endswith(SET_ASIDE))))
             if records is not None:
                 records.append((kind, text, want, got))

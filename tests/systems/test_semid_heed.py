@@ -33,6 +33,15 @@ def env(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(scope="module")
+def constrain(env):
+    """``semid-constrain`` built like ``env``'s ``semid`` and fitted once (its reader and head from the cache)."""
+    s, data = env
+    c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
+    c.fit(data, seed=0)
+    return c
+
+
 def test_semid_is_built_heeding_and_its_head_is_trained_then_cached(env):
     s, data = env
     assert isinstance(s, HeedingSemIdRecommender) and s.heed is not None
@@ -156,12 +165,10 @@ def test_an_ensemble_of_heads_gives_the_mean_of_their_probabilities(env, monkeyp
     assert np.allclose(np.exp(two.satisfaction(r)), (ps[0] + ps[1]) / 2, atol=1e-6)
 
 
-def test_semid_constrain_heeds_the_head_where_its_reader_keeps_no_constraint(env, monkeypatch):
+def test_semid_constrain_heeds_the_head_where_its_reader_keeps_no_constraint(constrain, monkeypatch):
     from systems.semid.heed import HeedingNegatingReaderRecommender
 
-    s, data = env
-    c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
-    c.fit(data, seed=0)
+    c = constrain
     assert isinstance(c, HeedingNegatingReaderRecommender) and c.heed is not None
     reqs, neutral, _ = _ruling_out_the_neutral_list(c, monkeypatch)
     monkeypatch.setattr(c, "read", lambda r: ("none", None, None))  # the reader unsure: no constraint kept
@@ -170,13 +177,11 @@ def test_semid_constrain_heeds_the_head_where_its_reader_keeps_no_constraint(env
     assert not set(steered.items) & set(neutral.items) and not set(steered.items) & set(HIST)
 
 
-def test_semid_constrain_sets_aside_a_bound_its_head_reads_the_other_way(env, monkeypatch):
+def test_semid_constrain_sets_aside_a_bound_its_head_reads_the_other_way(constrain, monkeypatch):
     from systems.semid.checked import SET_ASIDE, CheckedReaderRecommender
     from systems.semid.reading import Credible, NegatingReaderRecommender
 
-    s, data = env
-    c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
-    c.fit(data, seed=0)
+    c = constrain
     assert isinstance(c, CheckedReaderRecommender) and c.heed is not None
     n = len(c.space.item_ids)
     text = next(t for t in c.cspace.negation.values() if t not in c.cspace.anchored
@@ -207,14 +212,12 @@ def test_semid_constrain_sets_aside_a_bound_its_head_reads_the_other_way(env, mo
     reading["now"] = ("mixed", both, ("credible",))
     assert c.read(r)[1] is both
     reading["now"] = (text, pred, text)
-    c.check = False  # without the check the bound is kept however the head reads the request
+    monkeypatch.setattr(c, "check", False)  # without the check the bound is kept however the head reads the request
     assert c.read(r)[1] is pred
 
 
-def test_the_checked_reader_reads_a_request_with_its_head_once(env, monkeypatch):
-    s, data = env
-    c, _ = build_system("semid-constrain", {**s.p, "constrain": True})
-    c.fit(data, seed=0)
+def test_the_checked_reader_reads_a_request_with_its_head_once(constrain, monkeypatch):
+    c = constrain
     calls = []
     real = HeedingSemIdRecommender.satisfaction
     monkeypatch.setattr(HeedingSemIdRecommender, "satisfaction", lambda self, r: calls.append(r) or real(self, r))
