@@ -19,14 +19,14 @@ def _build(name: str, **params: Any) -> Any:
 
 
 def _build_heeding(name: str, **params: Any) -> Any:
-    from systems.semid.heed import HeedingSemIdRecommender
+    from systems.semid.dated import DatedSemIdRecommender
 
-    return HeedingSemIdRecommender(name, **params)
+    return DatedSemIdRecommender(name, **params)
 
 
 @register_system(
     "semid",
-    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained decoding in which the codes pick the first id level and the item head the rest (seed 000); a satisfaction head on the whole base LLM's reading of the request weighs every item by whether it satisfies it",
+    description="Semantic-id LLM: RQ-VAE ids, SmolLM2 (first 4 layers) + LoRA trained on whole user sequences, a learned vector per history item and an item head beside the codes, distilled from SASRec, trie-constrained decoding in which the codes pick the first id level and the item head the rest (seed 000); a satisfaction head on the whole base LLM's reading of the request weighs every item by whether it satisfies it, and a date said without a number (the last few years, after a well-known event) is read exactly",
 )
 def semid(
     base_model: str = "smollm2",
@@ -97,9 +97,9 @@ register_variant(
 )
 
 def _build_constrain(name: str, **params: Any) -> Any:
-    from systems.semid.checked import CheckedReaderRecommender
+    from systems.semid.dated import DatedReaderRecommender
 
-    return CheckedReaderRecommender(name, **params)
+    return DatedReaderRecommender(name, **params)
 
 
 register_variant(
@@ -107,7 +107,7 @@ register_variant(
     _build_constrain,
     like=semid,
     defaults={"constrain": True},
-    description="Semantic-id LLM that first reads the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items its likeliest readings make 90 % sure to satisfy it, weighed by plain semid's satisfaction head (the head alone when the reader is unsure or the head reads the request the other way)",
+    description="Semantic-id LLM that first reads the request as a card constraint (grammar over the card's constraints, each ordinal one also negated), then decodes only items its likeliest readings make 90 % sure to satisfy it, weighed by plain semid's satisfaction head (the head alone when the reader is unsure or the head reads the request the other way); a date said without a number is read exactly",
 )
 
 register_variant(

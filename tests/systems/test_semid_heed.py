@@ -226,3 +226,85 @@ def test_the_checked_reader_reads_a_request_with_its_head_once(constrain, monkey
     assert np.array_equal(c.satisfaction(r), first) and len(calls) == 1
     c.satisfaction(Request("0", conversation=(Turn("no horror"),)))
     assert len(calls) == 2
+
+
+def _years(s, pred):
+    """The catalog items (code-space order) that satisfy ``pred``, as a set."""
+    return {it for it, ok in zip(s.space.item_ids, s._mask(pred) > 0.5, strict=True) if ok}
+
+
+def test_a_date_counted_back_from_the_catalogs_present_is_read_exactly(env, constrain):
+    from systems.semid.dated import OUTSIDE, Dating
+
+    s, data = env
+    assert isinstance(s, Dating) and isinstance(constrain, Dating)
+    newest = max(int(v["release_year"]) for v in data.items.values())
+    r = Request("0", history=HIST, exclude=frozenset(HIST), conversation=(Turn("something from the last five years"),))
+    d = s.dated(r)
+    want = {it for it, v in data.items.items() if int(v["release_year"]) >= newest - 4}
+    assert d is not None and _years(s, d.predicate) == want and str(newest) in d.why
+    assert _years(s, s.dated(Request("0", conversation=(Turn("only the past decade please"),))).predicate) == {
+        it for it, v in data.items.items() if int(v["release_year"]) >= newest - 9}
+    # plain semid: the head's probability, times OUTSIDE for every item the date rules out
+    plain = HeedingSemIdRecommender.satisfaction(s, r)
+    inside = s._mask(d.predicate) > 0.5
+    assert np.allclose(s.satisfaction(r)[inside], plain[inside])
+    assert np.allclose(s.satisfaction(r)[~inside], plain[~inside] + np.log(OUTSIDE))
+    # semid-constrain keeps decoding to it
+    text, pred, _ = constrain.read(r)
+    assert text.startswith(d.text) and _years(constrain, pred) == want
+    assert set(constrain.recommend([r], k=len(want))[0].items) <= want
+    # a request with no such date is read as before
+    other = Request("0", conversation=(Turn("i want horror"),))
+    assert s.dated(other) is None and np.array_equal(s.satisfaction(other), HeedingSemIdRecommender.satisfaction(s, other))
+
+
+def test_an_event_is_dated_by_the_llm_only_when_it_is_sure_and_nothing_else_says_the_date(constrain, monkeypatch):
+    from systems.semid.dated import SURE
+
+    c = constrain
+    said = {"p": 0.9}
+    monkeypatch.setattr(c, "year_of", lambda event: (1969, said["p"]))
+    monkeypatch.setattr(c, "_date_memo", {})
+
+    def dated(text, history=HIST):
+        c._date_memo.clear()
+        return c.dated(Request("0", history=history, conversation=(Turn(text),)))
+
+    after, since, before = (dated(f"a film made {w} the end of the big war") for w in ("after", "since", "before"))
+    assert (after.text, since.text, before.text) == ("year > 1969", "year >= 1969", "year < 1969")
+    years = {it: int(v["release_year"]) for it, v in train_data().items.items()}
+    assert _years(c, after.predicate) == {it for it, y in years.items() if y > 1969}
+    assert _years(c, before.predicate) == {it for it, y in years.items() if y < 1969}
+    assert dated("something made after the end of the big war, but no horror").text == "year > 1969"
+    assert dated("after the 1980 games") is None  # a number: the readers read it
+    assert dated("after the seventies") is None  # a bin of the card
+    assert dated("made after the Film3 remake") is None  # a title: a relation to an item
+    assert dated("after dinner") is None  # no event named
+    said["p"] = SURE - 0.01
+    assert dated("a film made after the end of the big war") is None  # the LLM is not sure of its year
+    said["p"] = 0.9
+    monkeypatch.setattr(c, "dates", False)
+    assert dated("a film made after the end of the big war") is None
+
+
+def test_semid_constrain_keeps_a_genre_its_reader_is_sure_of_beside_the_date(constrain, monkeypatch):
+    from systems.semid.reading import NegatingReaderRecommender
+
+    c = constrain
+    include = next(t for t in c.cspace.texts if " = " in t and "&" not in t)
+    monkeypatch.setattr(NegatingReaderRecommender, "read", lambda self, r: (include, c.cspace.preds[include], include))
+    r = Request("0", conversation=(Turn("something from the last twenty years"),))
+    text, pred, key = c.read(r)
+    date = c.dated(r)
+    assert text.startswith(f"{include} & {date.text}") and key[0] == "dated"
+    assert _years(c, pred) == _years(c, c.cspace.preds[include]) & _years(c, date.predicate)
+
+
+def test_the_llm_dates_an_event_to_a_year_the_card_could_mean(env):
+    from systems.semid.dated import EARLIEST
+
+    s, _ = env
+    s.dated(Request("0", conversation=(Turn("x"),)))  # sets up the dating
+    year, p = s.year_of("the end of the big war")
+    assert EARLIEST <= year <= 1998 and 0.0 < p <= 1.0
