@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,17 @@ def test_the_parse_check_counts_what_the_head_sets_aside_among_right_and_wrong_r
     assert rows["after"] == "| after | 2 | 0 (0.000) | 2 | 1 (0.500) |"
     assert rows["include"] == "| include | 1 | 1 (1.000) | 0 | - |"
     assert rows["all"] == "| all | 3 | 1 (0.333) | 2 | 1 (0.500) |"
+
+
+def test_the_dating_check_scores_every_event_on_a_tiny_llm(tmp_path):
+    pytest.importorskip("transformers")
+    from systems.semid.tiny import save_tiny
+
+    dating = _load("semid_dating")
+    out = tmp_path / "dating.md"
+    assert dating.main(["--base-model", str(save_tiny(tmp_path / "base")), "--newest", "1998", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| the ")]
+    assert len(rows) == len(dating.EVENTS)
+    assert all(1800 <= int(line.split(" | ")[2]) <= 1998 for line in rows)  # a year the systems could take
+    counts = out.read_text().splitlines()[-1]
+    assert sum(int(n) for n in re.findall(r": (\d+)", counts)) == len(dating.EVENTS)
