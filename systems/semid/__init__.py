@@ -122,7 +122,7 @@ register_variant(
 
 @register_system(
     "semid-tiger",
-    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes) with an item head beside the codes, distilled from a 3-epoch SASRec, the second half of its epochs weight-averaged (SWA) when that validates as well as the best epoch, MiniLM utterance prefix",
+    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes) with an item head beside the codes, distilled from a 3-epoch SASRec, MiniLM utterance prefix",
 )
 def semid_tiger(
     embedder: str = "minilm",
@@ -156,10 +156,7 @@ def semid_tiger(
     item_head: bool = True,
     item_mix: float = 1.0,
     lm_levels: int = 0,
-    average_from: int = 5,
 ) -> Any:
-    # -S average_from=N: the weights of epochs N..epochs averaged (SWA), kept when they validate at least as
-    # well as the best epoch (systems/semid/tiger.py); 0 keeps the best epoch only
-    from systems.semid.tiger import AveragedScratchDecoder
+    from systems.semid.scratch import ScratchDecoder
 
-    return AveragedScratchDecoder("semid-tiger", **{k: v for k, v in locals().items() if k != "AveragedScratchDecoder"})
+    return ScratchDecoder("semid-tiger", **{k: v for k, v in locals().items() if k != "ScratchDecoder"})
