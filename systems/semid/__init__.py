@@ -146,7 +146,7 @@ def semid_tiger(
     steer_history: int = 20,
     steer_lr: float = 5e-3,
     max_history: int = 50,
-    beam: int = 20,
+    beam: int = 40,
     rec_batch: int = 64,
     threads: int = 0,
     teacher: str = "sasrec",
