@@ -1,6 +1,6 @@
 """``semid-tiger``: does an ensemble of decoders over the same ids beat the single decoder, on validation?
 
-Usage: python benchmarks/semid_tiger_ensemble.py [--seed N] [--members K]
+Usage: python benchmarks/semid_tiger_ensemble.py [--seed N] [--members K] [--beam B]
 
 Fits (or loads from the cache) K decoders of ``semid-tiger`` that share the
 ids, the teacher and the training rows and differ only in their initial
@@ -11,7 +11,7 @@ scores on
 every validation user, and apart over the users that training did not use to
 pick its epoch (all but the first ``val_users``):
 
-- the single decoder as it decodes (beam search), the default before;
+- the single decoder as it decodes (beam search; ``--beam``, the default's width unless given);
 - each member, every catalog item scored exactly (``score_catalog``);
 - the ensemble: the mean of the members' probabilities, and the mean of their
   log-probabilities.
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--members", type=int, default=2)
+    ap.add_argument("--beam", type=int, default=0, help="beam width of the single decoder's lists (0: its default)")
     args = ap.parse_args(argv)
     import torch
 
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     params = system_defaults("semid-tiger")
+    if args.beam:
+        params["beam"] = args.beam  # inference only: the same trained models
     Member = member_class()  # noqa: N806
     data = leave_one_out(load_dataset("ml-100k")).train_data(load_card("ml-100k"))
     members = []
