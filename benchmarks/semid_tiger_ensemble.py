@@ -63,42 +63,38 @@ def member_class() -> type:
     return Member
 
 
-def per_user_ndcg(ranked: list[list[str]], targets: list[str]) -> np.ndarray:
-    out = np.zeros(len(targets))
-    for i, (r, t) in enumerate(zip(ranked, targets, strict=True)):
-        if t in r[:10]:
-            out[i] = 1.0 / np.log2(r.index(t) + 2)
-    return out
+def parse_members(text: str) -> int:
+    """``--members``: an ensemble needs 2 or more; one line that says so otherwise."""
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 2:
+        raise argparse.ArgumentTypeError(f"--members {text!r}: an ensemble needs an integer of 2 or more (member 0 is the single decoder)")
+    return k
 
 
-def top10(scores: np.ndarray, item_ids: tuple[str, ...], reqs: list) -> list[list[str]]:
-    col = {it: j for j, it in enumerate(item_ids)}
-    out = []
-    for r, s in zip(reqs, scores, strict=True):
-        s = s.copy()
-        s[[col[i] for i in r.exclude if i in col]] = -np.inf
-        out.append([item_ids[j] for j in np.argsort(-s, kind="stable")[:10]])
-    return out
+def mixture(lps: list[np.ndarray]) -> np.ndarray:
+    """Log of the mean of the members' catalog distributions (each member's scores softmaxed over the catalog)."""
+    from scipy.special import log_softmax, logsumexp
 
-
-def softmax_rows(lp: np.ndarray) -> np.ndarray:
-    lp = lp - lp.max(axis=1, keepdims=True)
-    p = np.exp(lp)
-    return p / p.sum(axis=1, keepdims=True)
+    return logsumexp(np.stack([log_softmax(lp, axis=1) for lp in lps]), axis=0) - np.log(len(lps))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--members", type=int, default=2)
+    ap.add_argument("--members", type=parse_members, default=2)
     ap.add_argument("--beam", type=int, default=0, help="beam width of the single decoder's lists (0: its default)")
     args = ap.parse_args(argv)
     import torch
 
+    from systems.sasrec.model import top_k
     from systems.semid.system import _train_sequences
     from talkwalk_bench.data.card import load_card
     from talkwalk_bench.data.dataset import load_dataset
     from talkwalk_bench.data.split import leave_one_out
+    from talkwalk_bench.metrics.ranking import hit_matrix, ranking_metrics
     from talkwalk_bench.metrics.stats import paired_difference
     from talkwalk_bench.registry import system_defaults
     from talkwalk_bench.types import Request
@@ -122,13 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     reqs = [Request(user_id=u, history=tuple(seqs[u]), exclude=frozenset(seqs[u])) for u in users]
     targets = [valid[u] for u in users]
     item_ids = members[0].item_ids
-    lists = {"single decoder (beam search)": [r.items for r in members[0].recommend(reqs, k=10)]}
+    lists = {"single decoder (beam search)": [list(r.items) for r in members[0].recommend(reqs, k=10)]}
     lps = [m.score_catalog(reqs, text=False) for m in members]
-    for k, lp in enumerate(lps):
-        lists[f"member {k}, exact"] = top10(lp, item_ids, reqs)
-    lists["ensemble, mean probability"] = top10(np.log(sum(softmax_rows(lp) for lp in lps)), item_ids, reqs)
-    lists["ensemble, mean log-probability"] = top10(sum(lps) / len(lps), item_ids, reqs)
-    scores = {name: per_user_ndcg([list(x) for x in ls], targets) for name, ls in lists.items()}
+    ranked = {f"member {k}, exact": lp for k, lp in enumerate(lps)}
+    ranked["ensemble, mean probability"] = mixture(lps)
+    ranked["ensemble, mean log-probability"] = sum(lps) / len(lps)
+    for name, sc in ranked.items():
+        lists[name] = [list(top_k(item_ids, row, r.exclude, 10).items) for row, r in zip(sc, reqs, strict=True)]
+    scores = {}
+    for name, ls in lists.items():
+        H, n_rel = hit_matrix(ls, [[t] for t in targets], 10)
+        scores[name] = ranking_metrics(H, n_rel, [10], ["nDCG"])["nDCG@10"]
     base = scores["single decoder (beam search)"]
     held = np.arange(len(users)) >= int(params["val_users"])
     print(f"\nseed {args.seed}, {args.members} members; validation nDCG@10, all {len(users)} users and the "

@@ -6,6 +6,7 @@ import importlib.util
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +55,21 @@ def test_the_dating_check_scores_every_event_on_a_tiny_llm(tmp_path):
     assert all(1800 <= int(line.split(" | ")[2]) <= 1998 for line in rows)  # a year the systems could take
     counts = out.read_text().splitlines()[-1]
     assert sum(int(n) for n in re.findall(r": (\d+)", counts)) == len(dating.EVENTS)
+
+
+@pytest.mark.parametrize("bad", ["1", "0", "two"])
+def test_tiger_ensemble_refuses_fewer_than_two_members_in_one_line(bad, capsys):
+    ens = _load("semid_tiger_ensemble")
+    assert ens.parse_members("3") == 3
+    with pytest.raises(SystemExit):
+        ens.main(["--members", bad])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert repr(bad) in err and "2 or more" in err
+
+
+def test_tiger_ensemble_mixture_is_the_log_of_the_members_mean_distribution():
+    ens = _load("semid_tiger_ensemble")
+    a = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])) + 3.0  # unnormalised scores
+    b = np.log(np.array([[0.1, 0.6, 0.3], [0.5, 0.25, 0.25]]))
+    want = np.log((np.exp(a - 3.0) + np.exp(b)) / 2)
+    assert np.allclose(ens.mixture([a, b]), want)

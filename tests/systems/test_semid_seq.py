@@ -180,6 +180,26 @@ def test_tiger_lists_are_valid_and_its_scores_a_distribution(env):
     assert np.exp(lp).sum() == pytest.approx(1.0, abs=1e-4)
 
 
+def test_the_ensemble_benchmarks_members_share_ids_and_teacher_but_not_weights(env):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "semid_tiger_ensemble.py"
+    spec = importlib.util.spec_from_file_location("semid_tiger_ensemble", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    Member = bench.member_class()  # noqa: N806
+    single, _ = build_system("semid-tiger", TIGER)
+    m0, m1 = (Member("semid-tiger", k, **single.p) for k in (0, 1))
+    # member 0 is the default model (same cache entry); member 1 has its own
+    assert m0._key(env[1], 0) == single._key(env[1], 0) != m1._key(env[1], 0)
+    for m in (m0, m1):
+        m.fit(env[1], seed=0)
+    assert m0.space.sids == m1.space.sids and m0.seed == m1.seed == 0
+    w0, w1 = (m.model.get_input_embeddings().weight for m in (m0, m1))
+    assert not torch.equal(w0, w1)
+
+
 def test_seq_recipe_lists_cache_and_resume(env):
     s = fitted("semid", env)
     assert s.fit_info["cached"] is False and s.fit_info["training"]["steps"] > 0
