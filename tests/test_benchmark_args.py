@@ -73,3 +73,31 @@ def test_tiger_ensemble_mixture_is_the_log_of_the_members_mean_distribution():
     b = np.log(np.array([[0.1, 0.6, 0.3], [0.5, 0.25, 0.25]]))
     want = np.log((np.exp(a - 3.0) + np.exp(b)) / 2)
     assert np.allclose(ens.mixture([a, b]), want)
+
+
+@pytest.mark.parametrize("bad", ["1", "0", "three"])
+def test_tiger_teachers_refuses_fewer_than_two_draws_in_one_line(bad, capsys):
+    bench = _load("semid_tiger_teachers")
+    assert bench.parse_teachers("3") == 3
+    with pytest.raises(SystemExit):
+        bench.main(["--teachers", bad])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert repr(bad) in err and "2 or more" in err
+
+
+class _Fixed:
+    def __init__(self, item_ids, scores):
+        self.item_ids, self.scores = tuple(item_ids), np.asarray(scores, dtype=np.float64)
+
+    def score_catalog(self, requests):
+        return np.tile(self.scores, (len(requests), 1))
+
+
+def test_mean_teacher_is_the_mixture_of_its_draws_and_refuses_other_catalogs():
+    bench = _load("semid_tiger_teachers")
+    a, b = _Fixed("xyz", [2.0, 0.0, -1.0]), _Fixed("xyz", [-3.0, 1.0, 0.5])
+    got = np.exp(bench.MeanTeacher([a, b]).score_catalog([object(), object()]))
+    soft = [np.exp(s.scores) / np.exp(s.scores).sum() for s in (a, b)]
+    assert got.shape == (2, 3) and np.allclose(got, (soft[0] + soft[1]) / 2)
+    with pytest.raises(ValueError, match="catalogs differ"):
+        bench.MeanTeacher([a, _Fixed("xyw", [0.0, 0.0, 0.0])])

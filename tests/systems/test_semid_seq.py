@@ -200,6 +200,28 @@ def test_the_ensemble_benchmarks_members_share_ids_and_teacher_but_not_weights(e
     assert not torch.equal(w0, w1)
 
 
+def test_the_teachers_benchmark_fits_its_draws_at_consecutive_seeds_in_its_own_cache_entry(env, monkeypatch):
+    import importlib.util
+    import pathlib
+
+    from systems.baselines import Popularity
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "semid_tiger_teachers.py"
+    spec = importlib.util.spec_from_file_location("semid_tiger_teachers", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = {**TIGER, "teacher": "popularity", "teacher_args": "", "distill": 0.5}
+    single, _ = build_system("semid-tiger", args)
+    taught = bench.taught_class()("semid-tiger", 3, **single.p)
+    assert taught._key(env[1], 4) != single._key(env[1], 4)
+    seeds = []
+    real_fit = Popularity.fit
+    monkeypatch.setattr(Popularity, "fit", lambda self, data, *, seed: (seeds.append(seed), real_fit(self, data, seed=seed))[1])
+    taught.fit(env[1], seed=4)
+    assert seeds == [4, 5, 6] and taught.fit_info["teacher"]["fit_info"] == {"draws": 3}
+    assert taught.space.sids == (single.fit(env[1], seed=4) or single).space.sids
+
+
 def test_seq_recipe_lists_cache_and_resume(env):
     s = fitted("semid", env)
     assert s.fit_info["cached"] is False and s.fit_info["training"]["steps"] > 0
