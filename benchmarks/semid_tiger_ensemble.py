@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +82,41 @@ def mixture(lps: list[np.ndarray]) -> np.ndarray:
     return logsumexp(np.stack([log_softmax(lp, axis=1) for lp in lps]), axis=0) - np.log(len(lps))
 
 
+def validation_requests(data: Any) -> tuple[list[Any], list[str]]:
+    """One request per validation user (its train history, masked) and its held-out validation item, in user order."""
+    from systems.semid.system import _train_sequences
+    from talkwalk_bench.types import Request
+
+    seqs = _train_sequences(data)
+    valid = dict(zip(data.valid.user_ids.tolist(), data.valid.item_ids.tolist(), strict=False))
+    users = [u for u in sorted(valid) if u in seqs]
+    return ([Request(user_id=u, history=tuple(seqs[u]), exclude=frozenset(seqs[u])) for u in users],
+            [valid[u] for u in users])
+
+
+def ndcg_at_10(lists: list[list[str]], targets: list[str]) -> np.ndarray:
+    """Per-user nDCG@10 of one held-out item each, with the harness's code."""
+    from talkwalk_bench.metrics.ranking import hit_matrix, ranking_metrics
+
+    H, n_rel = hit_matrix(lists, [[t] for t in targets], 10)
+    return ranking_metrics(H, n_rel, [10], ["nDCG"])["nDCG@10"]
+
+
+def report(scores: dict[str, np.ndarray], base: str, picked: int, head: str) -> None:
+    """Each row's mean nDCG@10 and paired difference to ``base`` [95 % CI], over all users and over those after
+    the first ``picked`` (the users training did not use to pick its epoch)."""
+    from talkwalk_bench.metrics.stats import paired_difference
+
+    held = np.arange(len(scores[base])) >= picked
+    print(f"\n{head}; validation nDCG@10, all {len(held)} users and the {int(held.sum())} not used to pick epochs; "
+          f"paired difference to the {base} [95 % CI]")
+    for name, s in scores.items():
+        d, lo, hi = paired_difference(s, scores[base])
+        dh, loh, hih = paired_difference(s[held], scores[base][held])
+        print(f"{name:34s} {s.mean():.4f} ({d:+.4f} [{lo:+.4f}, {hi:+.4f}])   "
+              f"{s[held].mean():.4f} ({dh:+.4f} [{loh:+.4f}, {hih:+.4f}])")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
@@ -90,14 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from systems.sasrec.model import top_k
-    from systems.semid.system import _train_sequences
     from talkwalk_bench.data.card import load_card
     from talkwalk_bench.data.dataset import load_dataset
     from talkwalk_bench.data.split import leave_one_out
-    from talkwalk_bench.metrics.ranking import hit_matrix, ranking_metrics
-    from talkwalk_bench.metrics.stats import paired_difference
     from talkwalk_bench.registry import system_defaults
-    from talkwalk_bench.types import Request
 
     torch.set_num_threads(1)
     params = system_defaults("semid-tiger")
@@ -112,11 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         members.append(m)
         print(f"member {k}: best epoch {m.fit_info.get('best_epoch')}, "
               f"validation nDCG@10 on its {params['val_users']} users {m.fit_info.get('best_val_ndcg@10'):.4f}", flush=True)
-    seqs = _train_sequences(data)
-    valid = dict(zip(data.valid.user_ids.tolist(), data.valid.item_ids.tolist(), strict=False))
-    users = [u for u in sorted(valid) if u in seqs]
-    reqs = [Request(user_id=u, history=tuple(seqs[u]), exclude=frozenset(seqs[u])) for u in users]
-    targets = [valid[u] for u in users]
+    reqs, targets = validation_requests(data)
     item_ids = members[0].item_ids
     lists = {"single decoder (beam search)": [list(r.items) for r in members[0].recommend(reqs, k=10)]}
     lps = [m.score_catalog(reqs, text=False) for m in members]
@@ -125,19 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ranked["ensemble, mean log-probability"] = sum(lps) / len(lps)
     for name, sc in ranked.items():
         lists[name] = [list(top_k(item_ids, row, r.exclude, 10).items) for row, r in zip(sc, reqs, strict=True)]
-    scores = {}
-    for name, ls in lists.items():
-        H, n_rel = hit_matrix(ls, [[t] for t in targets], 10)
-        scores[name] = ranking_metrics(H, n_rel, [10], ["nDCG"])["nDCG@10"]
-    base = scores["single decoder (beam search)"]
-    held = np.arange(len(users)) >= int(params["val_users"])
-    print(f"\nseed {args.seed}, {args.members} members; validation nDCG@10, all {len(users)} users and the "
-          f"{int(held.sum())} not used to pick epochs; paired difference to the single decoder [95 % CI]")
-    for name, s in scores.items():
-        d, lo, hi = paired_difference(s, base)
-        dh, loh, hih = paired_difference(s[held], base[held])
-        print(f"{name:34s} {s.mean():.4f} ({d:+.4f} [{lo:+.4f}, {hi:+.4f}])   "
-              f"{s[held].mean():.4f} ({dh:+.4f} [{loh:+.4f}, {hih:+.4f}])")
+    scores = {name: ndcg_at_10(ls, targets) for name, ls in lists.items()}
+    report(scores, "single decoder (beam search)", int(params["val_users"]), f"seed {args.seed}, {args.members} members")
     return 0
 
 

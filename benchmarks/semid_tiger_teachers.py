@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from semid_tiger_ensemble import mixture, ndcg_at_10, report, validation_requests  # noqa: E402
 
 
 class MeanTeacher:
@@ -42,11 +45,7 @@ class MeanTeacher:
         self.fit_info = {"draws": len(self.systems)}
 
     def score_catalog(self, requests: Sequence[Any]) -> np.ndarray:
-        from scipy.special import log_softmax, logsumexp
-
-        logp = np.stack([log_softmax(np.asarray(s.score_catalog(requests), dtype=np.float64), axis=-1)
-                         for s in self.systems])
-        return logsumexp(logp, axis=0) - np.log(len(self.systems))
+        return mixture([np.asarray(s.score_catalog(requests), dtype=np.float64) for s in self.systems])
 
 
 def taught_class() -> type:
@@ -101,14 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from systems.semid.system import _train_sequences
     from talkwalk_bench.data.card import load_card
     from talkwalk_bench.data.dataset import load_dataset
     from talkwalk_bench.data.split import leave_one_out
-    from talkwalk_bench.metrics.ranking import hit_matrix, ranking_metrics
-    from talkwalk_bench.metrics.stats import paired_difference
     from talkwalk_bench.registry import build_system, system_defaults
-    from talkwalk_bench.types import Request
 
     torch.set_num_threads(1)
     data = leave_one_out(load_dataset("ml-100k")).train_data(load_card("ml-100k"))
@@ -117,25 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     single.fit(data, seed=args.seed)
     taught = taught_class()("semid-tiger", args.teachers, **{**system_defaults("semid-tiger"), "steer_steps": 0})
     taught.fit(data, seed=args.seed)
-    seqs = _train_sequences(data)
-    valid = dict(zip(data.valid.user_ids.tolist(), data.valid.item_ids.tolist(), strict=False))
-    users = [u for u in sorted(valid) if u in seqs]
-    reqs = [Request(user_id=u, history=tuple(seqs[u]), exclude=frozenset(seqs[u])) for u in users]
+    reqs, targets = validation_requests(data)
     scores = {}
     for name, m in (("one teacher (default)", single), (f"mean of {args.teachers} teacher draws", taught)):
-        H, n_rel = hit_matrix([list(r.items) for r in m.recommend(reqs, k=10)], [[valid[u]] for u in users], 10)
-        scores[name] = ranking_metrics(H, n_rel, [10], ["nDCG"])["nDCG@10"]
+        scores[name] = ndcg_at_10([list(r.items) for r in m.recommend(reqs, k=10)], targets)
         print(f"{name}: best epoch {m.fit_info.get('best_epoch')}, training {m.fit_info.get('curve', [{}])[-1].get('seconds')} s",
               flush=True)
-    base = scores["one teacher (default)"]
-    held = np.arange(len(users)) >= int(single.p["val_users"])
-    print(f"\nseed {args.seed}; validation nDCG@10, all {len(users)} users and the {int(held.sum())} not used to "
-          "pick epochs; paired difference to the default [95 % CI]")
-    for name, s in scores.items():
-        d, lo, hi = paired_difference(s, base)
-        dh, loh, hih = paired_difference(s[held], base[held])
-        print(f"{name:34s} {s.mean():.4f} ({d:+.4f} [{lo:+.4f}, {hi:+.4f}])   "
-              f"{s[held].mean():.4f} ({dh:+.4f} [{loh:+.4f}, {hih:+.4f}])")
+    report(scores, "one teacher (default)", int(single.p["val_users"]), f"seed {args.seed}")
     return 0
 
 

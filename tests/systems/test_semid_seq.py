@@ -180,14 +180,19 @@ def test_tiger_lists_are_valid_and_its_scores_a_distribution(env):
     assert np.exp(lp).sum() == pytest.approx(1.0, abs=1e-4)
 
 
-def test_the_ensemble_benchmarks_members_share_ids_and_teacher_but_not_weights(env):
+def _benchmark(name: str):
+    """A script of ``benchmarks/``, loaded as a module."""
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "semid_tiger_ensemble.py"
-    spec = importlib.util.spec_from_file_location("semid_tiger_ensemble", path)
+    spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_ensemble_benchmarks_members_share_ids_and_teacher_but_not_weights(env):
+    bench = _benchmark("semid_tiger_ensemble")
     Member = bench.member_class()  # noqa: N806
     single, _ = build_system("semid-tiger", TIGER)
     m0, m1 = (Member("semid-tiger", k, **single.p) for k in (0, 1))
@@ -201,15 +206,9 @@ def test_the_ensemble_benchmarks_members_share_ids_and_teacher_but_not_weights(e
 
 
 def test_the_teachers_benchmark_fits_its_draws_at_consecutive_seeds_in_its_own_cache_entry(env, monkeypatch):
-    import importlib.util
-    import pathlib
-
     from systems.baselines import Popularity
 
-    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "semid_tiger_teachers.py"
-    spec = importlib.util.spec_from_file_location("semid_tiger_teachers", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("semid_tiger_teachers")
     args = {**TIGER, "teacher": "popularity", "teacher_args": "", "distill": 0.5}
     single, _ = build_system("semid-tiger", args)
     taught = bench.taught_class()("semid-tiger", 3, **single.p)
