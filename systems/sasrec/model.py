@@ -5,15 +5,20 @@ data_preparation -> Trainer.fit) on the harness's split, written as atomic
 files under a private dataset name inside the model cache, so RecBole never
 downloads anything and never writes into the working directory. Trained
 weights are cached, keyed by the split, the RecBole settings and the seed.
+One process at a time works in a cache entry: another that wants the same
+model waits for it, then loads what it saved.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,29 @@ from talkwalk_bench.types import Interactions, Ranking, Request, SystemMeta, Tra
 VERSION = "1"
 MODEL_FILE = "model.pt"
 MANIFEST = "model.json"
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def entry_lock(entry: Path) -> Iterator[None]:
+    """Hold the cache entry's exclusive lock (an ``flock``, which the kernel drops if the holder dies).
+
+    Loading stages RecBole's data files inside the entry and training writes its
+    checkpoints there, so two processes in one entry would rename each other's
+    files and the loser would retrain and rewrite the model."""
+    import fcntl
+
+    entry.mkdir(parents=True, exist_ok=True)
+    fd = os.open(entry / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"sasrec: waiting for another process using the cache entry {entry}", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class SASRecSystem:
@@ -71,11 +99,12 @@ class SASRecSystem:
         threads_before = torch.get_num_threads()
         torch.set_num_threads(self.args["threads"])
         try:
-            if self.args["cache"] and test is None and self._load_cached(entry, data, seed):
-                return
-            self._train_model(entry, data, seed, test)
-            if self.args["cache"] and test is None:
-                self._save_cached(entry)
+            with entry_lock(entry):
+                if self.args["cache"] and test is None and self._load_cached(entry, data, seed):
+                    return
+                self._train_model(entry, data, seed, test)
+                if self.args["cache"] and test is None:
+                    self._save_cached(entry)
         finally:
             torch.set_num_threads(threads_before)
 

@@ -241,3 +241,39 @@ def test_training_is_early_stopped_on_validation_and_the_default_trains_to_conve
     system.fit(split.train_data(load_card("ml-100k")), seed=0)
     assert 2 <= system.fit_info["epochs_run"] < 40
     assert system.fit_info["best_valid"] > 0
+
+
+def test_a_second_process_waits_for_the_cache_entry_then_loads_it_without_rewriting_it(trained, small_ml, cache_root):
+    """Two runs that want one cached model do not stage RecBole's files in one folder at once (the loser
+    used to crash or retrain and rewrite the entry): the second waits on the entry's lock, then loads."""
+    import subprocess
+    import sys
+    import time
+
+    from systems.sasrec.model import entry_lock
+
+    system, _ = trained
+    entry = Path(system.cache_entry)
+    before = (entry / "model.pt").stat().st_mtime_ns
+    code = ("import json, sys, torch; torch.set_num_threads(1)\n"
+            "from talkwalk_bench.data import leave_one_out, load_card, load_dataset\n"
+            "from talkwalk_bench.registry import build_system\n"
+            f"s, _ = build_system('sasrec', json.loads(sys.argv[1]))\n"
+            f"s.fit(leave_one_out(load_dataset({str(small_ml)!r})).train_data(load_card('ml-100k')), seed=0)\n"
+            "print('from_cache', s.from_cache)\n")
+    import json
+
+    with entry_lock(entry):
+        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(TINY)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "TALKWALK_CACHE_DIR": str(cache_root)})
+        deadline = time.monotonic() + 120
+        waiting = ""
+        while "waiting for another process" not in waiting and time.monotonic() < deadline and proc.poll() is None:
+            waiting += proc.stderr.readline()
+        assert "waiting for another process" in waiting and str(entry) in waiting
+        time.sleep(0.5)
+        assert proc.poll() is None  # still blocked while the lock is held
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.split() == ["from_cache", "True"] and "unusable" not in err
+    assert (entry / "model.pt").stat().st_mtime_ns == before
