@@ -122,7 +122,7 @@ register_variant(
 
 @register_system(
     "semid-tiger",
-    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes) with an item head beside the codes, distilled from a 3-epoch SASRec, MiniLM utterance prefix",
+    description="From-scratch semantic-id decoder (TIGER-style, decoder-only small transformer over the same codes) with an item head beside the codes, distilled from the converged SASRec (the sasrec row's own model), MiniLM utterance prefix",
 )
 def semid_tiger(
     embedder: str = "minilm",
@@ -150,7 +150,7 @@ def semid_tiger(
     rec_batch: int = 64,
     threads: int = 0,
     teacher: str = "sasrec",
-    teacher_args: str = "epochs=3",
+    teacher_args: str = "epochs=100",
     distill: float = 0.5,
     item_embed: bool = True,
     item_head: bool = True,

@@ -430,12 +430,18 @@ def test_constraint_rows_come_from_train_phrasings_only(env):
 
 
 def test_tiger_distils_from_a_catalog_teacher_and_keeps_old_cache_keys(env):
-    plain, _ = build_system("semid-tiger", {**TIGER, "distill": 0.0})
+    plain, _ = build_system("semid-tiger", {**TIGER, "teacher_args": "epochs=3", "distill": 0.0})
     taught, _ = build_system("semid-tiger", {**TIGER, "teacher": "popularity", "teacher_args": "", "distill": 0.5})
-    # a teacher is a training argument; without one the key is the one models had before teachers existed
+    # a teacher is a training argument; without one (at the teacher_args of that time) the key is the one
+    # models had before teachers existed
     assert plain._key(env[1], 0) != taught._key(env[1], 0)
     unset = {k: v for k, v in plain.p.items() if k not in ("teacher", "teacher_args", "distill")}
     assert plain._key(env[1], 0) == type(plain)("semid-tiger", **unset)._key(env[1], 0)
+    # the teacher's own arguments are in the key: a model taught by the converged SASRec (the default) never
+    # shares an entry with one taught by a 3-epoch SASRec
+    converged, _ = build_system("semid-tiger", {**TIGER, "teacher": "sasrec"})
+    short, _ = build_system("semid-tiger", {**TIGER, "teacher": "sasrec", "teacher_args": "epochs=3"})
+    assert converged.p["teacher_args"] == "epochs=100" and converged._key(env[1], 0) != short._key(env[1], 0)
     taught.fit(env[1], seed=0)
     assert taught.fit_info["teacher"]["system"] == "popularity" and taught.fit_info["cached"] is False
     # the KL term moves the loss: with alpha 0.5 and a teacher unlike the student it is not the plain CE
