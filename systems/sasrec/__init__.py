@@ -36,7 +36,7 @@ def sasrec(
     weight_decay: float = 0.0,
     stopping_step: int = 10,
     valid_metric: str = "MRR@10",
-    threads: int = 1,
+    threads: int = 0,
     device: str = "cpu",
     cache: bool = True,
     **recbole: Any,
@@ -44,7 +44,8 @@ def sasrec(
     """Any further ``-S key=value`` is passed to RecBole's Config (checked against RecBole's known keys).
 
     ``epochs`` is a cap: RecBole's early stopping ends training once validation ``valid_metric`` has not
-    improved for ``stopping_step`` epochs and keeps the best epoch (docs/sasrec.md).
+    improved for ``stopping_step`` epochs and keeps the best epoch (docs/sasrec.md). ``threads`` 0 computes
+    on as many threads as torch uses by default (every core, or ``OMP_NUM_THREADS``).
     """
     args = dict(locals())
     extra = args.pop("recbole")

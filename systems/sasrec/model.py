@@ -97,7 +97,7 @@ class SASRecSystem:
         entry = cache_dir() / "sasrec" / key
         self.cache_entry = entry
         threads_before = torch.get_num_threads()
-        torch.set_num_threads(self.args["threads"])
+        torch.set_num_threads(self.args["threads"] or threads_before)
         try:
             with entry_lock(entry):
                 if self.args["cache"] and test is None and self._load_cached(entry, data, seed):
@@ -278,7 +278,7 @@ class SASRecSystem:
         cat_cols = self._rb_to_cat[cols]
         bs = self.args["eval_batch_size"]
         threads_before = torch.get_num_threads()
-        torch.set_num_threads(self.args["threads"])
+        torch.set_num_threads(self.args["threads"] or threads_before)
         try:
             for start in range(0, len(requests), bs):
                 chunk = requests[start:start + bs]

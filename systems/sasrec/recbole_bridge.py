@@ -123,11 +123,14 @@ def config_dict(args: dict[str, Any], extra: dict[str, Any], *, data_root: Path,
 def check_args(args: dict[str, Any], extra: dict[str, Any]) -> None:
     """Reject bad system args before RecBole sees them, naming the -S key to change."""
     positive_ints = ("epochs", "train_batch_size", "eval_batch_size", "n_layers", "n_heads", "hidden_size", "inner_size",
-                     "max_seq_length", "threads")
+                     "max_seq_length")
     for key in positive_ints:
         v = args[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise BenchError(f"sasrec: -S {key}={v!r} must be a positive integer")
+    v = args["threads"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise BenchError(f"sasrec: -S threads={v!r} must be a non-negative integer (0: as many as torch uses by default)")
     for key in ("hidden_dropout_prob", "attn_dropout_prob"):
         v = args[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:

@@ -191,6 +191,8 @@ def test_bad_values_fail_with_one_line_naming_the_system_arg(trained):
         build_system("sasrec", {**TINY, "learnig_rate": 0.1})
     with pytest.raises(BenchError, match=r"-S data_path=\.\.\. is set by the system"):
         build_system("sasrec", {**TINY, "data_path": "/tmp"})
+    with pytest.raises(BenchError, match=r"-S threads=-1 must be a non-negative integer"):
+        build_system("sasrec", {**TINY, "threads": -1})
     # a value only RecBole can reject: the error comes back as one line naming the arg
     system, _ = build_system("sasrec", {**TINY, "hidden_act": "swishy", "cache": False})
     with pytest.raises(BenchError) as info:
@@ -277,3 +279,26 @@ def test_a_second_process_waits_for_the_cache_entry_then_loads_it_without_rewrit
     assert proc.returncode == 0, err
     assert out.split() == ["from_cache", "True"] and "unusable" not in err
     assert (entry / "model.pt").stat().st_mtime_ns == before
+
+
+def test_threads_zero_scores_on_torchs_own_thread_count_and_shares_the_cache_entry(trained):
+    """The default ``threads=0`` leaves torch's thread count as it is (every core unless the process says
+    otherwise); ``threads`` changes speed, not the model, so it stays out of the cache key."""
+    import torch
+
+    from talkwalk_bench.registry import system_defaults
+
+    assert system_defaults("sasrec")["threads"] == 0
+    system, split = trained
+    other, _ = build_system("sasrec", {**TINY, "threads": 0})
+    before = torch.get_num_threads()
+    seen = []
+    real = torch.set_num_threads
+    try:
+        torch.set_num_threads = lambda n: (seen.append(n), real(n))[1]
+        other.fit(split.train_data(), seed=0)
+        other.score_catalog([Request(user_id=u, history=split.history(u, "test")) for u in list(split.test_item)[:2]])
+    finally:
+        torch.set_num_threads = real
+    assert other.from_cache and other.cache_entry == system.cache_entry
+    assert seen and set(seen) == {before} and torch.get_num_threads() == before
