@@ -248,6 +248,7 @@ def test_training_is_early_stopped_on_validation_and_the_default_trains_to_conve
 def test_a_second_process_waits_for_the_cache_entry_then_loads_it_without_rewriting_it(trained, small_ml, cache_root):
     """Two runs that want one cached model do not stage RecBole's files in one folder at once (the loser
     used to crash or retrain and rewrite the entry): the second waits on the entry's lock, then loads."""
+    import json
     import subprocess
     import sys
     import time
@@ -260,11 +261,9 @@ def test_a_second_process_waits_for_the_cache_entry_then_loads_it_without_rewrit
     code = ("import json, sys, torch; torch.set_num_threads(1)\n"
             "from talkwalk_bench.data import leave_one_out, load_card, load_dataset\n"
             "from talkwalk_bench.registry import build_system\n"
-            f"s, _ = build_system('sasrec', json.loads(sys.argv[1]))\n"
+            "s, _ = build_system('sasrec', json.loads(sys.argv[1]))\n"
             f"s.fit(leave_one_out(load_dataset({str(small_ml)!r})).train_data(load_card('ml-100k')), seed=0)\n"
             "print('from_cache', s.from_cache)\n")
-    import json
-
     with entry_lock(entry):
         proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(TINY)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "TALKWALK_CACHE_DIR": str(cache_root)})
